@@ -1,1 +1,83 @@
-"""Asyncio client for the Front Office trading API."""
+"""Asyncio client for the Front Office trading API: cancel one order, thousands, or all.
+
+Example:
+    >>> from frontoffice_async import FrontOfficeClient
+    >>> async with FrontOfficeClient(base_url, token=token, account_id=account) as client:
+    ...     await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")
+"""
+
+from ._version import __version__
+from .auth import TokenProvider
+from .bulk import BulkCancelResult, CancelOutcome
+from .client import FrontOfficeClient
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BulkCancelError,
+    ConflictError,
+    FrontOfficeError,
+    InvalidOrderIdError,
+    OrderNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+)
+from .models import (
+    Account,
+    AccountType,
+    OpenOrder,
+    Order,
+    OrderSide,
+    OrderSource,
+    OrderStatus,
+    OrderType,
+    PriceTrigger,
+    StopOrder,
+    StopOrderStatus,
+    TimeInForce,
+)
+from .retry import RetryBudget, RetryEvent, RetryPolicy
+from .streams import HubError, OpenOrdersStream
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Account",
+    "AccountType",
+    "AuthenticationError",
+    "BadRequestError",
+    "BulkCancelError",
+    "BulkCancelResult",
+    "CancelOutcome",
+    "ConflictError",
+    "FrontOfficeClient",
+    "FrontOfficeError",
+    "HubError",
+    "InvalidOrderIdError",
+    "OpenOrder",
+    "OpenOrdersStream",
+    "Order",
+    "OrderNotFoundError",
+    "OrderSide",
+    "OrderSource",
+    "OrderStatus",
+    "OrderType",
+    "PermissionDeniedError",
+    "PriceTrigger",
+    "RateLimitError",
+    "ResponseValidationError",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "StopOrder",
+    "StopOrderStatus",
+    "TimeInForce",
+    "TokenProvider",
+    "__version__",
+]

@@ -1,0 +1,288 @@
+"""The one cattrs converter: camelCase JSON <-> snake_case records, Decimal, aware datetimes.
+
+Structuring runs a fast generated function first; only when it fails does the detailed one
+run again to find the JSON path of the first bad field for the error message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import AttributeValidationNote, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from . import models
+from .errors import ResponseValidationError
+from .models import _OpenEnum
+
+__all__ = [
+    "converter",
+    "invalid_response",
+    "load_body",
+    "loads",
+    "structure",
+    "structure_list",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+# Decimals must stay exact: a JSON number is parsed straight into Decimal, never via float.
+_json_loads: Callable[[bytes], Any]
+
+
+def _stdlib_loads(data: bytes) -> Any:
+    return json.loads(data, parse_float=Decimal)
+
+
+_json_loads = _stdlib_loads
+
+#: Wire keys that are not the plain camelCase of the field name.
+_RENAMES: Final[dict[str, str]] = {"total_balance_in_rat": "totalBalanceInRAT"}
+
+_MODELS: Final = (
+    models.Order,
+    models.StopOrder,
+    models.OpenOrder,
+    models.PriceTrigger,
+    models.Account,
+)
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _camel(name: str) -> str:
+    if name in _RENAMES:
+        return _RENAMES[name]
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# --- scalar hooks: strict about types, tolerant about formats ---------------------------------
+
+
+def _structure_decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, str):
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"not a decimal: {value[:40]!r}") from None
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        result = Decimal(value)
+    elif isinstance(value, float):  # only a non-stdlib JSON parser can produce one
+        result = Decimal(repr(value))
+    else:
+        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    return result
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO-8601 timestamp, got {type(value).__name__}")
+    try:
+        result = datetime.fromisoformat(value)
+    except ValueError:
+        # More than 6 fractional digits: keep microseconds, drop the rest.
+        try:
+            result = datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value[:40]!r}") from None
+    if result.tzinfo is None:
+        return result.replace(tzinfo=UTC)
+    if result.tzinfo is not UTC:
+        return result.astimezone(UTC)
+    return result
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected true or false, got {type(value).__name__}")
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _structure_open_enum(value: Any, cls: type[_OpenEnum]) -> _OpenEnum:
+    if isinstance(value, str):
+        return cls(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(int, _structure_int)
+    # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
+    # most specific class must win over the strict `str` hook.
+    conv.register_structure_hook(_OpenEnum, _structure_open_enum)
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_unstructure_hook(datetime, _unstructure_datetime)
+    for cls in _MODELS:
+        names: dict[str, Any] = _renames(cls)
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **names))
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **names))
+    return conv
+
+
+def _renames(cls: type) -> dict[str, Any]:
+    return {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+
+
+#: The library's converter. Never `cattrs.global_converter`: users may have their own hooks.
+converter: Final = _make_converter()
+
+# Fast twins of the detailed hooks, for the hot path.
+_fast: dict[type, Callable[[Any, type], Any]] = {
+    cls: make_dict_structure_fn(
+        cls,
+        converter,
+        _cattrs_detailed_validation=False,
+        **_renames(cls),
+    )
+    for cls in _MODELS
+}
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON body, decimals exact."""
+    return _json_loads(body)
+
+
+def load_body(body: bytes, url: object) -> Any:
+    """Parse a 2xx body, or raise `ResponseValidationError` saying why it is not JSON."""
+    try:
+        return _json_loads(body)
+    except ValueError as exc:
+        if not body.strip():
+            raise invalid_response("the body is empty", "", url, body) from None
+        raise invalid_response(f"the body is not JSON ({exc})", "", url, body) from exc
+
+
+def structure(
+    data: Any, cls: type[T], *, path: str = "", url: object = "", body: bytes = b""
+) -> T:
+    """Build a `cls` record from parsed JSON, or raise `ResponseValidationError`.
+
+    `path` is where `data` sits in the response (e.g. `order`), used in the error message.
+    """
+    if not isinstance(data, dict):
+        raise invalid_response(f"expected an object, got {_json_type(data)}", path, url, body)
+    try:
+        return _fast[cls](data, cls)  # type: ignore[no-any-return]
+    except Exception:  # noqa: S110 -- any failure is re-run below for a precise report
+        pass
+    try:
+        result: T = converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        where, message = _first_problem(exc, cls)
+        raise invalid_response(message, _join(path, where), url, body) from exc
+    return result  # the fast path's failure did not reproduce: accept the careful answer
+
+
+def structure_list(
+    data: Any, cls: type[T], *, path: str = "", url: object = "", body: bytes = b""
+) -> list[T]:
+    """Build a list of `cls` records from a JSON array."""
+    if not isinstance(data, list):
+        raise invalid_response(f"expected an array, got {_json_type(data)}", path, url, body)
+    return [
+        structure(item, cls, path=f"{path}[{i}]", url=url, body=body)
+        for i, item in enumerate(data)
+    ]
+
+
+def unstructure(record: Any) -> Any:
+    """The wire (camelCase JSON) form of a record."""
+    return converter.unstructure(record)
+
+
+def _first_problem(exc: BaseException, cls: type) -> tuple[str, str]:
+    """The wire path and a readable message of the first leaf error in a cattrs error tree."""
+    for parts, leaf in _leaves(exc, cls):
+        if isinstance(leaf, KeyError):
+            return ".".join(parts), "required field is missing"
+        return ".".join(parts), f"{leaf}"
+    return "", str(exc)
+
+
+def _leaves(exc: BaseException, cls: type | None) -> Iterator[tuple[list[str], BaseException]]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            part, sub_cls = _note_part(sub, cls)
+            for parts, leaf in _leaves(sub, sub_cls):
+                yield ([part, *parts] if part else parts), leaf
+    else:
+        yield [], exc
+
+
+def _note_part(exc: BaseException, cls: type | None) -> tuple[str, type | None]:
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, AttributeValidationNote):
+            inner = note.type if isinstance(note.type, type) else None
+            field_type = _field_type(cls, note.name)
+            return _camel(note.name), field_type or inner
+        if isinstance(note, IterableValidationNote):
+            return f"[{note.index}]", None
+    return "", cls
+
+
+def _field_type(cls: type | None, name: str) -> type | None:
+    if cls is None or not attrs.has(cls):
+        return None
+    field = attrs.fields_dict(cls).get(name)
+    return field.type if field is not None and isinstance(field.type, type) else None
+
+
+def _join(prefix: str, where: str) -> str:
+    if not prefix:
+        return where
+    if not where:
+        return prefix
+    return f"{prefix}{where}" if where.startswith("[") else f"{prefix}.{where}"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        Decimal: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def invalid_response(message: str, path: str, url: object, body: bytes) -> ResponseValidationError:
+    """A `ResponseValidationError` for the body of a response to `url`."""
+    return ResponseValidationError(
+        message, url=str(url), body=body.decode("utf-8", "replace"), path=path
+    )

@@ -1,0 +1,236 @@
+"""Frozen records of what the API returns, and the open enums they use.
+
+The wire format (camelCase keys, decimal strings, timestamps) lives in `_converter`, not here.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Self
+
+import attrs
+
+__all__ = [
+    "Account",
+    "AccountType",
+    "OpenOrder",
+    "Order",
+    "OrderSide",
+    "OrderSource",
+    "OrderStatus",
+    "OrderType",
+    "PriceTrigger",
+    "StopOrder",
+    "StopOrderStatus",
+    "TimeInForce",
+]
+
+
+class _OpenEnum(enum.StrEnum):
+    """A str enum that accepts values it does not know.
+
+    The platform adds enum values without notice; a trading client must not fail to parse a
+    cancel response because of one. An unknown value becomes a pseudo-member, created once
+    per value (so `is` comparisons are stable), equal to its string, with `is_unknown` set.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        # Registering in the value map makes the next lookup return this same object.
+        cls._value2member_map_[value] = member
+        return member
+
+    @property
+    def is_unknown(self) -> bool:
+        """True for a value this version of the library does not know."""
+        return self._name_ not in type(self).__members__
+
+    def __repr__(self) -> str:
+        if self.is_unknown:
+            return f"<{type(self).__name__} unknown {self._value_!r}>"
+        return super().__repr__()
+
+
+class OrderStatus(_OpenEnum):
+    """Lifecycle state of an order. Active (cancellable) states are Started, Pending, Working."""
+
+    STARTED = "Started"
+    PENDING = "Pending"
+    WORKING = "Working"
+    COMPLETED = "Completed"
+    CANCELLED = "Cancelled"
+    EXPIRED = "Expired"
+    REJECTED = "Rejected"
+
+    @property
+    def is_active(self) -> bool:
+        """True while the order can still be cancelled."""
+        return self in _ACTIVE_STATUSES
+
+
+_ACTIVE_STATUSES = frozenset({OrderStatus.STARTED, OrderStatus.PENDING, OrderStatus.WORKING})
+
+
+class OrderSide(_OpenEnum):
+    """Buy or sell."""
+
+    BUY = "Buy"
+    SELL = "Sell"
+
+
+class OrderType(_OpenEnum):
+    """How the order executes; stop-limit types may arrive as unknown members."""
+
+    MARKET = "Market"
+    LIMIT = "Limit"
+
+
+class TimeInForce(_OpenEnum):
+    """How long an order stays on the book."""
+
+    GTC = "Gtc"
+    IOC = "Ioc"
+    FOK = "Fok"
+    GTD = "Gtd"
+    DAY = "Day"
+
+
+class OrderSource(_OpenEnum):
+    """Who or what placed the order."""
+
+    MANUAL = "Manual"
+    STOP_ORDER = "StopOrder"
+    FIX_API = "FixApi"
+    SYSTEM = "System"
+
+
+class StopOrderStatus(_OpenEnum):
+    """State of a stop order; a cancelled one usually comes back as an unknown "Cancelled"."""
+
+    WAITING_FOR_ACTIVATION = "WaitingForActivation"
+    ACTIVATED = "Activated"
+    REJECTED = "Rejected"
+    CANCELLED = "Cancelled"
+
+
+class AccountType(_OpenEnum):
+    """How positions are kept on a trading account."""
+
+    HEDGING = "Hedging"
+    NETTING = "Netting"
+
+
+@attrs.frozen(kw_only=True)
+class Order:
+    """An order as the cancel endpoint returns it.
+
+    Example:
+        >>> order = await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")
+        >>> order.status, order.remaining_amount
+        (<OrderStatus.CANCELLED: 'Cancelled'>, Decimal('0.1'))
+    """
+
+    market_id: str
+    market_display_name: str
+    order_id: str
+    order_type: OrderType
+    side: OrderSide
+    status: OrderStatus
+    source: OrderSource
+    time_in_force: TimeInForce
+    commission: Decimal
+    requested_amount: Decimal
+    remaining_amount: Decimal
+    requested_price: Decimal | None = None
+    execution_price: Decimal
+    created_at: datetime
+    updated_at: datetime
+    reject_details: str | None = None
+    cancellation_date: datetime | None = None
+    fill_factor: Decimal
+
+    @property
+    def is_active(self) -> bool:
+        """True if the status is Started, Pending or Working."""
+        return self.status in _ACTIVE_STATUSES
+
+
+@attrs.frozen(kw_only=True)
+class StopOrder:
+    """A stop order as the stop-order cancel endpoint returns it."""
+
+    market_id: str
+    market_display_name: str
+    order_id: str
+    order_type: OrderType
+    side: OrderSide
+    requested_price: Decimal | None = None
+    activation_price: Decimal
+    requested_amount: Decimal
+    time_in_force: TimeInForce
+    status: StopOrderStatus
+    created_at: datetime
+    updated_at: datetime
+    cancellation_date: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PriceTrigger:
+    """A take-profit or stop-loss level attached to an open order."""
+
+    price: Decimal
+    is_trailing: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class OpenOrder:
+    """One item of the OpenOrders stream: an order that is still active."""
+
+    market_id: str
+    market_type: str | None = None
+    market_display_name: str
+    market_full_name: str | None = None
+    order_id: str
+    time_in_force: TimeInForce
+    status: OrderStatus
+    source: OrderSource
+    reason: str | None = None
+    side: OrderSide
+    order_type: OrderType
+    requested_amount: Decimal
+    remaining_amount: Decimal
+    requested_price: Decimal | None = None
+    execution_price: Decimal
+    created_at: datetime
+    updated_at: datetime
+    cancellation_date: datetime | None = None
+    commission_asset_id: str | None = None
+    commission_amount: Decimal | None = None
+    leverage: Decimal | None = None
+    fill_factor: Decimal
+    take_profit: PriceTrigger | None = None
+    stop_loss: PriceTrigger | None = None
+
+    @property
+    def is_active(self) -> bool:
+        """True if the status is Started, Pending or Working."""
+        return self.status in _ACTIVE_STATUSES
+
+
+@attrs.frozen(kw_only=True)
+class Account:
+    """A trading account the token can act on."""
+
+    account_id: str
+    account_name: str
+    account_type: AccountType
+    total_balance_in_rat: Decimal
+    is_copy_trading_account: bool
+    public_account_id: int | None = None

@@ -1,0 +1,209 @@
+"""The OpenOrders stream: a small SignalR (JSON protocol) client over aiohttp websockets.
+
+The hub's first item is the snapshot of open orders; later items are updates. The token goes
+only in the `access_token` query parameter, and that URL is never logged or shown in errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from types import TracebackType
+from typing import Any, Final, Self
+
+import aiohttp
+from yarl import URL
+
+from . import _converter
+from .auth import TokenSource
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    FrontOfficeError,
+    ResponseValidationError,
+    make_connection_error,
+    make_status_error,
+)
+from .models import OpenOrder
+
+__all__ = ["HubError", "OpenOrdersStream", "snapshot"]
+
+_RS: Final = "\x1e"  # SignalR record separator
+_HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
+# SignalR message types
+_INVOCATION, _STREAM_ITEM, _COMPLETION, _STREAM_INVOCATION = 1, 2, 3, 4
+_CANCEL_INVOCATION, _PING, _CLOSE = 5, 6, 7
+_CANCEL_STREAM: Final = json.dumps({"type": _CANCEL_INVOCATION, "invocationId": "0"}) + _RS
+
+
+class HubError(FrontOfficeError):
+    """The OpenOrders hub refused or ended the stream with an error message."""
+
+
+async def snapshot(stream: OpenOrdersStream, *, timeout: float | None) -> list[OpenOrder]:
+    """Connect, read the first item (the snapshot of open orders), and close."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with stream:
+                async for orders in stream:
+                    return orders
+    except TimeoutError as exc:
+        raise APITimeoutError(
+            f"no OpenOrders snapshot within {timeout:g}s",
+            method="GET",
+            url=stream.safe_url,
+            attempts=1,
+        ) from exc
+    return []  # the hub completed the stream without sending anything
+
+
+class OpenOrdersStream:
+    """The account's OpenOrders hub stream; each item is a list of `OpenOrder`.
+
+    The first item is the snapshot of every open order; later ones are updates (usually one
+    order, with its new status). Use as an async context manager and iterate:
+
+        >>> async with client.stream_open_orders() as stream:
+        ...     async for orders in stream:
+        ...         ...
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        hub_url: URL,
+        tokens: TokenSource,
+        account_id: str,
+    ) -> None:
+        self._session = session
+        self._hub_url = hub_url
+        self._tokens = tokens
+        self.account_id = account_id
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: deque[str] = deque()
+        self._done = False
+
+    @property
+    def safe_url(self) -> str:
+        """The hub URL without its query (which holds the token)."""
+        return str(self._hub_url)
+
+    def __repr__(self) -> str:
+        return f"<OpenOrdersStream {self.safe_url} account_id={self.account_id!r}>"
+
+    async def __aenter__(self) -> Self:
+        self._ws = await self._connect()
+        try:
+            await self._ws.send_str(_HANDSHAKE)
+            reply = await self._next_message()
+            if reply.get("error"):
+                raise HubError(f"hub refused the handshake: {reply['error']}")
+            invocation = {
+                "type": _STREAM_INVOCATION,
+                "target": "OpenOrders",
+                "arguments": [self.account_id],
+                "invocationId": "0",
+            }
+            await self._ws.send_str(json.dumps(invocation) + _RS)
+        except BaseException:
+            await self._ws.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ws, self._ws = self._ws, None
+        if ws is None or ws.closed:
+            return
+        if not self._done:
+            # The peer may be gone already; closing is all that is left then.
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await ws.send_str(_CANCEL_STREAM)
+        await ws.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[OpenOrder]:
+        while not self._done:
+            message = await self._next_message()
+            kind = message.get("type")
+            if kind == _STREAM_ITEM and message.get("invocationId") == "0":
+                return self._orders(message.get("item"))
+            if kind == _COMPLETION:
+                self._done = True
+                if message.get("error"):
+                    raise HubError(f"OpenOrders stream failed: {message['error']}")
+            elif kind == _CLOSE:
+                self._done = True
+                if message.get("error"):
+                    raise HubError(f"hub closed the connection: {message['error']}")
+            # pings, invocations and items of other streams need no answer
+        raise StopAsyncIteration
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        header = await self._tokens.header()
+        for refreshed in (False, True):
+            url = self._hub_url.with_query(access_token=header.removeprefix("Bearer "))
+            try:
+                return await self._session.ws_connect(url, autoping=True, heartbeat=None)
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401 and not refreshed and self._tokens.can_refresh:
+                    header = await self._tokens.refresh(stale=header)
+                    continue
+                raise make_status_error(
+                    status=exc.status,
+                    method="GET",
+                    url=self.safe_url,
+                    headers=dict(exc.headers or {}),
+                    body=b"",
+                ) from None  # the aiohttp error's request_info holds the token URL
+            except (aiohttp.ClientError, OSError) as exc:
+                raise make_connection_error(
+                    exc, method="GET", url=self.safe_url, attempts=1
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _next_message(self) -> dict[str, Any]:
+        while not self._pending:
+            await self._receive_frame()
+        raw = self._pending.popleft()
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            raise self._garbage(raw, "not JSON") from None
+        if not isinstance(message, dict):
+            raise self._garbage(raw, "not a JSON object")
+        return message
+
+    async def _receive_frame(self) -> None:
+        assert self._ws is not None, "use the stream inside `async with`"
+        msg = await self._ws.receive()
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            data: str = msg.data
+        elif msg.type is aiohttp.WSMsgType.BINARY:
+            data = bytes(msg.data).decode("utf-8", "replace")
+        elif msg.type is aiohttp.WSMsgType.ERROR:
+            raise make_connection_error(msg.data, method="GET", url=self.safe_url, attempts=1)
+        else:  # CLOSE, CLOSING, CLOSED
+            self._done = True
+            raise APIConnectionError(
+                "the hub closed the websocket", method="GET", url=self.safe_url
+            )
+        if _RS not in data:
+            raise self._garbage(data, "a frame without the SignalR record separator")
+        self._pending.extend(part for part in data.split(_RS) if part)
+
+    def _orders(self, item: Any) -> list[OpenOrder]:
+        if isinstance(item, list):
+            return _converter.structure_list(item, OpenOrder, path="item", url=self.safe_url)
+        return [_converter.structure(item, OpenOrder, path="item", url=self.safe_url)]
+
+    def _garbage(self, raw: str, what: str) -> ResponseValidationError:
+        return ResponseValidationError(f"hub sent {what}", url=self.safe_url, body=raw)
