@@ -7,7 +7,7 @@ Example:
 """
 
 from ._version import __version__
-from .auth import TokenProvider
+from .auth import OfflineTokenAuth, TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome
 from .client import FrontOfficeClient
 from .errors import (
@@ -59,6 +59,7 @@ __all__ = [
     "FrontOfficeError",
     "HubError",
     "InvalidOrderIdError",
+    "OfflineTokenAuth",
     "OpenOrder",
     "OpenOrdersStream",
     "Order",
