@@ -1,0 +1,118 @@
+"""The public surface: what `__init__` exports, and that every public name is documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import frontoffice_async
+import frontoffice_async.testing
+
+EXPECTED = {
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Account",
+    "AccountType",
+    "AuthenticationError",
+    "BadRequestError",
+    "BulkCancelError",
+    "BulkCancelResult",
+    "CancelOutcome",
+    "ConflictError",
+    "FrontOfficeClient",
+    "FrontOfficeError",
+    "HubError",
+    "InvalidOrderIdError",
+    "OfflineTokenAuth",
+    "OpenOrder",
+    "OpenOrdersStream",
+    "Order",
+    "OrderNotFoundError",
+    "OrderSide",
+    "OrderSource",
+    "OrderStatus",
+    "OrderType",
+    "PermissionDeniedError",
+    "PriceTrigger",
+    "RateLimitError",
+    "ResponseValidationError",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "StopOrder",
+    "StopOrderStatus",
+    "TimeInForce",
+    "TokenProvider",
+    "__version__",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(frontoffice_async.__all__) == EXPECTED
+    assert len(frontoffice_async.__all__) == len(EXPECTED)  # no duplicates
+
+
+def test_every_export_exists() -> None:
+    for name in frontoffice_async.__all__:
+        assert hasattr(frontoffice_async, name), name
+
+
+def _public_members(cls: type) -> list[tuple[str, object]]:
+    """Methods and properties a user reaches through the class (enum members excluded)."""
+    return [
+        (member, value)
+        for member, value in vars(cls).items()
+        if not member.startswith("_")
+        and (inspect.isfunction(value) or isinstance(value, property | classmethod))
+    ]
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    undocumented = []
+    for module in (frontoffice_async, frontoffice_async.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            if not (obj.__doc__ or "").strip():
+                undocumented.append(name)
+            if inspect.isclass(obj):
+                for member, value in _public_members(obj):
+                    doc = getattr(value, "__doc__", None) or ""
+                    if not doc.strip():
+                        undocumented.append(f"{name}.{member}")
+    assert undocumented == []
+
+
+def test_contract_names_from_the_design() -> None:
+    client = frontoffice_async.FrontOfficeClient
+    for method in (
+        "cancel_order",
+        "cancel_stop_order",
+        "list_accounts",
+        "cancel_orders",
+        "iter_cancel_orders",
+        "open_orders",
+        "cancel_all_orders",
+        "close",
+    ):
+        assert callable(getattr(client, method)), method
+    policy = frontoffice_async.RetryPolicy()
+    assert (policy.max_attempts, policy.base_delay, policy.max_delay) == (4, 0.1, 5.0)
+    assert policy.retry_statuses == frozenset({429, 500, 502, 503, 504})
+    assert policy.retry_connection_errors is True
+    assert (policy.max_retry_after, policy.deadline) == (30.0, 30.0)
+    assert issubclass(frontoffice_async.APITimeoutError, frontoffice_async.APIConnectionError)
+    assert issubclass(frontoffice_async.BulkCancelError, ExceptionGroup)
+    assert issubclass(frontoffice_async.InvalidOrderIdError, ValueError)
+
+
+def test_models_are_frozen_slotted_and_import_no_cattrs() -> None:
+    from frontoffice_async import models  # noqa: PLC0415
+
+    source = inspect.getsource(models)
+    assert "cattrs" not in source
+    for cls in (models.Order, models.StopOrder, models.OpenOrder, models.Account):
+        assert "__slots__" in vars(cls)
+        assert cls.__setattr__ is not object.__setattr__  # frozen
