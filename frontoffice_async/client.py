@@ -297,8 +297,8 @@ class FrontOfficeClient:
         Orders that vanished in between come back as `not_found`, not as failures.
         """
         account = self._account_for(account_id)
+        wanted_side = None if side is None else _parse_side(side)
         orders = await self.open_orders(account_id=account)
-        wanted_side = None if side is None else OrderSide(side)
         ids = [
             o.order_id
             for o in orders
@@ -416,6 +416,14 @@ def _order_path_segment(order_id: object) -> str:
     if not order_id.isprintable():
         raise InvalidOrderIdError(order_id, "contains control characters")
     return quote(order_id, safe="")
+
+
+def _parse_side(side: OrderSide | str) -> OrderSide:
+    """`OrderSide.BUY`, "Buy" or "buy" -> `OrderSide.BUY`; anything else is a ValueError."""
+    for member in OrderSide:
+        if isinstance(side, str) and side.casefold() == member.value.casefold():
+            return member
+    raise ValueError(f"side must be one of {[m.value for m in OrderSide]}, got {side!r}")
 
 
 def _check_account_id(account_id: object) -> str:
