@@ -35,14 +35,12 @@ __all__ = [
 T = TypeVar("T")
 
 # Decimals must stay exact: a JSON number is parsed straight into Decimal, never via float.
-_json_loads: Callable[[bytes], Any]
+# One decoder, built once: `json.loads(..., parse_float=...)` would build one per call.
+_decode = json.JSONDecoder(parse_float=Decimal).decode
 
 
-def _stdlib_loads(data: bytes) -> Any:
-    return json.loads(data, parse_float=Decimal)
-
-
-_json_loads = _stdlib_loads
+def _json_loads(data: bytes) -> Any:
+    return _decode(data.decode("utf-8"))
 
 #: Wire keys that are not the plain camelCase of the field name.
 _RENAMES: Final[dict[str, str]] = {"total_balance_in_rat": "totalBalanceInRAT"}
