@@ -25,6 +25,7 @@ from .auth import AuthMiddleware, OfflineTokenAuth, TokenProvider, TokenSource
 from .errors import (
     FrontOfficeError,
     InvalidOrderIdError,
+    ResponseValidationError,
     _OrderIdTypeError,
     make_connection_error,
     make_status_error,
@@ -246,7 +247,7 @@ class FrontOfficeClient:
             self,
             order_ids,
             account_id=self._account_for(account_id),
-            concurrency=concurrency or self.concurrency,
+            concurrency=self.concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
         )
 
@@ -266,7 +267,7 @@ class FrontOfficeClient:
             self,
             order_ids,
             account_id=self._account_for(account_id),
-            concurrency=concurrency or self.concurrency,
+            concurrency=self.concurrency if concurrency is None else concurrency,
         )
 
     async def open_orders(
@@ -319,14 +320,17 @@ class FrontOfficeClient:
         headers = self._headers_for(account_id)
         status, body, resp_headers, state = await self._send("DELETE", url, headers)
         if 200 <= status < 300:
-            data = _converter.load_body(body, url)
-            if not isinstance(data, dict) or "order" not in data:
-                raise _converter.invalid_response(
-                    "expected an object with an `order` key", "order", url, body
-                )
-            return _converter.structure(
-                data["order"], cls, path="order", url=url, body=body
-            ), state.attempts
+            try:
+                data = _converter.load_body(body, url)
+                if not isinstance(data, dict) or "order" not in data:
+                    raise _converter.invalid_response(
+                        "expected an object with an `order` key", "order", url, body
+                    )
+                record = _converter.structure(data["order"], cls, path="order", url=url, body=body)
+            except ResponseValidationError as exc:
+                exc.attempts = state.attempts
+                raise
+            return record, state.attempts
         raise make_status_error(
             status=status,
             method="DELETE",

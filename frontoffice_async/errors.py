@@ -183,14 +183,18 @@ class ResponseValidationError(FrontOfficeError):
     """A 2xx answer whose body is not what the endpoint promises.
 
     `path` is the JSON path of the first bad field (e.g. `order.requestedAmount`), `body` the
-    raw text (clipped), `url` the request URL.
+    raw text (clipped), `url` the request URL, `attempts` the requests sent for the call. The
+    server did answer 2xx: for a cancel, the order is most likely cancelled.
     """
 
-    def __init__(self, message: str, *, url: str = "", body: str = "", path: str = "") -> None:
+    def __init__(
+        self, message: str, *, url: str = "", body: str = "", path: str = "", attempts: int = 1
+    ) -> None:
         self.message = message
         self.url = url
         self.body = _clip(body, _BODY_KEPT)
         self.path = path
+        self.attempts = attempts
         super().__init__(message)
 
     def __str__(self) -> str:

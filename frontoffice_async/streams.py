@@ -35,6 +35,8 @@ _HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
 # SignalR message types
 _INVOCATION, _STREAM_ITEM, _COMPLETION, _STREAM_INVOCATION = 1, 2, 3, 4
 _CANCEL_INVOCATION, _PING, _CLOSE = 5, 6, 7
+# aiohttp's default (4 MiB) is a snapshot of ~7,000 orders: far too small for cancel-all.
+_MAX_MESSAGE: Final = 256 * 1024 * 1024
 _CANCEL_STREAM: Final = json.dumps({"type": _CANCEL_INVOCATION, "invocationId": "0"}) + _RS
 
 
@@ -152,7 +154,9 @@ class OpenOrdersStream:
         for refreshed in (False, True):
             url = self._hub_url.with_query(access_token=header.removeprefix("Bearer "))
             try:
-                return await self._session.ws_connect(url, autoping=True, heartbeat=None)
+                return await self._session.ws_connect(
+                    url, autoping=True, heartbeat=None, max_msg_size=_MAX_MESSAGE
+                )
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401 and not refreshed and self._tokens.can_refresh:
                     header = await self._tokens.refresh(stale=header)

@@ -203,9 +203,10 @@ async def test_garbage_retry_after_falls_back_to_backoff(sim: FrontOfficeSimulat
 async def test_malformed_body_is_not_resent(sim: FrontOfficeSimulator) -> None:
     order_id = script(sim, [Fault.malformed()])
     async with make_client(sim) as client:
-        with pytest.raises(ResponseValidationError, match="not JSON"):
+        with pytest.raises(ResponseValidationError, match="not JSON") as caught:
             await client.cancel_order(order_id)
     assert len(sim.requests_for(order_id)) == 1
+    assert caught.value.attempts == 1
     assert sim.orders[order_id].status == "Cancelled"  # the server did cancel it
 
 
