@@ -7,8 +7,10 @@ Memory stays O(concurrency) in flight (plus the set of ids already seen, which i
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -21,13 +23,22 @@ from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from .errors import BulkCancelError, FrontOfficeError, OrderNotFoundError
+from .errors import (
+    APIStatusError,
+    BadRequestError,
+    BulkCancelError,
+    ConflictError,
+    FrontOfficeError,
+    OrderNotFoundError,
+)
 from .models import Order
 
 if TYPE_CHECKING:
     from .client import FrontOfficeClient
 
-__all__ = ["BulkCancelResult", "CancelOutcome"]
+__all__ = ["BulkCancelResult", "CancelOutcome", "mark_vanished", "was_refused"]
+
+logger = logging.getLogger("frontoffice_async")
 
 
 @attrs.frozen
@@ -131,7 +142,11 @@ async def cancel_orders(
     def keep(index: int, outcome: CancelOutcome) -> None:
         received[index] = outcome
         if on_outcome is not None:
-            on_outcome(outcome)
+            try:
+                on_outcome(outcome)
+            except Exception:
+                # A broken progress hook must not stop the other cancels.
+                logger.exception("on_outcome callback failed")
 
     started = time.perf_counter()
     await _run_pool(client, order_ids, account_id, concurrency, keep)
@@ -146,7 +161,7 @@ async def iter_cancel_orders(
     *,
     account_id: str,
     concurrency: int,
-) -> AsyncIterator[CancelOutcome]:
+) -> AsyncGenerator[CancelOutcome, None]:
     """Yield outcomes in completion order; see `FrontOfficeClient.iter_cancel_orders`."""
     # Bounded: a slow consumer makes the workers wait instead of piling outcomes up.
     queue: asyncio.Queue[CancelOutcome | _Done] = asyncio.Queue(maxsize=concurrency)
@@ -157,7 +172,9 @@ async def iter_cancel_orders(
     async def run() -> None:
         try:
             await _run_pool(client, order_ids, account_id, concurrency, put)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            raise  # the consumer left: nobody reads the queue, so do not wait on it
+        except Exception as exc:
             await queue.put(_Done(exc))
             raise
         await queue.put(_Done(None))
@@ -212,6 +229,46 @@ async def _run_pool(
         if len(group_error.exceptions) == 1:
             raise group_error.exceptions[0] from None
         raise
+
+
+def was_refused(outcome: CancelOutcome) -> bool:
+    """True when the server refused the cancel as "not cancellable" (400 or 409)."""
+    return isinstance(outcome.error, BadRequestError | ConflictError)
+
+
+def mark_vanished(result: BulkCancelResult, still_open: set[str]) -> BulkCancelResult:
+    """Turn refusals of orders that are no longer open into not-found outcomes.
+
+    Used by cancel-all: an order filled, expired or cancelled by the platform between the
+    snapshot and the cancel is gone, which is what the caller wanted, not a failure.
+    """
+    outcomes = []
+    for outcome in result:
+        error = outcome.error
+        if (
+            isinstance(error, BadRequestError | ConflictError)
+            and outcome.order_id not in still_open
+        ):
+            outcomes.append(attrs.evolve(outcome, error=_gone(outcome.order_id, error)))
+        else:
+            outcomes.append(outcome)
+    return BulkCancelResult(outcomes, elapsed=result.elapsed)
+
+
+def _gone(order_id: str, refusal: APIStatusError) -> OrderNotFoundError:
+    gone = OrderNotFoundError(
+        f"no longer open: {refusal.message}",
+        order_id=order_id,
+        status=refusal.status,
+        method=refusal.method,
+        url=refusal.url,
+        headers=refusal.headers,
+        body=refusal.body,
+        trace_id=refusal.trace_id,
+        attempts=refusal.attempts,
+    )
+    gone.__cause__ = refusal
+    return gone
 
 
 async def _cancel_one(client: FrontOfficeClient, order_id: Any, account_id: str) -> CancelOutcome:

@@ -10,7 +10,7 @@ import asyncio
 import platform
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -70,7 +70,9 @@ class FrontOfficeClient:
         rate_limit: Optional requests per second, client-wide, retries included.
         session: A caller's `aiohttp.ClientSession`; never closed by the client.
         on_retry: Called with a `RetryEvent` before each resend.
-        sleep, clock, rand: Injectable time and randomness, for tests.
+        sleep: Injectable `asyncio.sleep`, for tests.
+        clock: Injectable monotonic clock, for tests.
+        rand: Injectable `random.random`, for tests.
     """
 
     def __init__(
@@ -257,7 +259,7 @@ class FrontOfficeClient:
         *,
         account_id: str | None = None,
         concurrency: int | None = None,
-    ) -> AsyncIterator[bulk.CancelOutcome]:
+    ) -> AsyncGenerator[bulk.CancelOutcome, None]:
         """Like `cancel_orders`, but yields each `CancelOutcome` as it completes.
 
         Memory stays bounded by `concurrency` plus the set of ids seen. Leaving the loop
@@ -295,7 +297,10 @@ class FrontOfficeClient:
         """Cancel every active order of the account, optionally of one market and/or side.
 
         Takes an `open_orders()` snapshot, filters it, and cancels with `cancel_orders`.
-        Orders that vanished in between come back as `not_found`, not as failures.
+        Orders that vanished in between come back as `not_found`, not as failures: an order
+        refused as "not cancellable" (400/409) is checked against a second snapshot, and if
+        it is no longer open its outcome becomes an `OrderNotFoundError` caused by the
+        refusal. `on_outcome` sees each outcome as it arrived, before that check.
         """
         account = self._account_for(account_id)
         wanted_side = None if side is None else _parse_side(side)
@@ -306,9 +311,16 @@ class FrontOfficeClient:
             if (market_id is None or o.market_id == market_id)
             and (wanted_side is None or o.side == wanted_side)
         ]
-        return await self.cancel_orders(
+        result = await self.cancel_orders(
             ids, account_id=account, concurrency=concurrency, on_outcome=on_outcome
         )
+        if any(bulk.was_refused(o) for o in result):
+            try:
+                still_open = {o.order_id for o in await self.open_orders(account_id=account)}
+            except FrontOfficeError:
+                return result  # cannot tell: report the refusals as they came
+            result = bulk.mark_vanished(result, still_open)
+        return result
 
     # --- plumbing -------------------------------------------------------------------------------
 

@@ -151,8 +151,10 @@ class OrderNotFoundError(APIStatusError):
     """404 from an order endpoint: no such order on this account.
 
     `after_retry` is True when an earlier attempt of the same DELETE timed out, lost its
-    connection or got a 5xx: the first attempt most likely cancelled the order, and this 404
-    means "already gone". Treat it as cancelled unless you know better.
+    connection or got a 5xx: that attempt most likely cancelled the order, and this answer
+    means "already gone". A 400/409 "not cancellable" after such an attempt is reported the
+    same way (`status` keeps the real code). Treat it as cancelled unless you know better
+    (it may also have been filled in between).
     """
 
     def __init__(
@@ -257,6 +259,9 @@ def make_status_error(
     """Build the right `APIStatusError` subclass from a non-2xx response.
 
     `order_id` is set for order endpoints; without it a 404 is a plain `APIStatusError`.
+    `after_retry` says an earlier attempt of this DELETE may have reached the server: then a
+    404, and a 400/409 "not cancellable", mean the order is most likely already cancelled,
+    and both become `OrderNotFoundError(after_retry=True)`, keeping the real status.
     """
     text = body.decode("utf-8", "replace")
     message, trace_id = _describe_body(text)
@@ -271,7 +276,7 @@ def make_status_error(
         "trace_id": trace_id,
         "attempts": attempts,
     }
-    if status == 404:
+    if status == 404 or (after_retry and order_id is not None and status in (400, 409)):
         if order_id is None:
             return APIStatusError(message, **kw)
         return OrderNotFoundError(message, order_id=order_id, after_retry=after_retry, **kw)

@@ -86,7 +86,7 @@ class RetryPolicy:
 
     @classmethod
     def none(cls) -> RetryPolicy:
-        """A policy that never resends: one attempt, no deadline beyond the timeout."""
+        """A policy that never resends: one attempt (the default 30 s deadline still applies)."""
         return cls(max_attempts=1)
 
 

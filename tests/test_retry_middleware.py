@@ -223,6 +223,21 @@ async def test_lost_response_then_404_means_probably_cancelled(sim: FrontOfficeS
     assert sim.orders[order_id].status == "Cancelled"
 
 
+async def test_lost_response_then_400_not_active_is_also_probably_cancelled(
+    sim: FrontOfficeSimulator,
+) -> None:
+    order_id = script(sim, [Fault.lost_response(), None])  # the simulator then says 400
+    async with make_client(sim) as client:
+        with pytest.raises(OrderNotFoundError) as caught:
+            await client.cancel_order(order_id)
+        result = await client.cancel_orders([order_id])
+    assert caught.value.after_retry is True
+    assert caught.value.status == 400
+    assert "cannot be cancelled in status Cancelled" in caught.value.message
+    assert result[0].error is not None  # without an earlier ambiguous attempt: a refusal
+    assert not result[0].not_found
+
+
 async def test_users_own_session_still_gets_retries(sim: FrontOfficeSimulator) -> None:
     order_id = script(sim, [Fault.unavailable(), Fault.reset(), None])
     async with aiohttp.ClientSession() as session:
