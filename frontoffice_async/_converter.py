@@ -42,6 +42,7 @@ _decode = json.JSONDecoder(parse_float=Decimal).decode
 def _json_loads(data: bytes) -> Any:
     return _decode(data.decode("utf-8"))
 
+
 #: Wire keys that are not the plain camelCase of the field name.
 _RENAMES: Final[dict[str, str]] = {"total_balance_in_rat": "totalBalanceInRAT"}
 
@@ -176,7 +177,7 @@ def load_body(body: bytes, url: object) -> Any:
     """Parse a 2xx body, or raise `ResponseValidationError` saying why it is not JSON."""
     try:
         return _json_loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         if not body.strip():
             raise invalid_response("the body is empty", "", url, body) from None
         raise invalid_response(f"the body is not JSON ({exc})", "", url, body) from exc

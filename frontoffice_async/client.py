@@ -24,6 +24,7 @@ from ._version import __version__
 from .auth import AuthMiddleware, OfflineTokenAuth, TokenProvider, TokenSource
 from .errors import (
     FrontOfficeError,
+    InvalidAccountIdError,
     InvalidOrderIdError,
     ResponseValidationError,
     _OrderIdTypeError,
@@ -446,11 +447,11 @@ def _check_account_id(account_id: object) -> str:
     if not isinstance(account_id, str):
         raise TypeError(f"account_id must be a str, got {type(account_id).__name__}")
     if not account_id or len(account_id) > _MAX_ID_LENGTH:
-        raise ValueError("account_id must be 1 to 128 characters")
+        raise InvalidAccountIdError("account_id must be 1 to 128 characters")
     if not (account_id.isascii() and account_id.isprintable()) or " " in account_id:
         # Goes into a header: CR/LF or non-ASCII would be header injection or mojibake.
-        raise ValueError(
-            f"account_id {account_id!r} holds spaces, control or non-ASCII characters"
+        raise InvalidAccountIdError(
+            f"account_id {account_id[:40]!r} holds spaces, control or non-ASCII chars"
         )
     return account_id
 

@@ -2,6 +2,7 @@
 
 FrontOfficeError
 ├── InvalidOrderIdError           an id that can never be an order id (also ValueError)
+├── InvalidAccountIdError         an account id that cannot go in a header (also ValueError)
 ├── APIConnectionError            network failure after retries
 │   └── APITimeoutError           an attempt or the whole call ran out of time
 ├── APIStatusError                any non-2xx answer
@@ -28,6 +29,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 if TYPE_CHECKING:
     from .bulk import CancelOutcome
@@ -41,6 +43,7 @@ __all__ = [
     "BulkCancelError",
     "ConflictError",
     "FrontOfficeError",
+    "InvalidAccountIdError",
     "InvalidOrderIdError",
     "OrderNotFoundError",
     "PermissionDeniedError",
@@ -54,6 +57,7 @@ __all__ = [
 
 _EXCERPT = 200  # characters of a non-JSON body shown in a message
 _BODY_KEPT = 4096  # characters of a body kept on an error; a proxy page can be megabytes
+_SCAN = 64 * 1024  # characters of a non-JSON body searched for a message
 
 
 class FrontOfficeError(Exception):
@@ -75,6 +79,11 @@ class InvalidOrderIdError(FrontOfficeError, ValueError):
 
 class _OrderIdTypeError(InvalidOrderIdError, TypeError):
     """An order id that is not a `str`."""
+
+
+class InvalidAccountIdError(FrontOfficeError, ValueError):
+    """An account id that cannot be sent (empty, too long, spaces, control or non-ASCII
+    characters: in a header those would be injection or mojibake). Raised before sending."""
 
 
 class APIConnectionError(FrontOfficeError):
@@ -241,7 +250,7 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     409: ConflictError,
     429: RateLimitError,
 }
-_TAG = re.compile(r"<[^>]*>")
+_TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear even on unclosed "<<<<"
 _SPACE = re.compile(r"\s+")
 
 
@@ -284,27 +293,32 @@ def make_status_error(
         return RateLimitError(message, retry_after=parse_retry_after(headers), **kw)
     cls = _STATUS_CLASSES.get(status)
     if cls is None:
-        cls = ServerError if status >= 500 else APIStatusError
+        cls = ServerError if 500 <= status < 600 else APIStatusError
     return cls(message, **kw)
 
 
 def _describe_body(text: str) -> tuple[str, str | None]:
-    """The best human message and trace id found in an error body of any known shape."""
+    """The best human message and trace id found in an error body of any known shape.
+
+    Both come back as one clipped line: they end up in logs, where a newline would let a
+    server forge log lines.
+    """
     stripped = text.strip()
     if not stripped:
         return "", None
     try:
         data = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return _excerpt(stripped), None
     if not isinstance(data, dict):
         return _excerpt(stripped), None
     trace = data.get("traceId")
-    trace_id = trace if isinstance(trace, str) else None
+    trace_id = _one_line(trace, 100) if isinstance(trace, str) and trace.strip() else None
     for key in ("detail", "title", "message"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
-            return _with_field_errors(value.strip(), data.get("errors")), trace_id
+            message = _with_field_errors(_one_line(value, _EXCERPT), data.get("errors"))
+            return _clip(message, 2 * _EXCERPT), trace_id
     field_errors = _field_errors(data.get("errors"))
     if field_errors:
         return field_errors, trace_id
@@ -325,24 +339,34 @@ def _field_errors(errors: object) -> str:
                 text = "; ".join(str(m) for m in messages)
             else:
                 text = str(messages)
-            parts.append(f"{field}: {text}")
+            parts.append(f"{field}: {_one_line(text, _EXCERPT)}")
     elif isinstance(errors, list):
         for item in errors:
             if isinstance(item, dict) and isinstance(item.get("message"), str):
-                parts.append(item["message"])
+                parts.append(_one_line(item["message"], _EXCERPT))
             elif isinstance(item, str):
-                parts.append(item)
+                parts.append(_one_line(item, _EXCERPT))
     return _clip("; ".join(parts), _EXCERPT)
 
 
 def _excerpt(text: str) -> str:
     """A short, single-line excerpt of a non-JSON body (HTML tags dropped)."""
+    # Bound the work first: the regexes below are not linear on hostile, unclosed markup.
+    text = text[:_SCAN]
     if "<" in text:
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        if title and title.group(1).strip():
-            return _clip(_SPACE.sub(" ", title.group(1)).strip(), _EXCERPT)
+        lowered = text.lower()
+        start = lowered.find("<title")
+        if start >= 0:
+            opened = lowered.find(">", start)
+            closed = lowered.find("</title>", opened)
+            if opened >= 0 and closed >= 0 and text[opened + 1 : closed].strip():
+                return _one_line(text[opened + 1 : closed], _EXCERPT)
         text = _TAG.sub(" ", text)
-    return _clip(_SPACE.sub(" ", text).strip(), _EXCERPT)
+    return _one_line(text, _EXCERPT)
+
+
+def _one_line(text: str, limit: int) -> str:
+    return _clip(_SPACE.sub(" ", text[: limit * 4]).strip(), limit)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -384,14 +408,32 @@ def make_connection_error(
     elif isinstance(exc, aiohttp.ClientConnectorError):
         what = f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
     elif isinstance(exc, aiohttp.ClientPayloadError):
-        what = "response body was cut off"
+        cause = str(exc).lower()
+        if "encoding" in cause or "decompress" in cause:
+            what = f"cannot decode the response body: {_one_line(str(exc), _EXCERPT)}"
+        else:
+            what = "response body was cut off"
     elif isinstance(exc, aiohttp.ClientResponseError):
-        what = f"malformed HTTP response: {_clip(exc.message, _EXCERPT)}"
+        what = f"malformed HTTP response: {_one_line(str(exc.message), _EXCERPT)}"
     elif isinstance(exc, OSError):
         what = f"network error: {exc.strerror or type(exc).__name__}"
     else:
-        what = f"{type(exc).__name__}: {_clip(str(exc), _EXCERPT)}"
+        what = f"{type(exc).__name__}: {_one_line(str(exc), _EXCERPT)}"
+    _forget_credentials(exc)
     return APIConnectionError(what, method=method, url=url, attempts=attempts)
+
+
+def _forget_credentials(exc: BaseException) -> None:
+    """Mask `Authorization` in an aiohttp error we chain as a cause: it keeps the request's
+    headers, and a cause is printed in tracebacks and reachable from our error."""
+    info = getattr(exc, "request_info", None)
+    if not isinstance(info, aiohttp.RequestInfo) or "Authorization" not in info.headers:
+        return
+    headers = CIMultiDict(info.headers)
+    headers["Authorization"] = "<hidden>"
+    exc.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
+        info.url, info.method, CIMultiDictProxy(headers), info.real_url
+    )
 
 
 def _reason(status: int) -> str:

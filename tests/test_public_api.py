@@ -22,6 +22,7 @@ EXPECTED = {
     "FrontOfficeClient",
     "FrontOfficeError",
     "HubError",
+    "InvalidAccountIdError",
     "InvalidOrderIdError",
     "OfflineTokenAuth",
     "OpenOrder",

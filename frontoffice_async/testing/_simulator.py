@@ -1,0 +1,326 @@
+"""FrontOfficeSimulator: a real aiohttp server on loopback that speaks the Front Office API.
+
+It keeps order state, checks tokens and accounts, injects faults, and logs every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Self
+
+from aiohttp import web
+
+from frontoffice_async.testing import _wire
+from frontoffice_async.testing._book import OrderBook, OrderKind, SimulatedOrder
+from frontoffice_async.testing._hub import HubEndpoint
+from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
+from frontoffice_async.testing._rest import Responder, RestApi
+from frontoffice_async.testing._tokens import TokenRegistry
+from frontoffice_async.testing.faults import FaultPlan, _FaultDispenser
+
+__all__ = ["DEFAULT_ACCOUNT_ID", "FrontOfficeSimulator"]
+
+#: The first account the simulator's default token owns.
+DEFAULT_ACCOUNT_ID = "685a7eaa360f9e7416221a61"
+_SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
+
+# Requests still running when the simulator closes get this long to finish; sleeps the
+# simulator itself makes (latency, SLOW) end at once when it closes.
+_SHUTDOWN_TIMEOUT = 1.0
+
+
+class FrontOfficeSimulator:
+    """A Front Office server on loopback for testing trading bots and clients.
+
+    It serves accounts, place order, cancel order, cancel stop order, the OpenOrders hub and
+    (with `offline_token`) the token exchange; checks the bearer token and `accountId`;
+    keeps order state; injects the faults of a `FaultPlan`; and records every request.
+
+    For example:
+
+    ```python
+    async with FrontOfficeSimulator(faults=FaultPlan.uniform(0.1)) as sim:
+        ids = sim.add_orders(100)
+        ...  # point your client at sim.url with sim.token and DEFAULT_ACCOUNT_ID
+        assert sim.open_order_ids() == []
+    ```
+
+    Args:
+        accounts: Account ids the default token owns; the first is the default account.
+        token: The default bearer token; None derives `sim-<hex>` from `seed`.
+        faults: The fault plan; None injects no faults. Replaceable later via `faults`.
+        latency: Seconds every REST response waits before it is handled.
+        seed: Order ids, tokens and trace ids derive from it.
+        host: Interface to listen on.
+        port: TCP port; 0 picks a free one.
+        offline_token: Enables `POST /frontoffice/api/v4/access-token` for this token.
+        access_token_ttl: Lifetime in seconds of the tokens that exchange issues.
+        ping_interval: Seconds of silence after which the hub sends a SignalR ping.
+    """
+
+    def __init__(
+        self,
+        *,
+        accounts: Sequence[str] = (DEFAULT_ACCOUNT_ID, _SECOND_ACCOUNT_ID),
+        token: str | None = None,
+        faults: FaultPlan | None = None,
+        latency: float = 0.0,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        offline_token: str | None = None,
+        access_token_ttl: float = 3600.0,
+        ping_interval: float = 15.0,
+    ) -> None:
+        self._account_ids = _check_accounts(accounts)
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError("token must be a non-blank str or None")
+        if offline_token is not None and (
+            not isinstance(offline_token, str) or not offline_token.strip()
+        ):
+            raise ValueError("offline_token must be a non-blank str or None")
+        _check_seconds("latency", latency, allow_zero=True)
+        _check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
+        _check_seconds("ping_interval", ping_interval, allow_zero=False)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {port!r}")
+        self._host = host
+        self._port = port
+        self._tokens = TokenRegistry(seed)
+        self._token = self._tokens.issue(self._account_ids, token=token)
+        self._book = OrderBook(seed)
+        self._log = RequestLog()
+        self._dispenser = _FaultDispenser(_check_plan(faults))
+        self._closing = asyncio.Event()
+        responder = Responder(
+            dispenser=self._dispenser, closing=self._closing, trace_ids=_wire.TraceIds(seed)
+        )
+        self._rest = RestApi(
+            book=self._book,
+            tokens=self._tokens,
+            responder=responder,
+            account_ids=self._account_ids,
+            latency=latency,
+            offline_token=offline_token,
+            access_token_ttl=access_token_ttl,
+        )
+        self._hub = HubEndpoint(
+            book=self._book, tokens=self._tokens, responder=responder, ping_interval=ping_interval
+        )
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = self._url or ("closed" if self._closed else "not started")
+        return f"<FrontOfficeSimulator {where} orders={len(self._book.orders)}>"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start listening; `url` is valid afterwards. A simulator starts only once."""
+        if self._closed:
+            raise RuntimeError("this FrontOfficeSimulator is closed; create a new one")
+        if self._runner is not None:
+            raise RuntimeError("this FrontOfficeSimulator is already started")
+        app = web.Application(middlewares=[self._log.middleware])
+        app.add_routes(self._rest.routes())
+        app.add_routes(self._hub.routes())
+        app.on_shutdown.append(self._hub.shutdown)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        host, port = runner.addresses[0][:2]
+        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self._runner = runner
+
+    async def close(self) -> None:
+        """Stop the server: pending sleeps end, hub connections close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._url = None
+        self._closing.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:54321` (no trailing slash)."""
+        if self._url is None:
+            raise RuntimeError("the FrontOfficeSimulator is not running; use `async with`")
+        return self._url
+
+    @property
+    def token(self) -> str:
+        """The default bearer token; it owns every account in `account_ids`."""
+        return self._token
+
+    @property
+    def account_ids(self) -> tuple[str, ...]:
+        """The simulated accounts, the default one first."""
+        return self._account_ids
+
+    @property
+    def orders(self) -> Mapping[str, SimulatedOrder]:
+        """Every order and stop order by id (a live, read-only view)."""
+        return types.MappingProxyType(self._book.orders)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received since start or `reset_log()`, in arrival order (a copy)."""
+        return self._log.records()
+
+    @property
+    def stats(self) -> SimulatorStats:
+        """Request counters since start or `reset_log()`."""
+        return self._log.stats()
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan in force; assigning a new one restarts its scripts and sequence."""
+        return self._dispenser.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        self._dispenser.replace(_check_plan(plan))
+
+    def add_orders(
+        self,
+        count: int,
+        *,
+        account_id: str | None = None,
+        market_id: str = "spot.eth_usdt",
+        side: str | None = None,
+        status: str = "Pending",
+        order_ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Add `count` resting limit orders and return their ids.
+
+        Ids are 26-character ULID-like strings, the same for the same seed; `order_ids`
+        supplies your own instead (exactly `count` of them). `account_id` None means the
+        default account; `side` None alternates Buy and Sell. A `status` outside
+        Started/Pending/Working makes orders that cannot be cancelled.
+        """
+        return self._create("order", count, account_id, market_id, side, status, order_ids)
+
+    def add_stop_orders(
+        self,
+        count: int,
+        *,
+        account_id: str | None = None,
+        market_id: str = "perp.btc_usdt",
+        side: str | None = None,
+        status: str = "WaitingForActivation",
+        order_ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Add `count` stop orders (cancelled via the stop-orders endpoint); see `add_orders`."""
+        return self._create("stop", count, account_id, market_id, side, status, order_ids)
+
+    def update_order(self, order_id: str, /, **changes: Any) -> SimulatedOrder:
+        """Change fields of an order (e.g. `status="Completed"`) and tell the OpenOrders hub.
+
+        Raises KeyError for an unknown id and TypeError for a field that cannot change.
+        """
+        return self._book.update(order_id, changes)
+
+    def open_order_ids(self, account_id: str | None = None) -> list[str]:
+        """Ids of active orders (Started/Pending/Working) of one account, or of all."""
+        return [order.order_id for order in self._book.open_orders(account_id)]
+
+    def issue_token(self, account_ids: Iterable[str] | None = None) -> str:
+        """A new valid bearer token owning `account_ids` (None: every account)."""
+        accounts = self._account_ids if account_ids is None else tuple(account_ids)
+        for account_id in accounts:
+            self._check_account(account_id)
+        return self._tokens.issue(accounts)
+
+    def revoke_token(self, token: str) -> None:
+        """Make `token` invalid: later requests with it get 401."""
+        self._tokens.revoke(token)
+
+    def requests_for(self, order_id: str) -> list[RecordedRequest]:
+        """The logged requests naming `order_id`, in arrival order."""
+        return [record for record in self._log.records() if record.order_id == order_id]
+
+    def reset_log(self) -> None:
+        """Forget the logged requests and zero `stats`."""
+        self._log.reset()
+
+    def _create(
+        self,
+        kind: OrderKind,
+        count: int,
+        account_id: str | None,
+        market_id: str,
+        side: str | None,
+        status: str,
+        order_ids: Sequence[str] | None,
+    ) -> list[str]:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        account = self._account_ids[0] if account_id is None else account_id
+        self._check_account(account)
+        if side not in (None, "Buy", "Sell"):
+            raise ValueError(f"side must be 'Buy', 'Sell' or None, got {side!r}")
+        if not isinstance(market_id, str) or not market_id:
+            raise ValueError(f"market_id must be a non-empty str, got {market_id!r}")
+        if order_ids is None:
+            ids = [self._book.new_id() for _ in range(count)]
+        else:
+            ids = list(order_ids)
+            if len(ids) != count:
+                raise ValueError(f"order_ids has {len(ids)} ids but count is {count}")
+            if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+                raise ValueError("order_ids must be distinct, non-empty strings")
+        orders = self._book.create(
+            ids, kind=kind, account_id=account, market_id=market_id, side=side, status=status
+        )
+        return [order.order_id for order in orders]
+
+    def _check_account(self, account_id: str) -> None:
+        if account_id not in self._account_ids:
+            raise ValueError(f"unknown account id {account_id!r}; known: {self._account_ids}")
+
+
+def _check_accounts(accounts: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(accounts, str):
+        raise TypeError("accounts must be a sequence of account ids, not one str")
+    account_ids = tuple(accounts)
+    if not account_ids:
+        raise ValueError("accounts must name at least one account id")
+    for account_id in account_ids:
+        if not isinstance(account_id, str) or not account_id.strip():
+            raise ValueError(f"accounts: {account_id!r} is not a non-blank str")
+    if len(set(account_ids)) != len(account_ids):
+        raise ValueError("accounts must not repeat an account id")
+    return account_ids
+
+
+def _check_seconds(name: str, value: float, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_plan(plan: FaultPlan | None) -> FaultPlan:
+    if plan is None:
+        return FaultPlan()
+    if not isinstance(plan, FaultPlan):
+        raise TypeError(f"faults must be a FaultPlan or None, got {type(plan).__name__}")
+    return plan

@@ -1,0 +1,355 @@
+"""Fault plans for the simulator: which request fails, how, and reproducibly so.
+
+A `FaultPlan` is a frozen value; the simulator asks it for the fault of each eligible request.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = ["Fault", "FaultKind", "FaultPlan"]
+
+# The endpoint names a plan may target: the `endpoint` values of `RecordedRequest`.
+_FAULT_ENDPOINTS: frozenset[str] = frozenset(
+    {"accounts", "place_order", "cancel_order", "cancel_stop_order", "access_token", "hub"}
+)
+_DEFAULT_ENDPOINTS = frozenset({"cancel_order", "cancel_stop_order", "accounts", "place_order"})
+
+
+class FaultKind(enum.StrEnum):
+    """What goes wrong with a request the plan picks."""
+
+    #: 429 ProblemDetails, with `Retry-After` when the fault's `retry_after` is set.
+    RATE_LIMITED = "rate_limited"
+    #: 500 ProblemDetails JSON (or the fault's `status`, e.g. 504).
+    SERVER_ERROR = "server_error"
+    #: 502 with a proxy's HTML page as the body.
+    BAD_GATEWAY = "bad_gateway"
+    #: 503 with an empty body, and `Retry-After` when the fault's `retry_after` is set.
+    UNAVAILABLE = "unavailable"
+    #: The connection is closed without any response; nothing changes on the server.
+    RESET = "reset"
+    #: The response comes `delay` seconds late; the request is then handled normally.
+    SLOW = "slow"
+    #: The request takes effect, then the response body is cut in the middle of its JSON.
+    MALFORMED = "malformed"
+    #: The request takes effect, then the connection is closed without a response.
+    LOST_RESPONSE = "lost_response"
+    #: An arbitrary response (`Fault.response`); nothing changes on the server.
+    RESPONSE = "response"
+
+
+#: The kinds `FaultPlan.uniform` spreads its rate over by default: the transient failures a
+#: retrying client should absorb without side effects.
+_TRANSIENT_KINDS = (
+    FaultKind.RATE_LIMITED,
+    FaultKind.SERVER_ERROR,
+    FaultKind.BAD_GATEWAY,
+    FaultKind.UNAVAILABLE,
+    FaultKind.RESET,
+)
+
+
+def _check_retry_after(name: str, value: float | str | None) -> None:
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, a str or None, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_delay(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _freeze_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(headers or {}))
+
+
+@attrs.frozen
+class Fault:
+    """One failure to inflict on one request.
+
+    Build it with the named constructors, e.g. `Fault.rate_limited(retry_after=1)`,
+    `Fault.reset()` or `Fault.response(418, b"teapot")`.
+    """
+
+    kind: FaultKind = attrs.field(converter=FaultKind)
+    #: `Retry-After` for RATE_LIMITED and UNAVAILABLE: seconds, or a str sent verbatim.
+    retry_after: float | str | None = None
+    #: Seconds SLOW waits before answering; None uses the plan's `slow_delay`.
+    delay: float | None = None
+    #: Status of a RESPONSE fault; for SERVER_ERROR (default 500) and BAD_GATEWAY (502) an
+    #: override such as 504.
+    status: int | None = None
+    #: Body of a RESPONSE fault.
+    body: bytes = b""
+    #: Extra headers of a RESPONSE fault.
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_headers, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_retry_after("retry_after", self.retry_after)
+        _check_delay("delay", self.delay)
+        if self.status is not None and (
+            isinstance(self.status, bool)
+            or not isinstance(self.status, int)
+            or not 100 <= self.status <= 599
+        ):
+            raise ValueError(f"status must be an HTTP status 100..599, got {self.status!r}")
+        if self.kind is FaultKind.RESPONSE and self.status is None:
+            raise ValueError("status is required for a RESPONSE fault")
+        if not isinstance(self.body, bytes):
+            raise TypeError(f"body must be bytes, got {type(self.body).__name__}")
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | str | None = 0.05) -> Fault:
+        """A 429 answer, with `Retry-After: retry_after` unless it is None."""
+        return cls(FaultKind.RATE_LIMITED, retry_after=retry_after)
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Fault:
+        """A ProblemDetails answer with a 5xx `status` (500 by default)."""
+        return cls(FaultKind.SERVER_ERROR, status=status)
+
+    @classmethod
+    def bad_gateway(cls) -> Fault:
+        """A 502 answer whose body is a proxy's HTML page."""
+        return cls(FaultKind.BAD_GATEWAY)
+
+    @classmethod
+    def unavailable(cls, retry_after: float | str | None = None) -> Fault:
+        """A 503 answer with an empty body, and `Retry-After` unless it is None."""
+        return cls(FaultKind.UNAVAILABLE, retry_after=retry_after)
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Close the connection without answering; the request has no effect."""
+        return cls(FaultKind.RESET)
+
+    @classmethod
+    def slow(cls, delay: float | None = None) -> Fault:
+        """Answer normally after `delay` seconds (None: the plan's `slow_delay`)."""
+        return cls(FaultKind.SLOW, delay=delay)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Apply the request, then answer with a truncated JSON body."""
+        return cls(FaultKind.MALFORMED)
+
+    @classmethod
+    def lost_response(cls) -> Fault:
+        """Apply the request, then close the connection without answering."""
+        return cls(FaultKind.LOST_RESPONSE)
+
+    @classmethod
+    def response(
+        cls, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Fault:
+        """Answer with exactly this status, body and headers; the request has no effect."""
+        return cls(FaultKind.RESPONSE, status=status, body=body, headers=headers or {})
+
+
+def _convert_rates(rates: Mapping[Any, float]) -> Mapping[FaultKind, float]:
+    converted: dict[FaultKind, float] = {}
+    for key, rate in rates.items():
+        try:
+            kind = FaultKind(key)
+        except ValueError:
+            raise ValueError(f"rates: unknown fault kind {key!r}") from None
+        converted[kind] = rate
+    # Declaration order, so the cumulative draw does not depend on the caller's dict order.
+    return types.MappingProxyType({k: converted[k] for k in FaultKind if k in converted})
+
+
+def _convert_scripts(
+    scripts: Mapping[str, Sequence[Fault | None]],
+) -> Mapping[str, tuple[Fault | None, ...]]:
+    return types.MappingProxyType({key: tuple(value) for key, value in scripts.items()})
+
+
+def _convert_sequence(entries: Iterable[Fault | None]) -> tuple[Fault | None, ...]:
+    return tuple(entries)
+
+
+def _convert_endpoints(names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):
+        raise TypeError("endpoints must be a collection of endpoint names, not one str")
+    return frozenset(names)
+
+
+def _check_entries(name: str, entries: Iterable[object]) -> None:
+    for index, entry in enumerate(entries):
+        if entry is not None and not isinstance(entry, Fault):
+            raise TypeError(f"{name}[{index}] must be a Fault or None, got {entry!r}")
+
+
+@attrs.frozen
+class FaultPlan:
+    """Which requests fail and how: scripts per order id, a global sequence, random rates.
+
+    For each request on one of `endpoints` (after the token and `accountId` checks):
+
+    1. if it names an order id that has a script, the n-th request for that id gets the n-th
+       entry (None = no fault), and no fault at all once the script is used up;
+    2. otherwise the n-th such request gets the n-th entry of `sequence`;
+    3. after the sequence, each kind in `rates` strikes with its probability, drawn from
+       `(seed, order id or endpoint, n)` so the outcome does not depend on arrival order.
+
+    For example:
+
+    ```python
+    FaultPlan(scripts={order_id: [Fault.rate_limited(), Fault.reset(), None]})
+    FaultPlan.uniform(0.2, seed=7)
+    ```
+    """
+
+    rates: Mapping[FaultKind, float] = attrs.field(
+        factory=dict, converter=_convert_rates, hash=False
+    )
+    scripts: Mapping[str, Sequence[Fault | None]] = attrs.field(
+        factory=dict, converter=_convert_scripts, hash=False
+    )
+    sequence: Sequence[Fault | None] = attrs.field(default=(), converter=_convert_sequence)
+    seed: int = 0
+    #: `Retry-After` of rate-drawn RATE_LIMITED faults.
+    retry_after: float | str | None = 0.05
+    #: Delay of rate-drawn SLOW faults and of scripted ones without their own `delay`.
+    slow_delay: float = 5.0
+    endpoints: frozenset[str] = attrs.field(
+        default=_DEFAULT_ENDPOINTS, converter=_convert_endpoints
+    )
+
+    def __attrs_post_init__(self) -> None:
+        for kind, rate in self.rates.items():
+            if isinstance(rate, bool) or not isinstance(rate, int | float):
+                raise TypeError(f"rates[{kind.name}] must be a number, got {rate!r}")
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"rates[{kind.name}] must be between 0 and 1, got {rate!r}")
+        if FaultKind.RESPONSE in self.rates:
+            raise ValueError("rates cannot hold RESPONSE; script Fault.response() instead")
+        total = math.fsum(self.rates.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"rates must add up to at most 1, got {total!r}")
+        for key, script in self.scripts.items():
+            if not isinstance(key, str):
+                raise TypeError(f"scripts keys must be order ids (str), got {key!r}")
+            _check_entries(f"scripts[{key!r}]", script)
+        _check_entries("sequence", self.sequence)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+        _check_retry_after("retry_after", self.retry_after)
+        _check_delay("slow_delay", self.slow_delay)
+        unknown = self.endpoints - _FAULT_ENDPOINTS
+        if unknown:
+            raise ValueError(
+                f"endpoints: unknown endpoint(s) {sorted(unknown)}; "
+                f"choose from {sorted(_FAULT_ENDPOINTS)}"
+            )
+
+    @classmethod
+    def none(cls) -> FaultPlan:
+        """A plan that never injects a fault."""
+        return cls()
+
+    @classmethod
+    def uniform(
+        cls,
+        rate: float,
+        *,
+        seed: int = 0,
+        kinds: Iterable[FaultKind] = _TRANSIENT_KINDS,
+        slow_delay: float = 5.0,
+        retry_after: float | str | None = 0.05,
+    ) -> FaultPlan:
+        """Fail each eligible request with probability `rate`, split evenly over `kinds`.
+
+        The default kinds are the transient ones without side effects: RATE_LIMITED,
+        SERVER_ERROR, BAD_GATEWAY, UNAVAILABLE and RESET.
+        """
+        chosen = [FaultKind(kind) for kind in dict.fromkeys(kinds)]
+        if not chosen:
+            raise ValueError("kinds must name at least one fault kind")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, got {rate!r}")
+        share = rate / len(chosen)
+        return cls(
+            rates=dict.fromkeys(chosen, share),
+            seed=seed,
+            slow_delay=slow_delay,
+            retry_after=retry_after,
+        )
+
+    def draw(self, key: str, n: int) -> Fault | None:
+        """The rate-drawn fault for the `n`-th request on `key` (an order id or endpoint).
+
+        A pure function of `(seed, key, n)` and the rates: the same plan always answers the
+        same, whatever else is going on.
+        """
+        if not self.rates:
+            return None
+        point = _unit_interval(f"{self.seed}:{key}:{n}")
+        cumulative = 0.0
+        for kind, rate in self.rates.items():
+            cumulative += rate
+            if point < cumulative:
+                return self._fault_of_kind(kind)
+        return None
+
+    def _fault_of_kind(self, kind: FaultKind) -> Fault:
+        if kind is FaultKind.RATE_LIMITED:
+            return Fault(kind, retry_after=self.retry_after)
+        if kind is FaultKind.SLOW:
+            return Fault(kind, delay=self.slow_delay)
+        return Fault(kind)
+
+
+def _unit_interval(text: str) -> float:
+    """A uniform float in [0, 1) derived from `text`, stable across runs and platforms."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+class _FaultDispenser:
+    """The run-time state of a plan: how many requests each order id and endpoint has seen."""
+
+    def __init__(self, plan: FaultPlan) -> None:
+        self.plan = plan
+        self._per_key: dict[str, int] = {}
+        self._sequence_index = 0
+
+    def replace(self, plan: FaultPlan) -> None:
+        """Switch to `plan`, starting its scripts and sequence from the beginning."""
+        self.plan = plan
+        self._per_key.clear()
+        self._sequence_index = 0
+
+    def next_fault(self, endpoint: str, order_id: str | None) -> Fault | None:
+        """The fault for the next request on `endpoint` (naming `order_id`, if any)."""
+        plan = self.plan
+        if endpoint not in plan.endpoints:
+            return None
+        # Order ids and endpoint names live in one counter map; prefixes keep them apart.
+        key = f"order:{order_id}" if order_id is not None else f"endpoint:{endpoint}"
+        n = self._per_key.get(key, 0)
+        self._per_key[key] = n + 1
+        if order_id is not None and order_id in plan.scripts:
+            script = plan.scripts[order_id]
+            return script[n] if n < len(script) else None
+        index = self._sequence_index
+        self._sequence_index += 1
+        if index < len(plan.sequence):
+            return plan.sequence[index]
+        return plan.draw(order_id if order_id is not None else endpoint, n)
