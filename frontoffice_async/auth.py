@@ -99,8 +99,8 @@ class TokenSource:
         self._clock = clock
         # Wall-clock time after which a refreshable token is fetched again before use.
         self._refresh_at = math.inf
-        #: How many times the provider was asked (for tests and metrics).
         self.refreshes = 0
+        """How many times the provider was asked (for tests and metrics)."""
 
     @property
     def can_refresh(self) -> bool:
@@ -193,8 +193,8 @@ class OfflineTokenAuth:
         self.timeout = timeout
         self._url: URL | None = None
         self._session: Callable[[], aiohttp.ClientSession] | None = None
-        #: Exchanges made so far.
         self.exchanges = 0
+        """Exchanges made so far."""
 
     def bind(self, base_url: str, session: Callable[[], aiohttp.ClientSession]) -> None:
         """Called by `FrontOfficeClient`: where to exchange, and through which session."""

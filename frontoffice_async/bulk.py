@@ -48,8 +48,8 @@ class CancelOutcome:
     order_id: str
     order: Order | None = None
     error: FrontOfficeError | None = None
-    #: Requests sent for this id (0 when the id was rejected before sending).
     attempts: int = 0
+    """Requests sent for this id (0 when the id was rejected before sending)."""
 
     @property
     def ok(self) -> bool:
@@ -75,8 +75,8 @@ class BulkCancelResult(Sequence[CancelOutcome]):
 
     def __init__(self, outcomes: Sequence[CancelOutcome], *, elapsed: float = 0.0) -> None:
         self._outcomes = tuple(outcomes)
-        #: Wall-clock seconds the bulk call took.
         self.elapsed = elapsed
+        """Wall-clock seconds the bulk call took."""
 
     @overload
     def __getitem__(self, index: int) -> CancelOutcome: ...

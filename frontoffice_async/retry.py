@@ -63,26 +63,26 @@ class RetryPolicy:
         >>> RetryPolicy.none()   # exactly one attempt
     """
 
-    #: Attempts in total, the first one included.
     max_attempts: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
-    #: Backoff scale in seconds: the n-th retry waits up to `base_delay * 2**(n-1)`.
+    """Attempts in total, the first one included."""
     base_delay: float = attrs.field(default=0.1, validator=_non_negative)
-    #: Upper bound of one backoff sleep in seconds.
+    """Backoff scale in seconds: the n-th retry waits up to `base_delay * 2**(n-1)`."""
     max_delay: float = attrs.field(default=5.0, validator=_non_negative)
-    #: Statuses worth another attempt.
+    """Upper bound of one backoff sleep in seconds."""
     retry_statuses: frozenset[int] = attrs.field(
         default=frozenset({429, 500, 502, 503, 504}), converter=frozenset
     )
-    #: Resend after a connection failure or a per-attempt timeout.
+    """Statuses worth another attempt."""
     retry_connection_errors: bool = True
-    #: A longer `Retry-After` raises `RateLimitError` at once instead of sleeping.
+    """Resend after a connection failure or a per-attempt timeout."""
     max_retry_after: float = attrs.field(default=30.0, validator=_non_negative)
-    #: Seconds for the whole call, sleeps included; None for no limit.
+    """A longer `Retry-After` raises `RateLimitError` at once instead of sleeping."""
     deadline: float | None = attrs.field(default=30.0, validator=_positive_or_none)
-    #: Methods that may be resent (idempotent ones only).
+    """Seconds for the whole call, sleeps included; None for no limit."""
     retry_methods: frozenset[str] = attrs.field(
         default=frozenset({"DELETE", "GET"}), converter=frozenset
     )
+    """Methods that may be resent (idempotent ones only)."""
 
     @classmethod
     def none(cls) -> RetryPolicy:
@@ -106,12 +106,12 @@ class RetryEvent:
 
     method: str
     url: str
-    #: The attempt that failed (1 for the first).
     attempt: int
-    #: Seconds the middleware sleeps before the next attempt.
+    """The attempt that failed (1 for the first)."""
     delay: float
-    #: Why: an HTTP status ("503") or a failure ("timeout", "ServerDisconnectedError").
+    """Seconds the middleware sleeps before the next attempt."""
     cause: str
+    """Why: an HTTP status ("503") or a failure ("timeout", "ServerDisconnectedError")."""
     status: int | None = None
 
 
