@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/python -m frontoffice_async demo
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench,speedups]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
 	@touch $@
 
 bench: $(VENV)/.bench-installed

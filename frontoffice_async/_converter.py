@@ -34,12 +34,19 @@ __all__ = [
 
 T = TypeVar("T")
 
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); orjson refuses them too.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 # Decimals must stay exact: a JSON number is parsed straight into Decimal, never via float.
 # One decoder, built once: `json.loads(..., parse_float=...)` would build one per call.
-_decode = json.JSONDecoder(parse_float=Decimal).decode
+_decode = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant).decode
 
 
 def _json_loads(data: bytes) -> Any:
+    # Not orjson: it has no way to read numbers as Decimal, and a float would lose digits.
     return _decode(data.decode("utf-8"))
 
 
@@ -68,7 +75,7 @@ def _camel(name: str) -> str:
 
 
 def _structure_decimal(value: Any, _: type) -> Decimal:
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         try:
             result = Decimal(value)
         except InvalidOperation:
@@ -122,7 +129,9 @@ def _structure_int(value: Any, _: type) -> int:
 
 def _structure_open_enum(value: Any, cls: type[_OpenEnum]) -> _OpenEnum:
     if isinstance(value, str):
-        return cls(value)
+        # A dict lookup for known values; `cls(value)` is ten times slower.
+        member = cls._value2member_map_.get(value)
+        return member if member is not None else cls(value)  # type: ignore[return-value]
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 

@@ -19,6 +19,7 @@ import attrs
 from attrs import validators as v
 
 from ._ratelimit import RateLimiter
+from ._timer import AttemptTimers
 from .errors import APITimeoutError, make_connection_error, parse_retry_after
 
 __all__ = [
@@ -234,6 +235,7 @@ class RetryMiddleware:
         self.budget = budget if budget is not None else RetryBudget()
         self.limiter = limiter
         self.on_retry = on_retry
+        self._timers = AttemptTimers()
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -255,14 +257,9 @@ class RetryMiddleware:
                 left = deadline - (clock() - started)
                 limit = left if limit is None else min(limit, left)
             state.attempts += 1
-            response: aiohttp.ClientResponse | None = None
             try:
-                async with asyncio.timeout(limit):
-                    response = await handler(request)
-                    await response.read()
+                response = await self._attempt(request, handler, limit)
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-                if response is not None:
-                    response.close()
                 timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
                 decision = self._decide(request, attempt, None, timed_out, None, started)
                 if not decision.retry:
@@ -272,10 +269,6 @@ class RetryMiddleware:
                 await self._pause(request, attempt, decision, cause, None)
                 spent += decision.cost
                 continue
-            except BaseException:
-                if response is not None:
-                    response.close()
-                raise
             status = response.status
             if status not in policy.retry_statuses:
                 # The server answered for real: refund the budget, as botocore does.
@@ -293,6 +286,30 @@ class RetryMiddleware:
             await self._pause(request, attempt, decision, str(status), status)
             spent += decision.cost
         raise AssertionError("unreachable: the last attempt always returns or raises")
+
+    async def _attempt(
+        self, request: aiohttp.ClientRequest, handler: _Handler, limit: float | None
+    ) -> aiohttp.ClientResponse:
+        """Send once and read the whole body within `limit` seconds; close what fails."""
+        response: aiohttp.ClientResponse | None = None
+        expiry = self._timers.arm(limit)
+        try:
+            response = await handler(request)
+            await response.read()
+        except asyncio.CancelledError:
+            if response is not None:
+                response.close()
+            if expiry is None or not expiry.caused():
+                raise
+            raise TimeoutError from None
+        except BaseException:
+            if response is not None:
+                response.close()
+            raise
+        finally:
+            if expiry is not None:
+                expiry.disarm()
+        return response
 
     def _decide(
         self,

@@ -237,12 +237,27 @@ def test_missing_required_field() -> None:
     assert caught.value.path == "order.side"
 
 
-def test_numbers_are_accepted_as_decimals_exactly() -> None:
-    data = loads(b'{"v": 0.1, "i": 12}')
-    assert data == {"v": Decimal("0.1"), "i": 12}
-    order = structure(order_json() | {"requestedAmount": data["v"], "commission": 12}, Order)
-    assert order.requested_amount == Decimal("0.1")
-    assert order.commission == Decimal(12)
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (b"0.1", "0.1"),
+        (b"12", "12"),
+        (b"1e-8", "1E-8"),
+        (b"64210.55", "64210.55"),
+        (b"0.12345678901234567890123", "0.12345678901234567890123"),  # beyond a float
+    ],
+)
+def test_json_numbers_become_exact_decimals(number: bytes, expected: str) -> None:
+    body = sample("cancel_order_200.json").replace(b'"0.1"', number, 1)
+    order = structure(loads(body)["order"], Order)
+    assert order.requested_amount == Decimal(expected)
+    assert str(order.requested_amount) == expected
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_json_constants_are_refused(literal: bytes) -> None:
+    with pytest.raises(ValueError, match="is not a JSON value"):
+        loads(b'{"v": ' + literal + b"}")
 
 
 def test_not_an_object() -> None:
