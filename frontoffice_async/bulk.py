@@ -210,11 +210,19 @@ async def _run_pool(
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     source = _DistinctIds(order_ids)
+    take_now = source.take_now  # a plain call for sync iterables: no coroutine per id
+    cancel = client._cancel
+    prefix = client._orders_prefix
 
     async def worker() -> None:
-        while (item := await source.next()) is not None:
+        while (item := take_now() if take_now else await source.take()) is not None:
             index, order_id = item
-            outcome = await _cancel_one(client, order_id, account_id)
+            try:
+                order, attempts = await cancel(prefix, Order, order_id, account_id)
+            except FrontOfficeError as exc:
+                outcome = CancelOutcome(order_id, error=exc, attempts=getattr(exc, "attempts", 0))
+            else:
+                outcome = CancelOutcome(order_id, order=order, attempts=attempts)
             done = sink(index, outcome)
             if done is not None:
                 await done
@@ -271,14 +279,6 @@ def _gone(order_id: str, refusal: APIStatusError) -> OrderNotFoundError:
     return gone
 
 
-async def _cancel_one(client: FrontOfficeClient, order_id: Any, account_id: str) -> CancelOutcome:
-    try:
-        order, attempts = await client._cancel(client._orders_prefix, Order, order_id, account_id)
-    except FrontOfficeError as exc:
-        return CancelOutcome(order_id, error=exc, attempts=getattr(exc, "attempts", 0))
-    return CancelOutcome(order_id, order=order, attempts=attempts)
-
-
 class _DistinctIds:
     """One shared source of (index, id) for all workers; each distinct id comes out once."""
 
@@ -298,28 +298,44 @@ class _DistinctIds:
         self._seen: set[Any] = set()
         self._count = 0
 
-    async def next(self) -> tuple[int, Any] | None:
-        while True:
-            if self._iter is not None:
-                order_id = next(self._iter, _END)
-            else:
-                async with self._lock:
-                    if self._aiter is None:  # exhausted while we waited for the lock
-                        return None
-                    order_id = await anext(self._aiter, _END)
-                    if order_id is _END:
-                        self._aiter = None
-            if order_id is _END:
-                return None
-            try:
-                if order_id in self._seen:
-                    continue
-                self._seen.add(order_id)
-            except TypeError:  # unhashable: cannot be a duplicate of a valid id
-                pass
-            index = self._count
-            self._count += 1
-            return index, order_id
+    @property
+    def take_now(self) -> Callable[[], tuple[int, Any] | None] | None:
+        """The synchronous `take` for a sync iterable, else None."""
+        return self._take_sync if self._iter is not None else None
+
+    def _take_sync(self) -> tuple[int, Any] | None:
+        assert self._iter is not None
+        for order_id in self._iter:
+            if self._is_new(order_id):
+                return self._numbered(order_id)
+        return None
+
+    async def take(self) -> tuple[int, Any] | None:
+        """The next distinct id with its first-seen index, or None at the end."""
+        if self._iter is not None:
+            return self._take_sync()
+        async with self._lock:
+            while self._aiter is not None:
+                order_id = await anext(self._aiter, _END)
+                if order_id is _END:
+                    self._aiter = None
+                elif self._is_new(order_id):
+                    return self._numbered(order_id)
+        return None
+
+    def _is_new(self, order_id: Any) -> bool:
+        try:
+            if order_id in self._seen:
+                return False
+            self._seen.add(order_id)
+        except TypeError:  # unhashable: cannot be a duplicate of a valid id
+            pass
+        return True
+
+    def _numbered(self, order_id: Any) -> tuple[int, Any]:
+        index = self._count
+        self._count += 1
+        return index, order_id
 
 
 _END: Any = object()
