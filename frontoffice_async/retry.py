@@ -192,14 +192,16 @@ class RetryBudget:
 
 
 class _CallState:
-    """What one client call learns from the middleware: attempts made, and whether an
-    earlier attempt may have reached the server (so a later 404 may mean "already done")."""
+    """What one client call learns from the middleware: attempts made, whether an earlier
+    attempt may have reached the server (so a later 404 may mean "already done"), and the
+    body of the answer it returned (read within the attempt's time limit)."""
 
-    __slots__ = ("ambiguous", "attempts")
+    __slots__ = ("ambiguous", "attempts", "body")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.ambiguous = False
+        self.body: bytes | None = None
 
 
 # The client sets this around each call; a bare session using the middleware has none.
@@ -258,7 +260,7 @@ class RetryMiddleware:
                 limit = left if limit is None else min(limit, left)
             state.attempts += 1
             try:
-                response = await self._attempt(request, handler, limit)
+                response = await self._attempt(request, handler, limit, state)
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
                 decision = self._decide(request, attempt, None, timed_out, None, started)
@@ -288,14 +290,18 @@ class RetryMiddleware:
         raise AssertionError("unreachable: the last attempt always returns or raises")
 
     async def _attempt(
-        self, request: aiohttp.ClientRequest, handler: _Handler, limit: float | None
+        self,
+        request: aiohttp.ClientRequest,
+        handler: _Handler,
+        limit: float | None,
+        state: _CallState,
     ) -> aiohttp.ClientResponse:
         """Send once and read the whole body within `limit` seconds; close what fails."""
         response: aiohttp.ClientResponse | None = None
         expiry = self._timers.arm(limit)
         try:
             response = await handler(request)
-            await response.read()
+            body = await response.read()
         except asyncio.CancelledError:
             if response is not None:
                 response.close()
@@ -309,6 +315,7 @@ class RetryMiddleware:
         finally:
             if expiry is not None:
                 expiry.disarm()
+        state.body = body
         return response
 
     def _decide(
