@@ -1,7 +1,7 @@
 """Bulk cancelling: a fixed pool of workers pulling ids from one shared iterator.
 
-Memory stays O(concurrency) in flight (plus the set of ids already seen, which is what makes
-"each distinct id once" possible); every distinct id gets exactly one `CancelOutcome`.
+Memory stays O(concurrency) in flight, plus the set of ids already seen that makes "each
+distinct id once" possible (`dedupe=False` drops it); every id gets exactly one outcome.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ async def cancel_orders(
     account_id: str,
     concurrency: int,
     on_outcome: Callable[[CancelOutcome], object] | None = None,
+    dedupe: bool = True,
 ) -> BulkCancelResult:
     """Run the pool to completion; see `FrontOfficeClient.cancel_orders`."""
     received: dict[int, CancelOutcome] = {}
@@ -149,7 +150,7 @@ async def cancel_orders(
                 logger.exception("on_outcome callback failed")
 
     started = time.perf_counter()
-    await _run_pool(client, order_ids, account_id, concurrency, keep)
+    await _run_pool(client, order_ids, account_id, concurrency, keep, dedupe)
     # Indexes are dense (0..n-1 over distinct ids), so this is first-seen order.
     ordered = [received[i] for i in range(len(received))]
     return BulkCancelResult(ordered, elapsed=time.perf_counter() - started)
@@ -161,6 +162,7 @@ async def iter_cancel_orders(
     *,
     account_id: str,
     concurrency: int,
+    dedupe: bool = True,
 ) -> AsyncGenerator[CancelOutcome, None]:
     """Yield outcomes in completion order; see `FrontOfficeClient.iter_cancel_orders`."""
     # Bounded: a slow consumer makes the workers wait instead of piling outcomes up.
@@ -171,7 +173,7 @@ async def iter_cancel_orders(
 
     async def run() -> None:
         try:
-            await _run_pool(client, order_ids, account_id, concurrency, put)
+            await _run_pool(client, order_ids, account_id, concurrency, put, dedupe)
         except asyncio.CancelledError:
             raise  # the consumer left: nobody reads the queue, so do not wait on it
         except Exception as exc:
@@ -206,10 +208,11 @@ async def _run_pool(
     account_id: str,
     concurrency: int,
     sink: _Sink,
+    dedupe: bool,
 ) -> None:
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-    source = _DistinctIds(order_ids)
+    source = _DistinctIds(order_ids, dedupe=dedupe)
     take_now = source.take_now  # a plain call for sync iterables: no coroutine per id
     cancel = client._cancel
     prefix = client._orders_prefix
@@ -284,7 +287,7 @@ class _DistinctIds:
 
     __slots__ = ("_aiter", "_count", "_iter", "_lock", "_seen")
 
-    def __init__(self, order_ids: Iterable[str] | AsyncIterable[str]) -> None:
+    def __init__(self, order_ids: Iterable[str] | AsyncIterable[str], *, dedupe: bool) -> None:
         self._iter: Iterator[Any] | None = None
         self._aiter: AsyncIterator[Any] | None = None
         if isinstance(order_ids, str):
@@ -295,7 +298,8 @@ class _DistinctIds:
             self._iter = iter(order_ids)
         # An async iterator must not be entered by two workers at once.
         self._lock = asyncio.Lock()
-        self._seen: set[Any] = set()
+        # ~110 bytes per distinct id: the one cost that grows with the input.
+        self._seen: set[Any] | None = set() if dedupe else None
         self._count = 0
 
     @property
@@ -324,6 +328,8 @@ class _DistinctIds:
         return None
 
     def _is_new(self, order_id: Any) -> bool:
+        if self._seen is None:
+            return True
         try:
             if order_id in self._seen:
                 return False

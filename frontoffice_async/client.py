@@ -239,12 +239,15 @@ class FrontOfficeClient:
         account_id: str | None = None,
         concurrency: int | None = None,
         on_outcome: Callable[[bulk.CancelOutcome], object] | None = None,
+        dedupe: bool = True,
     ) -> bulk.BulkCancelResult:
         """Cancel many orders with a fixed pool of workers; one outcome per distinct id.
 
         Accepts any iterable or async iterable (consumed lazily). Failures never stop the
         other ids; they are outcomes with an `error`. `on_outcome` sees each outcome as it
-        arrives, so none is lost if the caller is cancelled. See `BulkCancelResult`.
+        arrives, so none is lost if the caller is cancelled. Repeated ids are sent once;
+        with `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
+        See `BulkCancelResult`.
         """
         return await bulk.cancel_orders(
             self,
@@ -252,6 +255,7 @@ class FrontOfficeClient:
             account_id=self._account_for(account_id),
             concurrency=self.concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
+            dedupe=dedupe,
         )
 
     def iter_cancel_orders(
@@ -260,17 +264,21 @@ class FrontOfficeClient:
         *,
         account_id: str | None = None,
         concurrency: int | None = None,
+        dedupe: bool = True,
     ) -> AsyncGenerator[bulk.CancelOutcome, None]:
         """Like `cancel_orders`, but yields each `CancelOutcome` as it completes.
 
-        Memory stays bounded by `concurrency` plus the set of ids seen. Leaving the loop
-        early cancels the remaining work; wrap in `contextlib.aclosing` to do it at once.
+        Memory stays bounded by `concurrency` plus the set of ids seen (about 110 bytes per
+        distinct id); with `dedupe=False` it is O(concurrency) for any number of ids, and a
+        repeated id is sent again. Leaving the loop early cancels the remaining work; wrap
+        in `contextlib.aclosing` to do it at once.
         """
         return bulk.iter_cancel_orders(
             self,
             order_ids,
             account_id=self._account_for(account_id),
             concurrency=self.concurrency if concurrency is None else concurrency,
+            dedupe=dedupe,
         )
 
     async def open_orders(
@@ -313,7 +321,12 @@ class FrontOfficeClient:
             and (wanted_side is None or o.side == wanted_side)
         ]
         result = await self.cancel_orders(
-            ids, account_id=account, concurrency=concurrency, on_outcome=on_outcome
+            # A snapshot lists each order once: nothing to deduplicate.
+            ids,
+            account_id=account,
+            concurrency=concurrency,
+            on_outcome=on_outcome,
+            dedupe=False,
         )
         if any(bulk.was_refused(o) for o in result):
             try:

@@ -349,6 +349,49 @@ async def test_iter_cancel_orders_memory_is_bounded(
     assert frontoffice_simulator.requests == []  # the stub replaced every request
 
 
+async def test_without_dedupe_memory_is_o_concurrency_for_any_number_of_ids(
+    frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = _converter.structure(json.loads(sample("cancel_order_200.json"))["order"], Order)
+
+    async def fake_cancel(
+        prefix: str, cls: type[Order], order_id: str, account_id: str | None
+    ) -> tuple[Order, int]:
+        return order, 1
+
+    peaks = []
+    async with client_for(frontoffice_simulator, concurrency=32) as client:
+        monkeypatch.setattr(client, "_cancel", fake_cancel)
+        for n in (10_000, N_MEMORY):
+            count = 0
+            tracemalloc.start()
+            try:
+                ids = (f"01K2PF9XS2{i:016d}" for i in range(n))
+                stream = client.iter_cancel_orders(ids, dedupe=False)
+                async with closing(stream) as outcomes:
+                    async for outcome in outcomes:
+                        count += outcome.ok
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+            assert count == n
+    # Ten times the ids, the same peak (give or take allocator noise): nothing per id.
+    assert peaks[1] < peaks[0] * 1.5 + 50_000
+    assert peaks[1] < 1_000_000
+
+
+async def test_without_dedupe_a_repeated_id_is_sent_again(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    [order_id] = frontoffice_simulator.add_orders(1)
+    async with client_for(frontoffice_simulator) as client:
+        result = await client.cancel_orders([order_id, order_id], dedupe=False, concurrency=1)
+    assert len(result) == 2
+    assert len(frontoffice_simulator.requests_for(order_id)) == 2
+    assert result[0].ok
+    assert isinstance(result[1].error, BadRequestError)  # already cancelled by the first
+
+
 # --- caller cancellation -------------------------------------------------------------------------
 
 

@@ -1,0 +1,224 @@
+"""Load servers, each in its own process so it never costs client CPU.
+
+`fast` answers every DELETE with one pre-encoded body; `sim` is the `FrontOfficeSimulator`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+__all__ = ["ORDER_BODY", "ServerProcess", "ServerStats", "fetch_stats", "start"]
+
+#: The cancel response, shaped like `shared/api/samples/cancel_order_200.json`.
+ORDER_BODY: Final[dict[str, Any]] = {
+    "order": {
+        "marketId": "spot.eth_usdt",
+        "marketDisplayName": "SPOT ETH/USDT",
+        "orderId": "01K2PF9XS29WN4JZRHMCTTQYJB",
+        "orderType": "Limit",
+        "side": "Buy",
+        "status": "Cancelled",
+        "source": "Manual",
+        "timeInForce": "Gtc",
+        "commission": "0",
+        "requestedAmount": "0.1",
+        "remainingAmount": "0.1",
+        "requestedPrice": "4450",
+        "executionPrice": "0",
+        "createdAt": "2025-08-15T08:59:51.97Z",
+        "updatedAt": "2025-08-15T09:00:06.2791048Z",
+        "rejectDetails": "",
+        "cancellationDate": None,
+        "fillFactor": "0",
+    }
+}
+
+_BODY: Final = json.dumps(ORDER_BODY, separators=(",", ":")).encode()
+_OK: Final = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
+)
+_NOT_FOUND: Final = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+_CANCEL_PREFIX: Final = b"DELETE /frontoffice/api/v3/orders/"
+_STATS_PATH: Final = b"GET /_stats "
+_HEAD_END: Final = b"\r\n\r\n"
+
+
+class _FastProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, just enough of it: split requests, skip bodies, answer."""
+
+    def __init__(self, counter: list[int]) -> None:
+        self._buffer = b""
+        self._counter = counter
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        replies: list[bytes] = []
+        while True:
+            end = buffer.find(_HEAD_END)
+            if end < 0:
+                break
+            head = buffer[:end]
+            start = end + 4 + _content_length(head)
+            if start > len(buffer):
+                break  # the body has not fully arrived yet
+            buffer = buffer[start:]
+            replies.append(self._answer(head))
+        self._buffer = buffer
+        if replies and self._transport is not None:
+            # One write per read: pipelined requests get one syscall, not one each.
+            self._transport.write(b"".join(replies))
+
+    def _answer(self, head: bytes) -> bytes:
+        if head.startswith(_CANCEL_PREFIX):
+            self._counter[0] += 1
+            return _OK
+        if head.startswith(_STATS_PATH):
+            stats = json.dumps({"cpu": time.process_time(), "requests": self._counter[0]})
+            body = stats.encode()
+            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        return _NOT_FOUND
+
+
+def _content_length(head: bytes) -> int:
+    lowered = head.lower()
+    at = lowered.find(b"\r\ncontent-length:")
+    if at < 0:
+        return 0
+    value_end = lowered.find(b"\r\n", at + 2)
+    return int(lowered[at + 17 : value_end if value_end >= 0 else None].strip())
+
+
+async def _serve_fast() -> None:
+    loop = asyncio.get_running_loop()
+    counter = [0]
+    server = await loop.create_server(lambda: _FastProtocol(counter), "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+    async with server:
+        await _until_stdin_closes()
+
+
+async def _serve_sim(orders: int, latency: float) -> None:
+    from frontoffice_async.testing import FrontOfficeSimulator  # noqa: PLC0415 -- sim mode only
+
+    sim = FrontOfficeSimulator(latency=latency)
+    ids = sim.add_orders(orders)
+    async with sim:
+        info = {
+            "url": sim.url,
+            "token": sim.token,
+            "account_id": sim.account_ids[0],
+            "order_ids": ids,
+        }
+        print(json.dumps(info), flush=True)
+        await _until_stdin_closes()
+
+
+async def _until_stdin_closes() -> None:
+    # The parent holds our stdin; when it closes it (or dies), we stop.
+    await asyncio.to_thread(sys.stdin.buffer.read)
+
+
+# --- the parent's side ------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """Connection details of a running server process."""
+
+    def __init__(self, info: dict[str, Any], process: subprocess.Popen[bytes]) -> None:
+        self.url: str = info["url"]
+        self.token: str = info.get("token", "bench-token")
+        self.account_id: str = info.get("account_id", "685a7eaa360f9e7416221a61")
+        #: The open orders a `sim` server was started with.
+        self.order_ids: list[str] = info.get("order_ids", [])
+        self.process = process
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used so far (Linux `/proc`; None elsewhere)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime and stime, fields 14 and 15 of proc(5), counted from after the ")".
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def start(mode: str = "fast", *, orders: int = 0, latency: float = 0.0) -> Iterator[ServerProcess]:
+    """Run `python -m bench._server MODE` and yield its URL (and credentials, for `sim`)."""
+    args = [sys.executable, "-m", "bench._server", mode, f"--orders={orders}"]
+    args.append(f"--latency={latency}")
+    # Our own interpreter and fixed arguments: nothing untrusted reaches the command line.
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {mode} server did not start (exit {process.wait()})")
+        yield ServerProcess(json.loads(line), process)
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class ServerStats:
+    """The fast server's CPU seconds and cancel count at one moment."""
+
+    def __init__(self, cpu: float, requests: int) -> None:
+        self.cpu = cpu
+        self.requests = requests
+
+
+async def fetch_stats(url: str) -> ServerStats:
+    """Ask the fast server for its own `process_time()` (outside any measured window)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET /_stats HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = await reader.readuntil(_HEAD_END)
+        body = await reader.readexactly(_content_length(head))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    data = json.loads(body)
+    return ServerStats(float(data["cpu"]), int(data["requests"]))
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench._server")
+    parser.add_argument("mode", choices=["fast", "sim"])
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.02)
+    args = parser.parse_args()
+    if args.mode == "fast":
+        asyncio.run(_serve_fast())
+    else:
+        asyncio.run(_serve_sim(args.orders, args.latency))
+
+
+if __name__ == "__main__":
+    _main()
