@@ -218,19 +218,13 @@ class FrontOfficeClient:
     async def list_accounts(self) -> list[Account]:
         """The trading accounts the token can act on (no `accountId` needed)."""
         url = self._accounts_url
-        status, body, headers, state = await self._send("GET", url, self._extra_headers)
-        if not 200 <= status < 300:
-            raise make_status_error(
-                status=status,
-                method="GET",
-                url=str(url),
-                headers=headers,
-                body=body,
-                attempts=state.attempts,
-            )
-        return _converter.structure_list(
-            _converter.load_body(body, url), Account, url=url, body=body
-        )
+        body, state = await self._send("GET", url, self._extra_headers)
+        try:
+            data = _converter.load_body(body, url)
+            return _converter.structure_list(data, Account, url=url, body=body)
+        except ResponseValidationError as exc:
+            exc.attempts = state.attempts
+            raise
 
     async def cancel_orders(
         self,
@@ -344,33 +338,26 @@ class FrontOfficeClient:
         """DELETE one order; returns the record and the attempts it took."""
         url = URL(prefix + _order_path_segment(order_id), encoded=True)
         headers = self._headers_for(account_id)
-        status, body, resp_headers, state = await self._send("DELETE", url, headers)
-        if 200 <= status < 300:
-            try:
-                data = _converter.load_body(body, url)
-                if not isinstance(data, dict) or "order" not in data:
-                    raise _converter.invalid_response(
-                        "expected an object with an `order` key", "order", url, body
-                    )
-                record = _converter.structure(data["order"], cls, path="order", url=url, body=body)
-            except ResponseValidationError as exc:
-                exc.attempts = state.attempts
-                raise
-            return record, state.attempts
-        raise make_status_error(
-            status=status,
-            method="DELETE",
-            url=str(url),
-            headers=resp_headers,
-            body=body,
-            attempts=state.attempts,
-            order_id=order_id,
-            after_retry=state.ambiguous,
-        )
+        body, state = await self._send("DELETE", url, headers, order_id)
+        try:
+            data = _converter.load_body(body, url)
+            if not isinstance(data, dict) or "order" not in data:
+                raise _converter.invalid_response(
+                    "expected an object with an `order` key", "order", url, body
+                )
+            record = _converter.structure(data["order"], cls, path="order", url=url, body=body)
+        except ResponseValidationError as exc:
+            exc.attempts = state.attempts
+            raise
+        return record, state.attempts
 
     async def _send(
-        self, method: str, url: URL, headers: Mapping[str, str]
-    ) -> tuple[int, bytes, Mapping[str, str], _CallState]:
+        self, method: str, url: URL, headers: Mapping[str, str], order_id: str | None = None
+    ) -> tuple[bytes, _CallState]:
+        """Send through the middlewares; the 2xx body, or the typed error of the answer.
+
+        `order_id` marks an order endpoint (its 404 is `OrderNotFoundError`).
+        """
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._ensure_session()
@@ -398,7 +385,19 @@ class FrontOfficeClient:
             _call_state.reset(reset)
         if not state.attempts:  # a session whose request path skips middlewares (mocks)
             state.attempts = 1
-        return response.status, body, response.headers, state
+        status = response.status
+        if 200 <= status < 300:
+            return body, state
+        raise make_status_error(
+            status=status,
+            method=method,
+            url=str(url),
+            headers=response.headers,
+            body=body,
+            attempts=state.attempts,
+            order_id=order_id,
+            after_retry=state.ambiguous,
+        )
 
     def _account_for(self, account_id: str | None) -> str:
         if account_id is None:
