@@ -9,7 +9,14 @@ import random
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from pathlib import Path
 from typing import Any
 
@@ -303,15 +310,25 @@ def traced_peak(build: Callable[[], object]) -> int:
     return peak
 
 
-async def test_iter_cancel_orders_memory_is_bounded(
-    frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    order = _converter.structure(json.loads(sample("cancel_order_200.json"))["order"], Order)
+def sample_order() -> Order:
+    return _converter.structure(json.loads(sample("cancel_order_200.json"))["order"], Order)
 
-    async def fake_cancel(
+
+def instant_cancel(order: Order) -> Callable[..., Awaitable[tuple[Order, int]]]:
+    """A stand-in for `client._cancel` that answers at once: measures the pool, not HTTP."""
+
+    async def cancel(
         prefix: str, cls: type[Order], order_id: str, account_id: str | None
     ) -> tuple[Order, int]:
         return order, 1
+
+    return cancel
+
+
+async def test_iter_cancel_orders_memory_is_bounded(
+    frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = sample_order()
 
     # What holding everything would cost: the ids and their outcomes in lists.
     def materialise() -> object:
@@ -323,7 +340,7 @@ async def test_iter_cancel_orders_memory_is_bounded(
     seen_set = traced_peak(lambda: set(memory_ids()))
 
     async with client_for(frontoffice_simulator, concurrency=32) as client:
-        monkeypatch.setattr(client, "_cancel", fake_cancel)
+        monkeypatch.setattr(client, "_cancel", instant_cancel(order))
         count = 0
         tracemalloc.start()
         try:
@@ -352,16 +369,11 @@ async def test_iter_cancel_orders_memory_is_bounded(
 async def test_without_dedupe_memory_is_o_concurrency_for_any_number_of_ids(
     frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    order = _converter.structure(json.loads(sample("cancel_order_200.json"))["order"], Order)
-
-    async def fake_cancel(
-        prefix: str, cls: type[Order], order_id: str, account_id: str | None
-    ) -> tuple[Order, int]:
-        return order, 1
+    order = sample_order()
 
     peaks = []
     async with client_for(frontoffice_simulator, concurrency=32) as client:
-        monkeypatch.setattr(client, "_cancel", fake_cancel)
+        monkeypatch.setattr(client, "_cancel", instant_cancel(order))
         for n in (10_000, N_MEMORY):
             count = 0
             tracemalloc.start()
