@@ -398,9 +398,6 @@ def make_connection_error(
     exc: BaseException, *, method: str, url: str, attempts: int
 ) -> APIConnectionError:
     """Translate a transport failure (aiohttp or asyncio) into our tree; the caller chains it."""
-    if isinstance(exc, APIConnectionError):
-        exc.attempts = attempts
-        return exc
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return APITimeoutError("timed out", method=method, url=url, attempts=attempts)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
