@@ -17,20 +17,26 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     BulkCancelError,
+    ClientClosedError,
     ConflictError,
     FrontOfficeError,
+    HubError,
     InvalidAccountIdError,
     InvalidOrderIdError,
+    OrderNotActiveError,
     OrderNotFoundError,
+    OrdersStillOpenError,
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
     ServerError,
+    TokenProviderError,
 )
 from .models import (
     Account,
     AccountType,
     OpenOrder,
+    OpenOrdersEvent,
     Order,
     OrderSide,
     OrderSource,
@@ -42,7 +48,7 @@ from .models import (
     TimeInForce,
 )
 from .retry import RetryBudget, RetryEvent, RetryPolicy
-from .streams import HubError, OpenOrdersStream
+from .streams import OpenOrdersStream
 
 __all__ = [
     "APIConnectionError",
@@ -55,6 +61,7 @@ __all__ = [
     "BulkCancelError",
     "BulkCancelResult",
     "CancelOutcome",
+    "ClientClosedError",
     "ConflictError",
     "FrontOfficeClient",
     "FrontOfficeError",
@@ -63,13 +70,16 @@ __all__ = [
     "InvalidOrderIdError",
     "OfflineTokenAuth",
     "OpenOrder",
+    "OpenOrdersEvent",
     "OpenOrdersStream",
     "Order",
+    "OrderNotActiveError",
     "OrderNotFoundError",
     "OrderSide",
     "OrderSource",
     "OrderStatus",
     "OrderType",
+    "OrdersStillOpenError",
     "PermissionDeniedError",
     "PriceTrigger",
     "RateLimitError",
@@ -82,5 +92,6 @@ __all__ = [
     "StopOrderStatus",
     "TimeInForce",
     "TokenProvider",
+    "TokenProviderError",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The one cattrs converter: camelCase JSON <-> snake_case records, Decimal, aware datetimes.
+"""The one cattrs converter: camelCase JSON -> snake_case records, exact Decimals, UTC datetimes.
 
 Structuring runs a fast generated function first; only when it fails does the detailed one
 run again to find the JSON path of the first bad field for the error message.
@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import cattrs
 from cattrs.errors import AttributeValidationNote, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, override
 
 from . import models
 from .errors import ResponseValidationError
@@ -24,12 +24,13 @@ from .models import _OpenEnum
 
 __all__ = [
     "converter",
+    "decode",
     "invalid_response",
     "load_body",
-    "loads",
+    "read_list",
+    "read_record",
     "structure",
     "structure_list",
-    "unstructure",
 ]
 
 T = TypeVar("T")
@@ -42,12 +43,13 @@ def _refuse_constant(name: str) -> Any:
 
 # Decimals must stay exact: a JSON number is parsed straight into Decimal, never via float.
 # One decoder, built once: `json.loads(..., parse_float=...)` would build one per call.
-_decode = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant).decode
+#: Parse JSON text with exact decimals (REST bodies and hub messages alike).
+decode: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant).decode
 
 
 def _json_loads(data: bytes) -> Any:
     # Not orjson: it has no way to read numbers as Decimal, and a float would lose digits.
-    return _decode(data.decode("utf-8"))
+    return decode(data.decode("utf-8"))
 
 
 #: Wire keys that are not the plain camelCase of the field name.
@@ -82,7 +84,7 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
             raise ValueError(f"not a decimal: {value[:40]!r}") from None
     elif isinstance(value, int | Decimal) and not isinstance(value, bool):
         result = Decimal(value)
-    elif isinstance(value, float):  # only a non-stdlib JSON parser can produce one
+    elif isinstance(value, float):  # our decoder never makes one; a caller's own JSON may
         result = Decimal(repr(value))
     else:
         raise TypeError(f"expected a decimal string, got {type(value).__name__}")
@@ -135,10 +137,6 @@ def _structure_open_enum(value: Any, cls: type[_OpenEnum]) -> _OpenEnum:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
-def _unstructure_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     conv.register_structure_hook(Decimal, _structure_decimal)
@@ -149,12 +147,9 @@ def _make_converter() -> cattrs.Converter:
     # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
     # most specific class must win over the strict `str` hook.
     conv.register_structure_hook(_OpenEnum, _structure_open_enum)
-    conv.register_unstructure_hook(Decimal, str)
-    conv.register_unstructure_hook(datetime, _unstructure_datetime)
     for cls in _MODELS:
         names: dict[str, Any] = _renames(cls)
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **names))
-        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **names))
     return conv
 
 
@@ -177,9 +172,25 @@ _fast: dict[type, Callable[[Any, type], Any]] = {
 }
 
 
-def loads(body: bytes) -> Any:
-    """Parse a JSON body, decimals exact."""
-    return _json_loads(body)
+def read_record(body: bytes, cls: type[T], *, url: object, attempts: int) -> T:
+    """The `{"order": {...}}` answer of a cancel endpoint as a `cls` record."""
+    try:
+        data = load_body(body, url)
+        if not isinstance(data, dict) or "order" not in data:
+            raise invalid_response("expected an object with an `order` key", "order", url, body)
+        return structure(data["order"], cls, path="order", url=url, body=body)
+    except ResponseValidationError as exc:
+        exc.attempts = attempts
+        raise
+
+
+def read_list(body: bytes, cls: type[T], *, url: object, attempts: int) -> list[T]:
+    """A JSON array answer (e.g. accounts) as a list of `cls` records."""
+    try:
+        return structure_list(load_body(body, url), cls, url=url, body=body)
+    except ResponseValidationError as exc:
+        exc.attempts = attempts
+        raise
 
 
 def load_body(body: bytes, url: object) -> Any:
@@ -223,11 +234,6 @@ def structure_list(
         structure(item, cls, path=f"{path}[{i}]", url=url, body=body)
         for i, item in enumerate(data)
     ]
-
-
-def unstructure(record: Any) -> Any:
-    """The wire (camelCase JSON) form of a record."""
-    return converter.unstructure(record)
 
 
 def _first_problem(exc: BaseException, cls: type) -> tuple[str, str]:

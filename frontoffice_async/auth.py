@@ -1,8 +1,9 @@
-"""Bearer tokens: a fixed string, an async source, or an offline-token exchange.
+"""Bearer tokens: a fixed string, an async provider, or an offline-token exchange.
 
 A refreshable source is asked again when its JWT is about to expire (or 55 minutes after the
-last fetch when the token is not a readable JWT), and once when a request gets 401.
-Concurrent requests that hit the same stale token share one refresh.
+last fetch when the token is not a readable JWT), and once when a request gets 401. Callers
+that need a token at the same time share one provider call (one "episode"); its failure is
+their `TokenProviderError`. The retry middleware applies the token to every attempt.
 """
 
 from __future__ import annotations
@@ -17,37 +18,34 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
 import aiohttp
-from multidict import istr
 from yarl import URL
 
-from .errors import (
-    ResponseValidationError,
-    make_connection_error,
-    make_status_error,
-)
+from . import _answers
+from .errors import FrontOfficeError, ResponseValidationError, TokenProviderError
 
-__all__ = ["AuthMiddleware", "OfflineTokenAuth", "TokenProvider", "TokenSource"]
+__all__ = ["OfflineTokenAuth", "TokenProvider", "TokenSource", "jwt_expiry"]
 
 #: An async callable returning a fresh bearer token (without the "Bearer " prefix).
 TokenProvider: TypeAlias = Callable[[], Awaitable[str]]
 
-_AUTHORIZATION = istr("Authorization")
-_Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
 #: Refresh this long before a JWT's `exp`.
 REFRESH_MARGIN: Final = 60.0
 #: Lifetime assumed for a token whose expiry cannot be read (the platform's are ~60 min).
 DEFAULT_LIFETIME: Final = 55 * 60.0
+#: After a freshly fetched token is refused too, the provider is not asked again for this
+#: long: a provider that keeps handing out a revoked token is asked once, not once per call.
+REFUSED_COOLDOWN: Final = 10.0
 ACCESS_TOKEN_PATH: Final = "/frontoffice/api/v4/access-token"  # noqa: S105 -- a path
 
 
-def _bearer(token: object) -> str:
+def bearer(token: object) -> str:
+    """The `Authorization` value for `token`; ValueError/TypeError never echo the token."""
     if not isinstance(token, str):
         raise TypeError(f"a token must be a str, got {type(token).__name__}")
     token = token.strip()
     if not token:
         raise ValueError("the token is empty")
     if not token.isascii() or not token.isprintable() or " " in token:
-        # Never echo the value: it is a secret.
         raise ValueError("the token holds spaces, control or non-ASCII characters")
     return "Bearer " + token
 
@@ -72,13 +70,22 @@ def jwt_expiry(token: str) -> float | None:
 
 
 class TokenSource:
-    """The current bearer token of one client. Its repr never shows the token.
+    """The current bearer token of one client (and its views). Its repr never shows the token.
 
-    Built from a `str` (fixed) or an async callable (asked lazily, cached, and asked again
-    once when a request gets 401).
+    Built from a `str` (fixed) or an async callable (asked lazily, cached, asked again before
+    expiry and once when a request gets 401).
     """
 
-    __slots__ = ("_clock", "_header", "_lock", "_provider", "_refresh_at", "refreshes")
+    __slots__ = (
+        "_clock",
+        "_fetch_task",
+        "_header",
+        "_provider",
+        "_refresh_at",
+        "_refused",
+        "_refused_until",
+        "refreshes",
+    )
 
     def __init__(
         self, token: str | TokenProvider, *, clock: Callable[[], float] = time.time
@@ -86,7 +93,7 @@ class TokenSource:
         self._provider: TokenProvider | None
         self._header: str | None
         if isinstance(token, str):
-            self._header = _bearer(token)
+            self._header = bearer(token)
             self._provider = None
         elif callable(token):
             self._header = None
@@ -95,10 +102,12 @@ class TokenSource:
             raise TypeError(
                 f"token must be a str or an async callable, got {type(token).__name__}"
             )
-        self._lock = asyncio.Lock()
         self._clock = clock
         # Wall-clock time after which a refreshable token is fetched again before use.
         self._refresh_at = math.inf
+        self._fetch_task: asyncio.Task[str] | None = None
+        self._refused: str | None = None
+        self._refused_until = -math.inf
         self.refreshes = 0
         """How many times the provider was asked (for tests and metrics)."""
 
@@ -120,56 +129,80 @@ class TokenSource:
             return header
         return await self.refresh(stale=self._header)
 
+    def should_refresh(self, rejected: str) -> bool:
+        """Whether a 401 for the header `rejected` is worth asking the provider again."""
+        if self._provider is None:
+            return False
+        return not (rejected == self._refused and self._clock() < self._refused_until)
+
+    def refused(self, header: str) -> None:
+        """A token fetched to answer a 401 was refused too: rest the provider a while."""
+        self._refused = header
+        self._refused_until = self._clock() + REFUSED_COOLDOWN
+
     async def refresh(self, stale: str | None) -> str:
-        """Fetch a new token unless another task already replaced `stale`."""
+        """A new header, unless another caller already replaced `stale` with a fresh one.
+
+        Concurrent callers share one provider call; a caller that stops waiting (deadline,
+        cancellation) leaves the call running for the others.
+        """
         if self._provider is None:
             raise RuntimeError("a fixed token cannot be refreshed")
-        async with self._lock:
-            if self._header is not None and self._header != stale:
-                return self._header
-            self.refreshes += 1
-            token = await self._provider()
-            header = _bearer(token)
-            now = self._clock()
-            expiry = jwt_expiry(token)
-            if expiry is None:
-                self._refresh_at = now + DEFAULT_LIFETIME
-            else:
-                # Never schedule in the past: a clock skew must not cause a refresh loop.
-                self._refresh_at = max(expiry - REFRESH_MARGIN, now + 1.0)
-            self._header = header
+        header = self._header
+        if header is not None and header != stale and self.cached() is not None:
             return header
+        task = self._fetch_task
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._fetch(self._provider), name="frontoffice-token-provider"
+            )
+            task.add_done_callback(_retrieve)
+            self._fetch_task = task
+        return await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Stop a provider call still running (the client is closing)."""
+        task, self._fetch_task = self._fetch_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _fetch(self, provider: TokenProvider) -> str:
+        self.refreshes += 1
+        try:
+            token = await provider()
+        except FrontOfficeError as exc:  # our own OfflineTokenAuth: its text is safe to show
+            raise TokenProviderError(f"the token provider failed: {exc}") from exc
+        except Exception as exc:
+            # The provider's own text is not shown: it is the caller's code and may hold a secret.
+            raise TokenProviderError(
+                f"the token provider raised {type(exc).__name__} (see __cause__)"
+            ) from exc
+        try:
+            header = bearer(token)
+        except (TypeError, ValueError) as exc:
+            raise TokenProviderError(
+                f"the token provider returned no usable token: {exc}"
+            ) from None
+        now = self._clock()
+        expiry = jwt_expiry(token)
+        if expiry is None:
+            self._refresh_at = now + DEFAULT_LIFETIME
+        else:
+            # Never schedule in the past: a clock skew must not cause a refresh loop.
+            self._refresh_at = max(expiry - REFRESH_MARGIN, now + 1.0)
+        self._header = header
+        return header
 
     def __repr__(self) -> str:
         kind = "refreshable" if self._provider is not None else "fixed"
         return f"<TokenSource {kind}>"
 
 
-class AuthMiddleware:
-    """aiohttp client middleware: sets `Authorization`, refreshes once on 401."""
-
-    __slots__ = ("source",)
-
-    def __init__(self, source: TokenSource) -> None:
-        self.source = source
-
-    async def __call__(
-        self, request: aiohttp.ClientRequest, handler: _Handler
-    ) -> aiohttp.ClientResponse:
-        source = self.source
-        header = source.cached()  # the fast path: no await while a token is fresh
-        if header is None:
-            header = await source.header()
-        request.headers[_AUTHORIZATION] = header
-        response = await handler(request)
-        if response.status != 401 or not source.can_refresh:
-            return response
-        response.release()
-        request.headers[_AUTHORIZATION] = await source.refresh(stale=header)
-        return await handler(request)
-
-    def __repr__(self) -> str:
-        return f"<AuthMiddleware {self.source!r}>"
+def _retrieve(task: asyncio.Task[str]) -> None:
+    # Every waiter may have given up; the failure is theirs to see, not the loop's log's.
+    if not task.cancelled():
+        task.exception()
 
 
 class OfflineTokenAuth:
@@ -178,7 +211,8 @@ class OfflineTokenAuth:
     Pass it as `token=`; the client binds it to its base URL and session. The exchange is
     `POST {base_url}{path}` with `{"token": offline_token}`, answered by `{"accessToken": ...}`
     (third-party knowledge, hence the configurable `path`). The access token is refreshed
-    before its JWT `exp` (or after 55 minutes when unreadable), and once on a 401.
+    before its JWT `exp` (or after 55 minutes when unreadable), and once on a 401. A failed
+    exchange reaches the caller as `TokenProviderError` whose `__cause__` says why.
 
     Example:
         >>> FrontOfficeClient(url, token=OfflineTokenAuth(os.environ["FO_OFFLINE_TOKEN"]))
@@ -187,10 +221,12 @@ class OfflineTokenAuth:
     def __init__(
         self, offline_token: str, *, path: str = ACCESS_TOKEN_PATH, timeout: float = 10.0
     ) -> None:
-        _bearer(offline_token)  # same rules as any token; the value is never echoed
+        bearer(offline_token)  # same rules as any token; the value is never echoed
         self._offline_token = offline_token.strip()
         self.path = path if path.startswith("/") else "/" + path
+        """Path of the exchange endpoint, appended to the client's base URL."""
         self.timeout = timeout
+        """Seconds one exchange may take."""
         self._url: URL | None = None
         self._session: Callable[[], aiohttp.ClientSession] | None = None
         self.exchanges = 0
@@ -210,22 +246,23 @@ class OfflineTokenAuth:
         url = self._url
         self.exchanges += 1
         try:
-            # middlewares=() : the exchange must not go through the auth middleware (which
-            # is waiting for this very call) nor be resent as a non-idempotent POST.
+            # middlewares=(): the exchange must not go through the retry middleware, which is
+            # waiting for this very token, nor be resent as a non-idempotent POST.
             async with self._session().post(
                 url,
                 json={"token": self._offline_token},
                 middlewares=(),
                 allow_redirects=False,
+                raise_for_status=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
                 body = await response.read()
                 status, headers = response.status, response.headers
         except (aiohttp.ClientError, OSError) as exc:
-            raise make_connection_error(exc, method="POST", url=str(url), attempts=1) from exc
+            raise _answers.connection_error(exc, method="POST", url=str(url), attempts=1) from exc
         if not 200 <= status < 300:
-            raise make_status_error(
-                status=status, method="POST", url=str(url), headers=headers, body=body
+            raise _answers.status_error(
+                status=status, method="POST", url=str(url), headers=headers, body=body, attempts=1
             )
         try:
             data = json.loads(body)

@@ -1,7 +1,8 @@
-"""Bulk cancelling: a fixed pool of workers pulling ids from one shared iterator.
+"""Bulk cancelling: a fixed pool of workers over a "cancel this id" callable, and its results.
 
-Memory stays O(concurrency) in flight, plus the set of ids already seen that makes "each
-distinct id once" possible (`dedupe=False` drops it); every id gets exactly one outcome.
+Workers pull ids from one shared iterator, so memory stays O(concurrency) in flight (plus
+the compact set of ids already seen that makes "each distinct id once" possible); every id
+taken from the input gets exactly one `CancelOutcome`, whatever happens to the call.
 """
 
 from __future__ import annotations
@@ -12,44 +13,59 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
+    Mapping,
     Sequence,
+    Sized,
 )
-from typing import TYPE_CHECKING, Any, overload
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
+from ._ids import DistinctIds
 from .errors import (
-    APIStatusError,
-    BadRequestError,
+    AuthenticationError,
     BulkCancelError,
-    ConflictError,
+    ClientClosedError,
     FrontOfficeError,
+    OrderNotActiveError,
     OrderNotFoundError,
+    OrdersStillOpenError,
+    PermissionDeniedError,
+    TokenProviderError,
 )
-from .models import Order
+from .models import OpenOrder
 
-if TYPE_CHECKING:
-    from .client import FrontOfficeClient
-
-__all__ = ["BulkCancelResult", "CancelOutcome", "mark_vanished", "was_refused"]
+__all__ = ["BulkCancelResult", "CancelOutcome", "Canceller"]
 
 logger = logging.getLogger("frontoffice_async")
 
+T = TypeVar("T")
+#: Cancels one id: the record and the attempts it took, or a `FrontOfficeError`.
+Canceller = Callable[[str], Awaitable[tuple[T, int]]]
+#: After one of these, the next request would fail the same way: send nothing more.
+_FATAL = (AuthenticationError, PermissionDeniedError, TokenProviderError)
+
 
 @attrs.frozen
-class CancelOutcome:
-    """What happened to one id of a bulk cancel: an `order` or an `error`, never both."""
+class CancelOutcome(Generic[T]):
+    """What happened to one id of a bulk cancel: an `order` or an `error`, never both.
+
+    `order` is an `Order` (a `StopOrder` for `cancel_stop_orders`). Categories: `ok`
+    (cancelled), `not_found` (404), `not_active` (400: the order is final), `failed`
+    (anything else: the order may still be live).
+    """
 
     order_id: str
-    order: Order | None = None
+    order: T | None = None
     error: FrontOfficeError | None = None
     attempts: int = 0
-    """Requests sent for this id (0 when the id was rejected before sending)."""
+    """Requests sent for this id (0 when nothing was sent for it)."""
 
     @property
     def ok(self) -> bool:
@@ -58,12 +74,48 @@ class CancelOutcome:
 
     @property
     def not_found(self) -> bool:
-        """True when the server said 404: unknown, already gone, or cancelled by a retry."""
+        """True when the server answered 404: unknown, already gone, or cancelled by a retry."""
         return isinstance(self.error, OrderNotFoundError)
 
+    @property
+    def not_active(self) -> bool:
+        """True when the server answered 400: the order exists but is final."""
+        return isinstance(self.error, OrderNotActiveError)
 
-class BulkCancelResult(Sequence[CancelOutcome]):
+    @property
+    def failed(self) -> bool:
+        """True when the order may still be live: any error but "not found"/"not active"."""
+        return self.error is not None and not isinstance(
+            self.error, OrderNotFoundError | OrderNotActiveError
+        )
+
+    @property
+    def category(self) -> str:
+        """`cancelled`, `not_found`, `not_active` or `failed`."""
+        if self.error is None:
+            return "cancelled"
+        if isinstance(self.error, OrderNotFoundError):
+            return "not_found"
+        if isinstance(self.error, OrderNotActiveError):
+            return "not_active"
+        return "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: snake_case keys, decimals as strings, ISO-8601 timestamps."""
+        return {
+            "order_id": self.order_id,
+            "category": self.category,
+            "attempts": self.attempts,
+            "order": None if self.order is None else record_as_dict(self.order),
+            "error": None if self.error is None else error_as_dict(self.error),
+        }
+
+
+class BulkCancelResult(Sequence[CancelOutcome[T]]):
     """The outcomes of a bulk cancel, one per distinct id, in first-seen input order.
+
+    For `cancel_all_orders` it also says what the last snapshot still showed (`remaining`,
+    `unreadable`) and whether the account was seen empty of matching orders (`verified`).
 
     Example:
         >>> result = await client.cancel_orders(ids)
@@ -71,25 +123,53 @@ class BulkCancelResult(Sequence[CancelOutcome]):
         >>> result.raise_for_failures()   # BulkCancelError if any id failed
     """
 
-    __slots__ = ("_outcomes", "elapsed")
+    __slots__ = (
+        "_outcomes",
+        "elapsed",
+        "filtered_out",
+        "remaining",
+        "rounds",
+        "unreadable",
+        "verified",
+    )
 
-    def __init__(self, outcomes: Sequence[CancelOutcome], *, elapsed: float = 0.0) -> None:
+    def __init__(
+        self,
+        outcomes: Iterable[CancelOutcome[T]],
+        *,
+        elapsed: float = 0.0,
+        rounds: int = 1,
+        remaining: Sequence[OpenOrder] = (),
+        unreadable: Sequence[str] = (),
+        verified: bool = False,
+        filtered_out: Mapping[str, int] | None = None,
+    ) -> None:
         self._outcomes = tuple(outcomes)
         self.elapsed = elapsed
-        """Wall-clock seconds the bulk call took."""
+        """Wall-clock seconds the call took."""
+        self.rounds = rounds
+        """Cancel passes made (cancel-all may make several; 0 for a dry run)."""
+        self.remaining = list(remaining)
+        """Matching orders the last snapshot still showed (cancel-all only)."""
+        self.unreadable = list(unreadable)
+        """Raw records (clipped) of the last snapshot whose order id could not be read."""
+        self.verified = verified
+        """True when a snapshot taken after the last cancel showed no matching order."""
+        self.filtered_out = dict(filtered_out or {})
+        """Open orders per market that the cancel-all filters left out (first snapshot)."""
 
     @overload
-    def __getitem__(self, index: int) -> CancelOutcome: ...
+    def __getitem__(self, index: int) -> CancelOutcome[T]: ...
     @overload
-    def __getitem__(self, index: slice) -> Sequence[CancelOutcome]: ...
-    def __getitem__(self, index: int | slice) -> CancelOutcome | Sequence[CancelOutcome]:
+    def __getitem__(self, index: slice) -> Sequence[CancelOutcome[T]]: ...
+    def __getitem__(self, index: int | slice) -> CancelOutcome[T] | Sequence[CancelOutcome[T]]:
         return self._outcomes[index]
 
     def __len__(self) -> int:
         return len(self._outcomes)
 
     @property
-    def cancelled(self) -> list[Order]:
+    def cancelled(self) -> list[T]:
         """The orders the server confirmed as cancelled."""
         return [o.order for o in self._outcomes if o.order is not None]
 
@@ -99,9 +179,14 @@ class BulkCancelResult(Sequence[CancelOutcome]):
         return [o.order_id for o in self._outcomes if o.not_found]
 
     @property
-    def failed(self) -> list[CancelOutcome]:
-        """Outcomes with an error other than "not found": these orders may still be live."""
-        return [o for o in self._outcomes if o.error is not None and not o.not_found]
+    def not_active(self) -> list[str]:
+        """Ids whose order exists but is final (filled, cancelled, expired, rejected)."""
+        return [o.order_id for o in self._outcomes if o.not_active]
+
+    @property
+    def failed(self) -> list[CancelOutcome[T]]:
+        """Outcomes whose order may still be live; resending these ids is safe."""
+        return [o for o in self._outcomes if o.failed]
 
     @property
     def attempts(self) -> int:
@@ -109,38 +194,88 @@ class BulkCancelResult(Sequence[CancelOutcome]):
         return sum(o.attempts for o in self._outcomes)
 
     def raise_for_failures(self) -> None:
-        """Raise `BulkCancelError` (an `ExceptionGroup`) if any outcome is in `failed`."""
+        """Raise `BulkCancelError` if an outcome failed or orders are still open.
+
+        The group holds the failed outcomes' errors, plus one `OrdersStillOpenError` when
+        `remaining` or `unreadable` is not empty.
+        """
         failed = self.failed
-        if failed:
-            raise BulkCancelError(
-                f"{len(failed)} of {len(self)} cancels failed",
-                [o.error for o in failed if o.error is not None],
-                failed,
-            )
+        errors = [o.error for o in failed if o.error is not None]
+        if self.remaining or self.unreadable:
+            errors.append(OrdersStillOpenError(self.remaining, unreadable=self.unreadable))
+        if errors:
+            parts = [f"{len(failed)} of {len(self)} cancels failed"]
+            if self.remaining or self.unreadable:
+                parts.append(str(errors[-1]))
+            raise BulkCancelError("; ".join(parts), errors, failed)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: snake_case keys, decimals as strings, ISO-8601 timestamps; what the
+        CLI's `--json` prints."""
+        counts = dict.fromkeys(("cancelled", "not_found", "not_active", "failed"), 0)
+        for outcome in self._outcomes:
+            counts[outcome.category] += 1
+        return {
+            "counts": counts,
+            "attempts": self.attempts,
+            "elapsed": round(self.elapsed, 6),
+            "rounds": self.rounds,
+            "verified": self.verified,
+            "outcomes": [o.as_dict() for o in self._outcomes],
+            "remaining": [record_as_dict(o) for o in self.remaining],
+            "unreadable": list(self.unreadable),
+            "filtered_out": dict(self.filtered_out),
+        }
 
     def __repr__(self) -> str:
+        extra = f", {len(self.remaining)} still open" if self.remaining else ""
         return (
             f"<BulkCancelResult {len(self)} ids: {len(self.cancelled)} cancelled, "
-            f"{len(self.not_found)} not found, {len(self.failed)} failed>"
+            f"{len(self.not_found)} not found, {len(self.not_active)} not active, "
+            f"{len(self.failed)} failed{extra}>"
         )
 
 
-_Sink = Callable[[int, CancelOutcome], Awaitable[None] | None]
+def record_as_dict(record: Any) -> dict[str, Any]:
+    """An attrs record as JSON-ready data (snake_case; decimals, timestamps, enums as str)."""
+    return attrs.asdict(record, value_serializer=_plain)
+
+
+def error_as_dict(error: FrontOfficeError) -> dict[str, Any]:
+    """An error as JSON-ready data: type, status, message, trace id (never a token)."""
+    return {
+        "type": type(error).__name__,
+        "status": getattr(error, "status", None),
+        "message": getattr(error, "message", None) or str(error),
+        "trace_id": getattr(error, "trace_id", None),
+    }
+
+
+def _plain(_: object, __: object, value: Any) -> Any:
+    if isinstance(value, Decimal | Enum):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+_Sink = Callable[[int, CancelOutcome[T]], Awaitable[None] | None]
 
 
 async def cancel_orders(
-    client: FrontOfficeClient,
+    cancel: Canceller[T],
     order_ids: Iterable[str] | AsyncIterable[str],
     *,
-    account_id: str,
     concurrency: int,
-    on_outcome: Callable[[CancelOutcome], object] | None = None,
+    on_outcome: Callable[[CancelOutcome[T]], object] | None = None,
     dedupe: bool = True,
-) -> BulkCancelResult:
+) -> BulkCancelResult[T]:
     """Run the pool to completion; see `FrontOfficeClient.cancel_orders`."""
-    received: dict[int, CancelOutcome] = {}
+    received: dict[int, CancelOutcome[T]] = {}
 
-    def keep(index: int, outcome: CancelOutcome) -> None:
+    def keep(index: int, outcome: CancelOutcome[T]) -> None:
         received[index] = outcome
         if on_outcome is not None:
             try:
@@ -150,35 +285,34 @@ async def cancel_orders(
                 logger.exception("on_outcome callback failed")
 
     started = time.perf_counter()
-    await _run_pool(client, order_ids, account_id, concurrency, keep, dedupe)
+    await _Pool(cancel, order_ids, concurrency, keep, dedupe).run()
     # Indexes are dense (0..n-1 over distinct ids), so this is first-seen order.
     ordered = [received[i] for i in range(len(received))]
     return BulkCancelResult(ordered, elapsed=time.perf_counter() - started)
 
 
 async def iter_cancel_orders(
-    client: FrontOfficeClient,
+    cancel: Canceller[T],
     order_ids: Iterable[str] | AsyncIterable[str],
     *,
-    account_id: str,
     concurrency: int,
     dedupe: bool = True,
-) -> AsyncGenerator[CancelOutcome, None]:
+) -> AsyncGenerator[CancelOutcome[T], None]:
     """Yield outcomes in completion order; see `FrontOfficeClient.iter_cancel_orders`."""
     # Bounded: a slow consumer makes the workers wait instead of piling outcomes up.
-    queue: asyncio.Queue[CancelOutcome | _Done] = asyncio.Queue(maxsize=concurrency)
+    queue: asyncio.Queue[CancelOutcome[T] | _Done] = asyncio.Queue(maxsize=concurrency)
 
-    async def put(_: int, outcome: CancelOutcome) -> None:
+    async def put(_: int, outcome: CancelOutcome[T]) -> None:
         await queue.put(outcome)
 
     async def run() -> None:
         try:
-            await _run_pool(client, order_ids, account_id, concurrency, put, dedupe)
+            await _Pool(cancel, order_ids, concurrency, put, dedupe).run()
         except asyncio.CancelledError:
             raise  # the consumer left: nobody reads the queue, so do not wait on it
-        except Exception as exc:
+        except BaseException as exc:
             await queue.put(_Done(exc))
-            raise
+            return
         await queue.put(_Done(None))
 
     runner = asyncio.create_task(run(), name="frontoffice-bulk-runner")
@@ -193,8 +327,7 @@ async def iter_cancel_orders(
     finally:
         if not runner.done():
             runner.cancel()
-        # Wait for the workers to stop; their own error was already raised above.
-        await asyncio.gather(runner, return_exceptions=True)
+        await asyncio.wait([runner])
 
 
 @attrs.frozen
@@ -202,146 +335,86 @@ class _Done:
     error: BaseException | None
 
 
-async def _run_pool(
-    client: FrontOfficeClient,
-    order_ids: Iterable[str] | AsyncIterable[str],
-    account_id: str,
-    concurrency: int,
-    sink: _Sink,
-    dedupe: bool,
-) -> None:
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-    source = _DistinctIds(order_ids, dedupe=dedupe)
-    take_now = source.take_now  # a plain call for sync iterables: no coroutine per id
-    cancel = client._cancel
-    prefix = client._orders_prefix
+class _Pool(Generic[T]):
+    """The workers of one bulk call, and why they stopped early, if they did."""
 
-    async def worker() -> None:
-        while (item := take_now() if take_now else await source.take()) is not None:
+    def __init__(
+        self,
+        cancel: Canceller[T],
+        order_ids: Iterable[str] | AsyncIterable[str],
+        concurrency: int,
+        sink: _Sink[T],
+        dedupe: bool,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        if isinstance(order_ids, Sized):
+            concurrency = min(concurrency, len(order_ids))  # no idle workers for short inputs
+        self._cancel = cancel
+        self._ids = DistinctIds(order_ids, dedupe=dedupe)
+        self._concurrency = concurrency
+        self._sink = sink
+        #: A 401 after refresh, a 403 or a token-provider failure: send nothing more.
+        self._fatal: FrontOfficeError | None = None
+        #: The input failed, or a bug: stop taking ids, raise it once the in-flight ones end.
+        self._abort: BaseException | None = None
+        self._closed: ClientClosedError | None = None
+
+    async def run(self) -> None:
+        """Run the workers until the input ends or the call must stop; then raise why."""
+        if self._concurrency:
+            async with asyncio.TaskGroup() as group:
+                for n in range(self._concurrency):
+                    group.create_task(self._work(), name=f"frontoffice-bulk-worker-{n}")
+        if self._abort is not None:
+            raise self._abort
+        if self._closed is not None:
+            raise ClientClosedError("the client was closed during the bulk cancel")
+
+    async def _work(self) -> None:
+        ids = self._ids
+        take_now = ids.take_now  # a plain call for sync iterables: no coroutine per id
+        while self._abort is None and self._closed is None:
+            try:
+                item = take_now() if take_now else await ids.take()
+            except Exception as exc:  # the caller's iterator failed
+                self._abort = self._abort or exc
+                return
+            if item is None:
+                return
             index, order_id = item
             try:
-                order, attempts = await cancel(prefix, Order, order_id, account_id)
-            except FrontOfficeError as exc:
-                outcome = CancelOutcome(order_id, error=exc, attempts=getattr(exc, "attempts", 0))
-            else:
-                outcome = CancelOutcome(order_id, order=order, attempts=attempts)
-            done = sink(index, outcome)
+                outcome = await self._outcome(order_id)
+            except Exception as exc:  # a bug, not a per-id failure: stop cleanly
+                self._abort = self._abort or exc
+                return
+            done = self._sink(index, outcome)
             if done is not None:
                 await done
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for n in range(concurrency):
-                group.create_task(worker(), name=f"frontoffice-bulk-worker-{n}")
-    except BaseExceptionGroup as group_error:
-        # Only a bug or a failing input iterator gets here (per-id errors are outcomes);
-        # surface the original exception rather than a one-item group.
-        if len(group_error.exceptions) == 1:
-            raise group_error.exceptions[0] from None
-        raise
-
-
-def was_refused(outcome: CancelOutcome) -> bool:
-    """True when the server refused the cancel as "not cancellable" (400 or 409)."""
-    return isinstance(outcome.error, BadRequestError | ConflictError)
-
-
-def mark_vanished(result: BulkCancelResult, still_open: set[str]) -> BulkCancelResult:
-    """Turn refusals of orders that are no longer open into not-found outcomes.
-
-    Used by cancel-all: an order filled, expired or cancelled by the platform between the
-    snapshot and the cancel is gone, which is what the caller wanted, not a failure.
-    """
-    outcomes = []
-    for outcome in result:
-        error = outcome.error
-        if (
-            isinstance(error, BadRequestError | ConflictError)
-            and outcome.order_id not in still_open
-        ):
-            outcomes.append(attrs.evolve(outcome, error=_gone(outcome.order_id, error)))
-        else:
-            outcomes.append(outcome)
-    return BulkCancelResult(outcomes, elapsed=result.elapsed)
-
-
-def _gone(order_id: str, refusal: APIStatusError) -> OrderNotFoundError:
-    gone = OrderNotFoundError(
-        f"no longer open: {refusal.message}",
-        order_id=order_id,
-        status=refusal.status,
-        method=refusal.method,
-        url=refusal.url,
-        headers=refusal.headers,
-        body=refusal.body,
-        trace_id=refusal.trace_id,
-        attempts=refusal.attempts,
-    )
-    gone.__cause__ = refusal
-    return gone
-
-
-class _DistinctIds:
-    """One shared source of (index, id) for all workers; each distinct id comes out once."""
-
-    __slots__ = ("_aiter", "_count", "_iter", "_lock", "_seen")
-
-    def __init__(self, order_ids: Iterable[str] | AsyncIterable[str], *, dedupe: bool) -> None:
-        self._iter: Iterator[Any] | None = None
-        self._aiter: AsyncIterator[Any] | None = None
-        if isinstance(order_ids, str):
-            raise TypeError("order_ids must be an iterable of ids, not a single str")
-        if isinstance(order_ids, AsyncIterable):
-            self._aiter = aiter(order_ids)
-        else:
-            self._iter = iter(order_ids)
-        # An async iterator must not be entered by two workers at once.
-        self._lock = asyncio.Lock()
-        # ~110 bytes per distinct id: the one cost that grows with the input.
-        self._seen: set[Any] | None = set() if dedupe else None
-        self._count = 0
-
-    @property
-    def take_now(self) -> Callable[[], tuple[int, Any] | None] | None:
-        """The synchronous `take` for a sync iterable, else None."""
-        return self._take_sync if self._iter is not None else None
-
-    def _take_sync(self) -> tuple[int, Any] | None:
-        assert self._iter is not None
-        for order_id in self._iter:
-            if self._is_new(order_id):
-                return self._numbered(order_id)
-        return None
-
-    async def take(self) -> tuple[int, Any] | None:
-        """The next distinct id with its first-seen index, or None at the end."""
-        if self._iter is not None:
-            return self._take_sync()
-        async with self._lock:
-            while self._aiter is not None:
-                order_id = await anext(self._aiter, _END)
-                if order_id is _END:
-                    self._aiter = None
-                elif self._is_new(order_id):
-                    return self._numbered(order_id)
-        return None
-
-    def _is_new(self, order_id: Any) -> bool:
-        if self._seen is None:
-            return True
+    async def _outcome(self, order_id: str) -> CancelOutcome[T]:
+        fatal = self._fatal
+        if fatal is not None:
+            return CancelOutcome(order_id, error=fatal, attempts=0)
         try:
-            if order_id in self._seen:
-                return False
-            self._seen.add(order_id)
-        except TypeError:  # unhashable: cannot be a duplicate of a valid id
-            pass
-        return True
-
-    def _numbered(self, order_id: Any) -> tuple[int, Any]:
-        index = self._count
-        self._count += 1
-        return index, order_id
+            record, attempts = await self._cancel(order_id)
+        except FrontOfficeError as exc:
+            error = _light(exc)
+            if isinstance(error, ClientClosedError):
+                self._closed = error
+            elif isinstance(error, _FATAL) and self._fatal is None:
+                self._fatal = error
+            return CancelOutcome(order_id, error=error, attempts=getattr(error, "attempts", 0))
+        return CancelOutcome(order_id, order=record, attempts=attempts)
 
 
-_END: Any = object()
+def _light(error: FrontOfficeError) -> FrontOfficeError:
+    """Drop the tracebacks of an error kept in a result, and of its causes: their frames would
+    keep the response, its connection and the call's locals alive for as long as the result."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a cause chain is short; a loop of causes must not hang us
+        if seen is None:
+            break
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return error

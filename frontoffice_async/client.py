@@ -1,49 +1,48 @@
 """`FrontOfficeClient`: the session manager and the endpoint calls.
 
-A call builds its request here, passes the auth and retry middlewares, and comes back as a
-record (2xx, via the converter) or a typed error (non-2xx, via `errors`).
+A call builds its URL and headers here and hands them to the send pipeline (retry middleware,
+then aiohttp); the answer comes back as a record (2xx, via the converter) or a typed error.
+Bulk calls hand `bulk` a "cancel this id" callable; cancel-all lives in `_cancel_all`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import platform
+import functools
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-from . import _converter, bulk, streams
-from ._ratelimit import RateLimiter
-from ._version import __version__
-from .auth import AuthMiddleware, OfflineTokenAuth, TokenProvider, TokenSource
-from .errors import (
-    FrontOfficeError,
-    InvalidAccountIdError,
-    InvalidOrderIdError,
-    ResponseValidationError,
-    _OrderIdTypeError,
-    make_connection_error,
-    make_status_error,
+from . import _cancel_all, _converter, bulk, streams
+from ._checks import (
+    check_account_id,
+    check_headers,
+    normalise_base_url,
+    order_path_segment,
+    parse_side,
 )
+from ._pipeline import Pipeline
+from ._ratelimit import RateLimiter
+from ._session import USER_AGENT, SessionHolder
+from .auth import OfflineTokenAuth, TokenProvider, TokenSource
+from .bulk import BulkCancelResult, CancelOutcome
 from .models import Account, OpenOrder, Order, OrderSide, StopOrder
-from .retry import RetryEvent, RetryMiddleware, RetryPolicy, _call_state, _CallState
+from .retry import DEFAULT_MAX_BODY, RetryBudget, RetryEvent, RetryMiddleware, RetryPolicy
 
 __all__ = ["FrontOfficeClient"]
 
 T = TypeVar("T")
 
 _API: Final = "/frontoffice/api"
-_MAX_ID_LENGTH: Final = 128
-_USER_AGENT: Final = (
-    f"frontoffice-async/{__version__} aiohttp/{aiohttp.__version__} "
-    f"python/{platform.python_version()}"
-)
+_HUB_PATH: Final = "/frontoffice/ws/v4/account"
+#: What the platform's own example sends on `DELETE /v3/stop-orders/{id}` (see the docs).
+_STOP_ORDER_HEADERS: Final = {"Content-Type": "application/json; x-api-version=4.0"}
+_UNSET: Any = object()
 
 
 class FrontOfficeClient:
@@ -60,16 +59,23 @@ class FrontOfficeClient:
         ...     result = await client.cancel_all_orders(market_id="spot.eth_usdt")
 
     Args:
-        base_url: The broker's root URL (`https://host`); API paths are appended to it.
+        base_url: The broker's root URL (`https://host`, maybe with a path prefix); API paths
+            are appended to it.
         token: A bearer token, or an async callable returning a fresh one (asked again
-            once when a call gets 401).
+            before it expires and once when a call gets 401).
         account_id: The default `accountId` for calls that act on an account.
         retry: When to resend; see `RetryPolicy`.
         timeout: Seconds per attempt (or an `aiohttp.ClientTimeout`, whose `total` is per
-            attempt and whose socket limits go to the session).
+            attempt and whose socket limits go to the session the client creates).
         concurrency: Default number of concurrent requests for bulk calls.
         rate_limit: Optional requests per second, client-wide, retries included.
-        session: A caller's `aiohttp.ClientSession`; never closed by the client.
+        session: A caller's `aiohttp.ClientSession`; never closed by the client. Its
+            `trace_configs`, cookies and middlewares are the caller's business.
+        default_headers: Extra headers on every request (not `Authorization`/`accountId`).
+        trace_configs: `aiohttp.TraceConfig`s for the session the client creates (e.g.
+            OpenTelemetry); with `session=`, configure that session instead.
+        retry_budget: A `RetryBudget` to share with other clients (default: one of its own).
+        max_body_size: Bytes of a response body read at most, after decompression.
         on_retry: Called with a `RetryEvent` before each resend.
         sleep: Injectable `asyncio.sleep`, for tests.
         clock: Injectable monotonic clock, for tests.
@@ -87,58 +93,125 @@ class FrontOfficeClient:
         concurrency: int = 32,
         rate_limit: float | None = None,
         session: aiohttp.ClientSession | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
+        retry_budget: RetryBudget | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY,
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._base = _normalise_base_url(base_url)
+        base = normalise_base_url(base_url)
+        if session is not None and trace_configs is not None:
+            raise ValueError(
+                "trace_configs go to the session the client creates; with "
+                "session=, add them to that session"
+            )
+        if (
+            isinstance(max_body_size, bool)
+            or not isinstance(max_body_size, int)
+            or max_body_size < 1
+        ):
+            raise ValueError(f"max_body_size must be a positive int, got {max_body_size!r}")
         if isinstance(token, OfflineTokenAuth):
-            token.bind(self._base, self._ensure_session)
-        self._tokens = TokenSource(token)
-        self.account_id = None if account_id is None else _check_account_id(account_id)
-        self.retry = retry if retry is not None else RetryPolicy()
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-        self.concurrency = concurrency
-        self._session_timeout, attempt_timeout = _split_timeout(timeout)
+            token.bind(base, self._session_for_auth)
+        tokens = TokenSource(token)
+        session_timeout, attempt_timeout = _split_timeout(timeout)
+        self._holder = SessionHolder(
+            session,
+            connector_limit=max(100, _check_concurrency(concurrency)),
+            timeout=session_timeout,
+            trace_configs=list(trace_configs or ()),
+        )
         limiter = None if rate_limit is None else RateLimiter(rate_limit, clock=clock, sleep=sleep)
-        self._retry_middleware = RetryMiddleware(
-            self.retry,
+        middleware = RetryMiddleware(
+            retry if retry is not None else RetryPolicy(),
+            tokens=tokens,
             timeout=attempt_timeout,
+            budget=retry_budget,
             limiter=limiter,
+            gate=self._holder.gate,
+            max_body=max_body_size,
             on_retry=on_retry,
             sleep=sleep,
             clock=clock,
             rand=rand,
         )
-        self._auth_middleware = AuthMiddleware(self._tokens)
-        self._middlewares: tuple[Any, ...] = (self._auth_middleware, self._retry_middleware)
-        self._session = session
-        self._owns_session = session is None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._headers_by_account: dict[str, dict[str, str]] = {}
-        self._extra_headers: dict[str, str] = {}
-        if session is not None:
-            # Per-request `middlewares=` replaces the session's own: keep theirs outside ours.
-            theirs = tuple(getattr(session, "_middlewares", ()) or ())
-            self._middlewares = (*theirs, *self._middlewares)
-            self._extra_headers = {"User-Agent": _USER_AGENT}
-        base = self._base
+        self._base = base
+        self._tokens = tokens
+        self._hub = streams.Hub(
+            session=self._holder.get,
+            url=URL(base).with_scheme("wss" if base.startswith("https") else "ws") / _HUB_PATH[1:],
+            tokens=tokens,
+        )
+        self._pipeline = Pipeline(self._holder.get, middleware, self._holder.their_middlewares)
         self._orders_prefix = f"{base}{_API}/v3/orders/"
         self._stop_orders_prefix = f"{base}{_API}/v3/stop-orders/"
         self._accounts_url = URL(f"{base}{_API}/v3/accounts", encoded=True)
-        self._hub_url = (
-            URL(base)
-            .with_scheme("wss" if base.startswith("https") else "ws")
-            .with_path("/frontoffice/ws/v4/account")
+        self._is_view = False
+        self._configure(
+            account_id=None if account_id is None else check_account_id(account_id),
+            concurrency=concurrency,
+            headers=check_headers(default_headers),
         )
+
+    def _configure(
+        self, *, account_id: str | None, concurrency: int, headers: dict[str, str]
+    ) -> None:
+        self._account_id = account_id
+        self._concurrency = _check_concurrency(concurrency)
+        self._default_headers = headers
+        base_headers = {} if self._holder.owns else {"User-Agent": USER_AGENT}
+        self._base_headers = {**base_headers, **headers}
+        self._headers_by_account: dict[tuple[str, bool], dict[str, str]] = {}
+
+    def with_options(
+        self,
+        *,
+        account_id: str | None = _UNSET,
+        retry: RetryPolicy = _UNSET,
+        timeout: float | None = _UNSET,
+        default_headers: Mapping[str, str] = _UNSET,
+        concurrency: int = _UNSET,
+    ) -> FrontOfficeClient:
+        """A view of this client with some settings changed, for one call or a few.
+
+        The view shares the session, connection pool, token, retry budget and rate limiter;
+        its `default_headers` are merged over this client's; `timeout` changes the per-attempt
+        limit only. A view has nothing to close; after this client closes, its calls raise.
+
+        Example:
+            >>> await client.with_options(retry=RetryPolicy.none(), timeout=2.0).cancel_order(oid)
+        """
+        view = object.__new__(FrontOfficeClient)
+        view.__dict__.update(self.__dict__)
+        view._is_view = True
+        middleware = self._pipeline.retry
+        if retry is not _UNSET or timeout is not _UNSET:
+            if timeout is not _UNSET and timeout is not None and not timeout > 0:
+                raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+            middleware = middleware.evolve(
+                policy=middleware.policy if retry is _UNSET else retry,
+                timeout=middleware.timeout if timeout is _UNSET else timeout,
+            )
+            view._pipeline = self._pipeline.evolve(middleware)
+        headers = self._default_headers
+        if default_headers is not _UNSET:
+            headers = {**headers, **check_headers(default_headers)}
+        view._configure(
+            account_id=self._account_id
+            if account_id is _UNSET
+            else (None if account_id is None else check_account_id(account_id)),
+            concurrency=self._concurrency if concurrency is _UNSET else concurrency,
+            headers=headers,
+        )
+        return view
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._ensure_session()
+        self._holder.get()
         return self
 
     async def __aexit__(
@@ -150,81 +223,87 @@ class FrontOfficeClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session the client created (never a borrowed one). Idempotent."""
-        if self._closed:
+        """Close the client: no new request leaves, requests already on the wire finish
+        (each within its per-attempt limit), then the session it created is closed (never a
+        borrowed one). Idempotent; a view's `close()` does nothing."""
+        if self._is_view:
             return
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        await self._holder.close()
+        await self._tokens.aclose()
 
     @property
     def closed(self) -> bool:
-        """True once `close()` has run."""
-        return self._closed
+        """True once `close()` has run (on this client or, for a view, its parent)."""
+        return self._holder.closed
+
+    @property
+    def account_id(self) -> str | None:
+        """The default `accountId` of calls."""
+        return self._account_id
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy calls use (change it for a call with `with_options`)."""
+        return self._pipeline.retry.policy
+
+    @property
+    def concurrency(self) -> int:
+        """The default worker count of bulk calls."""
+        return self._concurrency
 
     @property
     def retry_budget_left(self) -> int:
         """Retry tokens left in the client-wide budget (500 when idle; see `RetryBudget`)."""
-        return self._retry_middleware.budget.available
+        return self._pipeline.retry.budget.available
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        if self._holder.closed:
+            state = "closed"
+        else:
+            state = "open" if self._holder.started else "not started"
+        kind = "view of " if self._is_view else ""
         return (
-            f"<FrontOfficeClient {self._base} account_id={self.account_id!r} "
+            f"<FrontOfficeClient {kind}{self._base} account_id={self._account_id!r} "
             f"token={self._tokens!r} {state}>"
         )
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        loop = asyncio.get_running_loop()
-        if session is not None and loop is self._loop:
-            return session
-        if self._closed:
-            raise RuntimeError("this FrontOfficeClient is closed; create a new one")
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError(
-                "this FrontOfficeClient belongs to another event loop; create one client per loop"
-            )
-        if session is None:
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(100, self.concurrency)),
-                timeout=self._session_timeout,
-                headers={"User-Agent": _USER_AGENT},
-            )
-        return session
+    def _session_for_auth(self) -> aiohttp.ClientSession:
+        return self._holder.get()
 
-    # --- endpoints ------------------------------------------------------------------------------
+    # --- single calls ---------------------------------------------------------------------------
 
     async def cancel_order(self, order_id: str, *, account_id: str | None = None) -> Order:
         """Cancel one active order and return it as the server reports it (status Cancelled).
 
-        Raises `OrderNotFoundError` for an unknown order (`after_retry` tells whether an earlier
-        attempt probably cancelled it), `BadRequestError`/`ConflictError` for an order that is
-        no longer active, and `InvalidOrderIdError` before any request for an impossible id.
+        Raises `OrderNotFoundError` (404) for an unknown order, `OrderNotActiveError` (400) for
+        one that is final (`after_retry` on either tells whether an earlier attempt probably
+        cancelled it), `ConflictError` (409) when the platform is busy with it, and
+        `InvalidOrderIdError` before any request for an impossible id.
         """
-        order, _ = await self._cancel(self._orders_prefix, Order, order_id, account_id)
-        return order
+        headers = self._headers_for(self._account_for(account_id))
+        record, _ = await self._cancel(self._orders_prefix, Order, headers, order_id)
+        return record
 
     async def cancel_stop_order(
         self, order_id: str, *, account_id: str | None = None
     ) -> StopOrder:
-        """Cancel one stop order (`DELETE /v3/stop-orders/{id}`)."""
-        order, _ = await self._cancel(self._stop_orders_prefix, StopOrder, order_id, account_id)
-        return order
+        """Cancel one stop order (`DELETE /v3/stop-orders/{id}`); errors as `cancel_order`.
+
+        Sends `Content-Type: application/json; x-api-version=4.0` as the platform's own example
+        does (whether the server needs it is not documented); `default_headers` can override it.
+        """
+        headers = self._headers_for(self._account_for(account_id), stop=True)
+        record, _ = await self._cancel(self._stop_orders_prefix, StopOrder, headers, order_id)
+        return record
 
     async def list_accounts(self) -> list[Account]:
         """The trading accounts the token can act on (no `accountId` needed)."""
+        self._holder.get()  # closed or wrong loop: say so before anything else
         url = self._accounts_url
-        body, state = await self._send("GET", url, self._extra_headers)
-        try:
-            data = _converter.load_body(body, url)
-            return _converter.structure_list(data, Account, url=url, body=body)
-        except ResponseValidationError as exc:
-            exc.attempts = state.attempts
-            raise
+        body, attempts = await self._pipeline.send("GET", url, self._base_headers)
+        return _converter.read_list(body, Account, url=url, attempts=attempts)
+
+    # --- bulk -----------------------------------------------------------------------------------
 
     async def cancel_orders(
         self,
@@ -232,22 +311,45 @@ class FrontOfficeClient:
         *,
         account_id: str | None = None,
         concurrency: int | None = None,
-        on_outcome: Callable[[bulk.CancelOutcome], object] | None = None,
+        on_outcome: Callable[[CancelOutcome[Order]], object] | None = None,
         dedupe: bool = True,
-    ) -> bulk.BulkCancelResult:
+    ) -> BulkCancelResult[Order]:
         """Cancel many orders with a fixed pool of workers; one outcome per distinct id.
 
-        Accepts any iterable or async iterable (consumed lazily). Failures never stop the
-        other ids; they are outcomes with an `error`. `on_outcome` sees each outcome as it
-        arrives, so none is lost if the caller is cancelled. Repeated ids are sent once;
-        with `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
-        See `BulkCancelResult`.
+        Accepts any iterable or async iterable (consumed lazily). A failure never stops the
+        other ids (it is an outcome with an `error`), except that after a 401 the refresh did
+        not cure, a 403 or a token-provider failure nothing more is sent: the ids left get that
+        error with `attempts == 0`. `on_outcome` sees each outcome as it arrives. If the call
+        is aborted (the input raises, `close()`), the requests already sent finish and reach
+        `on_outcome` before the one exception propagates. Repeated ids are sent once; with
+        `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
         """
         return await bulk.cancel_orders(
-            self,
+            self._canceller(self._orders_prefix, Order, account_id),
             order_ids,
-            account_id=self._account_for(account_id),
-            concurrency=self.concurrency if concurrency is None else concurrency,
+            concurrency=self._concurrency if concurrency is None else concurrency,
+            on_outcome=on_outcome,
+            dedupe=dedupe,
+        )
+
+    async def cancel_stop_orders(
+        self,
+        order_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        account_id: str | None = None,
+        concurrency: int | None = None,
+        on_outcome: Callable[[CancelOutcome[StopOrder]], object] | None = None,
+        dedupe: bool = True,
+    ) -> BulkCancelResult[StopOrder]:
+        """`cancel_orders` for stop orders: each outcome's `order` is a `StopOrder`.
+
+        The documented API lists no open stop orders, so cancel-all cannot find them: keep
+        the ids your bot placed and cancel them with this.
+        """
+        return await bulk.cancel_orders(
+            self._canceller(self._stop_orders_prefix, StopOrder, account_id, stop=True),
+            order_ids,
+            concurrency=self._concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
         )
@@ -259,34 +361,53 @@ class FrontOfficeClient:
         account_id: str | None = None,
         concurrency: int | None = None,
         dedupe: bool = True,
-    ) -> AsyncGenerator[bulk.CancelOutcome, None]:
+    ) -> AsyncGenerator[CancelOutcome[Order], None]:
         """Like `cancel_orders`, but yields each `CancelOutcome` as it completes.
 
-        Memory stays bounded by `concurrency` plus the set of ids seen (about 110 bytes per
-        distinct id); with `dedupe=False` it is O(concurrency) for any number of ids, and a
-        repeated id is sent again. Leaving the loop early cancels the remaining work; wrap
-        in `contextlib.aclosing` to do it at once.
+        Memory stays bounded by `concurrency` plus the compact set of ids seen (about 80
+        bytes per distinct ULID); with `dedupe=False` it is O(concurrency) for any number of
+        ids, and a repeated id is sent again. Leaving the loop early cancels the remaining
+        work; wrap in `contextlib.aclosing` to do it at once.
         """
         return bulk.iter_cancel_orders(
-            self,
+            self._canceller(self._orders_prefix, Order, account_id),
             order_ids,
-            account_id=self._account_for(account_id),
-            concurrency=self.concurrency if concurrency is None else concurrency,
+            concurrency=self._concurrency if concurrency is None else concurrency,
             dedupe=dedupe,
         )
 
+    # --- open orders and cancel-all -------------------------------------------------------------
+
     async def open_orders(
-        self, *, account_id: str | None = None, timeout: float | None = 10.0
+        self,
+        *,
+        market_id: str | None = None,
+        side: OrderSide | str | None = None,
+        account_id: str | None = None,
+        timeout: float | None = 10.0,
     ) -> list[OpenOrder]:
-        """A snapshot of the account's active orders, from the OpenOrders stream."""
-        return await streams.snapshot(self._stream_for(account_id), timeout=timeout)
+        """A snapshot of the account's active orders from the OpenOrders hub, optionally of one
+        market and/or side (any letter case). Never assumed: a hub that ends or goes quiet
+        before its snapshot is an error, not "no orders". Strict: a record that does not parse
+        raises `ResponseValidationError` naming it."""
+        wanted = None if side is None else parse_side(side)
+        records = await self._snapshot(self._account_for(account_id), timeout)
+        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._hub.url)
+        return [
+            o
+            for o in orders
+            if (market_id is None or o.market_id == market_id)
+            and (wanted is None or o.side == wanted)
+        ]
 
     def stream_open_orders(self, *, account_id: str | None = None) -> streams.OpenOrdersStream:
         """The live OpenOrders stream, for bots that keep it open.
 
-        Use as `async with client.stream_open_orders() as stream: async for batch in stream`.
+        Use as `async with client.stream_open_orders() as stream: async for event in stream`;
+        each event is an `OpenOrdersEvent` (the first one the snapshot).
         """
-        return self._stream_for(account_id)
+        self._holder.get()
+        return streams.OpenOrdersStream(self._hub, self._account_for(account_id))
 
     async def cancel_all_orders(
         self,
@@ -294,191 +415,91 @@ class FrontOfficeClient:
         market_id: str | None = None,
         side: OrderSide | str | None = None,
         account_id: str | None = None,
+        rounds: int = 3,
         concurrency: int | None = None,
-        on_outcome: Callable[[bulk.CancelOutcome], object] | None = None,
-    ) -> bulk.BulkCancelResult:
-        """Cancel every active order of the account, optionally of one market and/or side.
+        on_outcome: Callable[[CancelOutcome[Order]], object] | None = None,
+        snapshot_timeout: float | None = 10.0,
+        dry_run: bool = False,
+    ) -> BulkCancelResult[Order]:
+        """Cancel every active order of the account (optionally one market and/or side), and
+        check that none is left.
 
-        Takes an `open_orders()` snapshot, filters it, and cancels with `cancel_orders`.
-        Orders that vanished in between come back as `not_found`, not as failures: an order
-        refused as "not cancellable" (400/409) is checked against a second snapshot, and if
-        it is no longer open its outcome becomes an `OrderNotFoundError` caused by the
-        refusal. `on_outcome` sees each outcome as it arrived, before that check.
+        Takes a snapshot, cancels what matches, takes another and cancels what still matches
+        (orders placed meanwhile, cancels that failed), up to `rounds` passes; the last
+        snapshot gives `remaining` and `verified`, and `raise_for_failures()` raises while
+        anything may still be open. Each snapshot may take `snapshot_timeout` seconds (hub
+        reconnects included); each cancel is bounded by the retry policy. `on_outcome` sees
+        every outcome of every round. `dry_run=True` takes one snapshot and cancels nothing:
+        the orders it would cancel are the result's `remaining`.
         """
         account = self._account_for(account_id)
-        wanted_side = None if side is None else _parse_side(side)
-        orders = await self.open_orders(account_id=account)
-        ids = [
-            o.order_id
-            for o in orders
-            if (market_id is None or o.market_id == market_id)
-            and (wanted_side is None or o.side == wanted_side)
-        ]
-        result = await self.cancel_orders(
-            # A snapshot lists each order once: nothing to deduplicate.
-            ids,
-            account_id=account,
-            concurrency=concurrency,
-            on_outcome=on_outcome,
-            dedupe=False,
+        wanted = None if side is None else parse_side(side)
+        cancel = self._canceller(self._orders_prefix, Order, account)
+
+        async def snapshot() -> list[Any]:
+            return await self._snapshot(account, snapshot_timeout)
+
+        async def cancel_ids(ids: Iterable[str]) -> BulkCancelResult[Order]:
+            return await bulk.cancel_orders(
+                cancel,
+                ids,
+                concurrency=self._concurrency if concurrency is None else concurrency,
+                on_outcome=on_outcome,
+                dedupe=False,  # a selection lists each id once
+            )
+
+        return await _cancel_all.cancel_all(
+            snapshot, cancel_ids, market_id=market_id, side=wanted, rounds=rounds, dry_run=dry_run
         )
-        if any(bulk.was_refused(o) for o in result):
-            try:
-                still_open = {o.order_id for o in await self.open_orders(account_id=account)}
-            except FrontOfficeError:
-                return result  # cannot tell: report the refusals as they came
-            result = bulk.mark_vanished(result, still_open)
-        return result
 
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _cancel(
-        self, prefix: str, cls: type[T], order_id: str, account_id: str | None
+        self, prefix: str, cls: type[T], headers: Mapping[str, str], order_id: str
     ) -> tuple[T, int]:
-        """DELETE one order; returns the record and the attempts it took."""
-        url = URL(prefix + _order_path_segment(order_id), encoded=True)
-        headers = self._headers_for(account_id)
-        body, state = await self._send("DELETE", url, headers, order_id)
-        try:
-            data = _converter.load_body(body, url)
-            if not isinstance(data, dict) or "order" not in data:
-                raise _converter.invalid_response(
-                    "expected an object with an `order` key", "order", url, body
-                )
-            record = _converter.structure(data["order"], cls, path="order", url=url, body=body)
-        except ResponseValidationError as exc:
-            exc.attempts = state.attempts
-            raise
-        return record, state.attempts
+        """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
+        url = URL(prefix + order_path_segment(order_id), encoded=True)
+        body, attempts = await self._pipeline.send("DELETE", url, headers, order_id=order_id)
+        return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
 
-    async def _send(
-        self, method: str, url: URL, headers: Mapping[str, str], order_id: str | None = None
-    ) -> tuple[bytes, _CallState]:
-        """Send through the middlewares; the 2xx body, or the typed error of the answer.
+    def _canceller(
+        self, prefix: str, cls: type[T], account_id: str | None, *, stop: bool = False
+    ) -> bulk.Canceller[T]:
+        headers = self._headers_for(self._account_for(account_id), stop=stop)
+        return functools.partial(self._cancel, prefix, cls, headers)
 
-        `order_id` marks an order endpoint (its 404 is `OrderNotFoundError`).
-        """
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self._ensure_session()
-        state = _CallState()
-        reset = _call_state.set(state)
-        try:
-            response = await session.request(
-                method,
-                url,
-                headers=headers,
-                allow_redirects=False,
-                middlewares=self._middlewares,
-            )
-            body = state.body  # read by the retry middleware, within the attempt's limit
-            if body is None:  # a request path that skipped our middlewares (mocks)
-                body = await response.read()
-                response.release()
-        except FrontOfficeError:
-            raise
-        except (aiohttp.ClientError, OSError) as exc:
-            raise make_connection_error(
-                exc, method=method, url=str(url), attempts=max(state.attempts, 1)
-            ) from exc
-        finally:
-            _call_state.reset(reset)
-        if not state.attempts:  # a session whose request path skips middlewares (mocks)
-            state.attempts = 1
-        status = response.status
-        if 200 <= status < 300:
-            return body, state
-        raise make_status_error(
-            status=status,
-            method=method,
-            url=str(url),
-            headers=response.headers,
-            body=body,
-            attempts=state.attempts,
-            order_id=order_id,
-            after_retry=state.ambiguous,
-        )
+    async def _snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
+        self._holder.get()
+        return await streams.read_snapshot(self._hub, account_id, timeout=timeout)
 
     def _account_for(self, account_id: str | None) -> str:
         if account_id is None:
-            account_id = self.account_id
+            account_id = self._account_id
             if account_id is None:
                 raise ValueError(
                     "no account id: pass account_id= to the call or to FrontOfficeClient"
                 )
             return account_id
-        return _check_account_id(account_id)
+        return check_account_id(account_id)
 
-    def _headers_for(self, account_id: str | None) -> dict[str, str]:
-        if self._closed:
-            raise RuntimeError("this FrontOfficeClient is closed; create a new one")
-        account = self._account_for(account_id)
-        headers = self._headers_by_account.get(account)
+    def _headers_for(self, account_id: str, *, stop: bool = False) -> dict[str, str]:
+        self._holder.get()  # closed or wrong loop: say so before anything else
+        key = (account_id, stop)
+        headers = self._headers_by_account.get(key)
         if headers is None:
-            headers = self._headers_by_account[account] = {
-                **self._extra_headers,
-                "accountId": account,
+            extra = _STOP_ORDER_HEADERS if stop else {}
+            headers = self._headers_by_account[key] = {
+                **extra,
+                **self._base_headers,
+                "accountId": account_id,
             }
         return headers
 
-    def _stream_for(self, account_id: str | None) -> streams.OpenOrdersStream:
-        return streams.OpenOrdersStream(
-            self._ensure_session(),
-            self._hub_url,
-            self._tokens,
-            self._account_for(account_id),
-        )
 
-
-def _order_path_segment(order_id: object) -> str:
-    """The id, percent-encoded as exactly one path segment, or `InvalidOrderIdError`."""
-    if not isinstance(order_id, str):
-        raise _OrderIdTypeError(order_id, f"expected a str, got {type(order_id).__name__}")
-    if order_id.isalnum() and order_id.isascii() and len(order_id) <= _MAX_ID_LENGTH:
-        return order_id  # the usual ULID: nothing to check or encode
-    if not order_id or order_id.isspace():
-        raise InvalidOrderIdError(order_id, "empty or blank")
-    if order_id != order_id.strip():
-        raise InvalidOrderIdError(order_id, "leading or trailing whitespace")
-    if order_id in {".", ".."}:
-        raise InvalidOrderIdError(order_id, "a dot segment is not an id")
-    if len(order_id) > _MAX_ID_LENGTH:
-        raise InvalidOrderIdError(order_id, f"longer than {_MAX_ID_LENGTH} characters")
-    if not order_id.isprintable():
-        raise InvalidOrderIdError(order_id, "contains control characters")
-    return quote(order_id, safe="")
-
-
-def _parse_side(side: OrderSide | str) -> OrderSide:
-    """`OrderSide.BUY`, "Buy" or "buy" -> `OrderSide.BUY`; anything else is a ValueError."""
-    for member in OrderSide:
-        if isinstance(side, str) and side.casefold() == member.value.casefold():
-            return member
-    raise ValueError(f"side must be one of {[m.value for m in OrderSide]}, got {side!r}")
-
-
-def _check_account_id(account_id: object) -> str:
-    if not isinstance(account_id, str):
-        raise TypeError(f"account_id must be a str, got {type(account_id).__name__}")
-    if not account_id or len(account_id) > _MAX_ID_LENGTH:
-        raise InvalidAccountIdError("account_id must be 1 to 128 characters")
-    if not (account_id.isascii() and account_id.isprintable()) or " " in account_id:
-        # Goes into a header: CR/LF or non-ASCII would be header injection or mojibake.
-        raise InvalidAccountIdError(
-            f"account_id {account_id[:40]!r} holds spaces, control or non-ASCII chars"
-        )
-    return account_id
-
-
-def _normalise_base_url(base_url: str) -> str:
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    url = URL(base_url.strip())
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
-    if url.user or url.password or url.query_string or url.fragment:
-        raise ValueError("base_url must not carry credentials, a query or a fragment")
-    return str(url).rstrip("/")
+def _check_concurrency(concurrency: object) -> int:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    return concurrency
 
 
 def _split_timeout(

@@ -1,38 +1,34 @@
-"""The exception tree, and the one place that turns error responses into it.
+"""The exception tree. Classes only: `_answers` turns responses and transport failures into them.
 
 FrontOfficeError
 ├── InvalidOrderIdError           an id that can never be an order id (also ValueError)
 ├── InvalidAccountIdError         an account id that cannot go in a header (also ValueError)
+├── ClientClosedError             the client was closed before the request left (also RuntimeError)
 ├── APIConnectionError            network failure after retries
-│   └── APITimeoutError           an attempt or the whole call ran out of time
+│   └── APITimeoutError           an attempt, a wait or the whole call ran out of time
 ├── APIStatusError                any non-2xx answer
 │   ├── BadRequestError           400
+│   │   └── OrderNotActiveError   400 from a cancel endpoint: the order exists but is final
 │   ├── AuthenticationError       401 (after one token refresh)
 │   ├── PermissionDeniedError     403
 │   ├── OrderNotFoundError        404 on an order endpoint
-│   ├── ConflictError             409
+│   ├── ConflictError             409: busy, try again; the order may still be live
 │   ├── RateLimitError            429
 │   └── ServerError               5xx
 ├── ResponseValidationError       2xx whose body is not what the endpoint promises
+├── HubError                      the OpenOrders hub refused, failed, or ended before its snapshot
+├── TokenProviderError            the caller's token provider raised or returned no usable token
+├── OrdersStillOpenError          cancel-all ended with orders still open
 └── BulkCancelError               some ids of a bulk cancel failed (also an ExceptionGroup)
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
-import time
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .bulk import CancelOutcome
+    from .models import OpenOrder
 
 __all__ = [
     "APIConnectionError",
@@ -41,23 +37,23 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BulkCancelError",
+    "ClientClosedError",
     "ConflictError",
     "FrontOfficeError",
+    "HubError",
     "InvalidAccountIdError",
     "InvalidOrderIdError",
+    "OrderNotActiveError",
     "OrderNotFoundError",
+    "OrdersStillOpenError",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseValidationError",
     "ServerError",
-    "make_connection_error",
-    "make_status_error",
-    "parse_retry_after",
+    "TokenProviderError",
 ]
 
-_EXCERPT = 200  # characters of a non-JSON body shown in a message
-_BODY_KEPT = 4096  # characters of a body kept on an error; a proxy page can be megabytes
-_SCAN = 64 * 1024  # characters of a non-JSON body searched for a message
+_EMPTY: Mapping[str, str] = {}
 
 
 class FrontOfficeError(Exception):
@@ -73,8 +69,12 @@ class InvalidOrderIdError(FrontOfficeError, ValueError):
 
     def __init__(self, order_id: object, reason: str) -> None:
         self.order_id = order_id
+        """The refused value, as given."""
         self.reason = reason
-        super().__init__(f"invalid order id {_clip(repr(order_id), 60)}: {reason}")
+        """Why it cannot be an order id."""
+        shown = repr(order_id)
+        shown = shown if len(shown) <= 60 else shown[:59] + "…"
+        super().__init__(f"invalid order id {shown}: {reason}")
 
 
 class _OrderIdTypeError(InvalidOrderIdError, TypeError):
@@ -86,13 +86,29 @@ class InvalidAccountIdError(FrontOfficeError, ValueError):
     characters: in a header those would be injection or mojibake). Raised before sending."""
 
 
+class ClientClosedError(FrontOfficeError, RuntimeError):
+    """The client was closed (or its borrowed session was) before this request was sent.
+
+    No request of the call was sent after the close began; `attempts` counts those sent
+    before it (0 when none was).
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        self.attempts = attempts
+        """Requests the call had sent before the client was closed."""
+        super().__init__(message)
+
+
 class APIConnectionError(FrontOfficeError):
     """The request failed on the network (refused, reset, DNS...) after all retries."""
 
     def __init__(self, message: str, *, method: str, url: str, attempts: int = 1) -> None:
         self.method = method
+        """HTTP method of the request."""
         self.url = url
+        """Request URL without its query (which may hold a token)."""
         self.attempts = attempts
+        """Requests sent for the call (0: none left, e.g. the deadline passed first)."""
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -100,7 +116,8 @@ class APIConnectionError(FrontOfficeError):
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
-    """An attempt exceeded its timeout, or the call exceeded the policy's deadline."""
+    """An attempt exceeded its timeout, or a wait (rate limiter, token provider, hub) or the
+    whole call exceeded the policy's deadline."""
 
 
 class APIStatusError(FrontOfficeError):
@@ -118,19 +135,27 @@ class APIStatusError(FrontOfficeError):
         status: int,
         method: str,
         url: str,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] = _EMPTY,
         body: str = "",
         trace_id: str | None = None,
         attempts: int = 1,
     ) -> None:
         self.message = message
+        """The best human-readable text found in the body (one line, clipped)."""
         self.status = status
+        """The HTTP status code."""
         self.method = method
+        """HTTP method of the request."""
         self.url = url
-        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        """Request URL without its query."""
+        self.headers = headers
+        """Response headers."""
         self.body = body
+        """The raw response body as text, clipped to a few KiB."""
         self.trace_id = trace_id
+        """The server's correlation id (ProblemDetails `traceId`), if it sent one."""
         self.attempts = attempts
+        """Requests sent for the call, this answer's included."""
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -145,7 +170,46 @@ class APIStatusError(FrontOfficeError):
 
 
 class BadRequestError(APIStatusError):
-    """400: the server refused the request, e.g. the order is no longer active."""
+    """400: the server refused the request as invalid."""
+
+
+class OrderNotActiveError(BadRequestError):
+    """400 from a cancel endpoint: the order exists but can no longer be cancelled.
+
+    The client checks ids and the account before sending, so a 400 to a cancel it built means
+    the order is final (filled, cancelled, expired or rejected). `after_retry` is True when an
+    earlier attempt of the same call may have reached the server (it timed out, lost its
+    connection or got a 5xx): that attempt most likely cancelled the order.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order_id: str,
+        after_retry: bool = False,
+        status: int,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] = _EMPTY,
+        body: str = "",
+        trace_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            trace_id=trace_id,
+            attempts=attempts,
+        )
+        self.order_id = order_id
+        """The order the cancel named."""
+        self.after_retry = after_retry
+        """True when an earlier attempt of this call may already have cancelled the order."""
 
 
 class AuthenticationError(APIStatusError):
@@ -161,29 +225,71 @@ class OrderNotFoundError(APIStatusError):
 
     `after_retry` is True when an earlier attempt of the same DELETE timed out, lost its
     connection or got a 5xx: that attempt most likely cancelled the order, and this answer
-    means "already gone". A 400/409 "not cancellable" after such an attempt is reported the
-    same way (`status` keeps the real code). Treat it as cancelled unless you know better
-    (it may also have been filled in between).
+    means "already gone". Treat it as cancelled unless you know better.
     """
 
     def __init__(
-        self, message: str, *, order_id: str | None = None, after_retry: bool = False, **kw: Any
+        self,
+        message: str,
+        *,
+        order_id: str,
+        after_retry: bool = False,
+        status: int,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] = _EMPTY,
+        body: str = "",
+        trace_id: str | None = None,
+        attempts: int = 1,
     ) -> None:
-        super().__init__(message, **kw)
+        super().__init__(
+            message,
+            status=status,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            trace_id=trace_id,
+            attempts=attempts,
+        )
         self.order_id = order_id
+        """The order the request named."""
         self.after_retry = after_retry
+        """True when an earlier attempt of this call may already have cancelled the order."""
 
 
 class ConflictError(APIStatusError):
-    """409: the order is in a state that conflicts with the request."""
+    """409: the platform is busy with the order; it may still be live. Try again later."""
 
 
 class RateLimitError(APIStatusError):
     """429: too many requests. `retry_after` is the server's wait in seconds, if it gave one."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] = _EMPTY,
+        body: str = "",
+        trace_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            trace_id=trace_id,
+            attempts=attempts,
+        )
         self.retry_after = retry_after
+        """Seconds the server asked to wait (`Retry-After`), or None."""
 
 
 class ServerError(APIStatusError):
@@ -202,10 +308,15 @@ class ResponseValidationError(FrontOfficeError):
         self, message: str, *, url: str = "", body: str = "", path: str = "", attempts: int = 1
     ) -> None:
         self.message = message
+        """What is wrong, in one line."""
         self.url = url
-        self.body = _clip(body, _BODY_KEPT)
+        """Request URL without its query."""
+        self.body = body if len(body) <= 4096 else body[:4095] + "…"
+        """The raw body as text, clipped."""
         self.path = path
+        """JSON path of the first bad field, e.g. `order.status`."""
         self.attempts = attempts
+        """Requests sent for the call."""
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -214,23 +325,72 @@ class ResponseValidationError(FrontOfficeError):
         return f"invalid response{where}: {self.message}{url}"
 
 
-class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
-    """Some ids of a bulk cancel failed; the group holds their errors.
+class HubError(FrontOfficeError):
+    """The OpenOrders hub refused the stream, failed it, or ended before its snapshot.
 
-    `outcomes` lists the failed `CancelOutcome`s, so each error can be traced to its id.
+    The message is the hub's own text, on one line and clipped.
     """
 
-    outcomes: Sequence[CancelOutcome]
+
+class TokenProviderError(FrontOfficeError):
+    """The token provider (`token=` callable) raised, or returned no usable token.
+
+    Its exception, if any, is the `__cause__`. `attempts` counts the requests the call had
+    sent before (usually 0): a provider failure is never reported as a network failure.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        self.attempts = attempts
+        """Requests the call had sent before the provider failed."""
+        super().__init__(message)
+
+
+class OrdersStillOpenError(FrontOfficeError):
+    """Cancel-all ended with matching orders still open (or records it could not read).
+
+    `orders` are the `OpenOrder`s the last snapshot still showed; `unreadable` the raw
+    records (clipped text) of that snapshot whose order id could not be read.
+    """
+
+    def __init__(self, orders: Sequence[OpenOrder], *, unreadable: Sequence[str] = ()) -> None:
+        self.orders = tuple(orders)
+        """The orders still open after the last round."""
+        self.unreadable = tuple(unreadable)
+        """Raw records of the last snapshot without a readable order id."""
+        parts = [f"{len(self.orders)} orders still open"]
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable records")
+        super().__init__(" and ".join(parts) + " after cancel-all")
+
+
+class _Outcome(Protocol):
+    """What `BulkCancelError` needs of a failed outcome (see `CancelOutcome`)."""
+
+    @property
+    def order_id(self) -> str: ...
+    @property
+    def error(self) -> FrontOfficeError | None: ...
+
+
+class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
+    """Some ids of a bulk cancel failed (or cancel-all left orders open); the group holds
+    their errors.
+
+    `outcomes` lists the failed `CancelOutcome`s, so each error can be traced to its id; an
+    `OrdersStillOpenError` in the group has no outcome.
+    """
+
+    outcomes: Sequence[Any]
 
     def __new__(
-        cls, message: str, errors: Sequence[FrontOfficeError], outcomes: Sequence[CancelOutcome]
+        cls, message: str, errors: Sequence[FrontOfficeError], outcomes: Sequence[_Outcome]
     ) -> BulkCancelError:
         self = super().__new__(cls, message, errors)
         self.outcomes = outcomes
         return self
 
     def __init__(
-        self, message: str, errors: Sequence[FrontOfficeError], outcomes: Sequence[CancelOutcome]
+        self, message: str, errors: Sequence[FrontOfficeError], outcomes: Sequence[_Outcome]
     ) -> None:
         super().__init__(message, errors)
 
@@ -240,209 +400,5 @@ class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
         return BulkCancelError(self.message, excs, kept)
 
 
-# --- mapping responses to errors -------------------------------------------------------------
-
-_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: OrderNotFoundError,
-    409: ConflictError,
-    429: RateLimitError,
-}
-_TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear even on unclosed "<<<<"
-_SPACE = re.compile(r"\s+")
-
-
-def make_status_error(
-    *,
-    status: int,
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    attempts: int = 1,
-    order_id: str | None = None,
-    after_retry: bool = False,
-) -> APIStatusError:
-    """Build the right `APIStatusError` subclass from a non-2xx response.
-
-    `order_id` is set for order endpoints; without it a 404 is a plain `APIStatusError`.
-    `after_retry` says an earlier attempt of this DELETE may have reached the server: then a
-    404, and a 400/409 "not cancellable", mean the order is most likely already cancelled,
-    and both become `OrderNotFoundError(after_retry=True)`, keeping the real status.
-    """
-    text = body.decode("utf-8", "replace")
-    message, trace_id = _describe_body(text)
-    if not message:
-        message = _reason(status)
-    kw: dict[str, Any] = {
-        "status": status,
-        "method": method,
-        "url": url,
-        "headers": headers,
-        "body": _clip(text, _BODY_KEPT),
-        "trace_id": trace_id,
-        "attempts": attempts,
-    }
-    if status == 404 or (after_retry and order_id is not None and status in (400, 409)):
-        if order_id is None:
-            return APIStatusError(message, **kw)
-        return OrderNotFoundError(message, order_id=order_id, after_retry=after_retry, **kw)
-    if status == 429:
-        return RateLimitError(message, retry_after=parse_retry_after(headers), **kw)
-    cls = _STATUS_CLASSES.get(status)
-    if cls is None:
-        cls = ServerError if 500 <= status < 600 else APIStatusError
-    return cls(message, **kw)
-
-
-def _describe_body(text: str) -> tuple[str, str | None]:
-    """The best human message and trace id found in an error body of any known shape.
-
-    Both come back as one clipped line: they end up in logs, where a newline would let a
-    server forge log lines.
-    """
-    stripped = text.strip()
-    if not stripped:
-        return "", None
-    try:
-        data = json.loads(stripped)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return _excerpt(stripped), None
-    if not isinstance(data, dict):
-        return _excerpt(stripped), None
-    trace = data.get("traceId")
-    trace_id = _one_line(trace, 100) if isinstance(trace, str) and trace.strip() else None
-    for key in ("detail", "title", "message"):
-        value = data.get(key)
-        if isinstance(value, str) and value.strip():
-            message = _with_field_errors(_one_line(value, _EXCERPT), data.get("errors"))
-            return _clip(message, 2 * _EXCERPT), trace_id
-    field_errors = _field_errors(data.get("errors"))
-    if field_errors:
-        return field_errors, trace_id
-    return _excerpt(stripped), trace_id
-
-
-def _with_field_errors(message: str, errors: object) -> str:
-    details = _field_errors(errors)
-    return f"{message} ({details})" if details and details not in message else message
-
-
-def _field_errors(errors: object) -> str:
-    """ProblemDetails `errors: {field: [msg]}` or legacy `errors: [{message}]`, as one line."""
-    parts: list[str] = []
-    if isinstance(errors, dict):
-        for field, messages in errors.items():
-            if isinstance(messages, list):
-                text = "; ".join(str(m) for m in messages)
-            else:
-                text = str(messages)
-            parts.append(f"{field}: {_one_line(text, _EXCERPT)}")
-    elif isinstance(errors, list):
-        for item in errors:
-            if isinstance(item, dict) and isinstance(item.get("message"), str):
-                parts.append(_one_line(item["message"], _EXCERPT))
-            elif isinstance(item, str):
-                parts.append(_one_line(item, _EXCERPT))
-    return _clip("; ".join(parts), _EXCERPT)
-
-
-def _excerpt(text: str) -> str:
-    """A short, single-line excerpt of a non-JSON body (HTML tags dropped)."""
-    # Bound the work first: the regexes below are not linear on hostile, unclosed markup.
-    text = text[:_SCAN]
-    if "<" in text:
-        lowered = text.lower()
-        start = lowered.find("<title")
-        if start >= 0:
-            opened = lowered.find(">", start)
-            closed = lowered.find("</title>", opened)
-            if opened >= 0 and closed >= 0 and text[opened + 1 : closed].strip():
-                return _one_line(text[opened + 1 : closed], _EXCERPT)
-        text = _TAG.sub(" ", text)
-    return _one_line(text, _EXCERPT)
-
-
-def _one_line(text: str, limit: int) -> str:
-    return _clip(_SPACE.sub(" ", text[: limit * 4]).strip(), limit)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), else None.
-
-    Negative, non-finite and unparseable values give None.
-    """
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(seconds, 0.0)
-    if not 0 <= seconds < float("inf"):  # also rejects NaN
-        return None
-    return seconds
-
-
-def make_connection_error(
-    exc: BaseException, *, method: str, url: str, attempts: int
-) -> APIConnectionError:
-    """Translate a transport failure (aiohttp or asyncio) into our tree; the caller chains it."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return APITimeoutError("timed out", method=method, url=url, attempts=attempts)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        what = "server closed the connection without answering"
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        what = f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
-    elif isinstance(exc, aiohttp.ClientPayloadError):
-        cause = str(exc).lower()
-        if "encoding" in cause or "decompress" in cause:
-            what = f"cannot decode the response body: {_one_line(str(exc), _EXCERPT)}"
-        else:
-            what = "response body was cut off"
-    elif isinstance(exc, aiohttp.ClientResponseError):
-        what = f"malformed HTTP response: {_one_line(str(exc.message), _EXCERPT)}"
-    elif isinstance(exc, OSError):
-        what = f"network error: {exc.strerror or type(exc).__name__}"
-    else:
-        what = f"{type(exc).__name__}: {_one_line(str(exc), _EXCERPT)}"
-    _forget_credentials(exc)
-    return APIConnectionError(what, method=method, url=url, attempts=attempts)
-
-
-def _forget_credentials(exc: BaseException) -> None:
-    """Mask `Authorization` in an aiohttp error we chain as a cause: it keeps the request's
-    headers, and a cause is printed in tracebacks and reachable from our error."""
-    info = getattr(exc, "request_info", None)
-    if not isinstance(info, aiohttp.RequestInfo) or "Authorization" not in info.headers:
-        return
-    headers = CIMultiDict(info.headers)
-    headers["Authorization"] = "<hidden>"
-    exc.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
-        info.url, info.method, CIMultiDictProxy(headers), info.real_url
-    )
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}"
-
-
 def _attempts(n: int) -> str:
     return "1 attempt" if n == 1 else f"{n} attempts"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

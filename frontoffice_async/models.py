@@ -16,6 +16,7 @@ __all__ = [
     "Account",
     "AccountType",
     "OpenOrder",
+    "OpenOrdersEvent",
     "Order",
     "OrderSide",
     "OrderSource",
@@ -155,6 +156,8 @@ class Order:
     reject_details: str | None = None
     cancellation_date: datetime | None = None
     fill_factor: Decimal
+    comment: str | None = None
+    """Free text up to 100 characters; newer platform versions send it."""
 
     @property
     def is_active(self) -> bool:
@@ -222,6 +225,19 @@ class OpenOrder:
     def is_active(self) -> bool:
         """True if the status is Started, Pending or Working."""
         return self.status in _ACTIVE_STATUSES
+
+
+@attrs.frozen
+class OpenOrdersEvent:
+    """One item of the OpenOrders stream: the snapshot, or an update.
+
+    The first event of a connection (and of every reconnection) is the snapshot of every
+    open order (`is_snapshot`); later events carry the orders that changed, with their new
+    status (an order that is no longer active has left the book).
+    """
+
+    is_snapshot: bool
+    orders: tuple[OpenOrder, ...]
 
 
 @attrs.frozen(kw_only=True)

@@ -1,28 +1,34 @@
 """Retry policy, the pure retry decision, the client-wide retry budget and the middleware.
 
-The middleware owns every resend, every per-attempt timeout and the call's deadline; the
-decision about whether and when to resend is `decide`, a pure function.
+`RetryMiddleware` runs one call's attempts: it waits for the rate limiter and the token
+within the call's deadline, applies the token, sends, reads the body within the attempt's
+limit, and asks `decide` (a pure function) whether and when to go again. A 401 is answered
+by one token refresh, as one more attempt of the same loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import attrs
 from attrs import validators as v
+from multidict import istr
 
-from ._ratelimit import RateLimiter
+from . import _answers
+from ._gate import Gate
+from ._ratelimit import RateLimiter, SlotTooLate
 from ._timer import AttemptTimers
-from .errors import APITimeoutError, make_connection_error, parse_retry_after
+from .auth import TokenSource
+from .errors import APITimeoutError, ClientClosedError, TokenProviderError
 
 __all__ = [
+    "Exchange",
     "RetryBudget",
     "RetryDecision",
     "RetryEvent",
@@ -38,8 +44,12 @@ BUDGET_CAPACITY: Final = 500
 RETRY_COST: Final = 5
 TIMEOUT_RETRY_COST: Final = 10
 NO_RETRY_REFUND: Final = 1
+#: Bytes of a response body read at most, counted after decompression.
+DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
 
+T = TypeVar("T")
 _Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+_AUTHORIZATION: Final = istr("Authorization")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -65,7 +75,7 @@ class RetryPolicy:
     """
 
     max_attempts: int = attrs.field(default=4, validator=[v.instance_of(int), v.ge(1)])
-    """Attempts in total, the first one included."""
+    """Attempts in total, the first one (and a 401's token refresh) included."""
     base_delay: float = attrs.field(default=0.1, validator=_non_negative)
     """Backoff scale in seconds: the n-th retry waits up to `base_delay * 2**(n-1)`."""
     max_delay: float = attrs.field(default=5.0, validator=_non_negative)
@@ -79,7 +89,8 @@ class RetryPolicy:
     max_retry_after: float = attrs.field(default=30.0, validator=_non_negative)
     """A longer `Retry-After` raises `RateLimitError` at once instead of sleeping."""
     deadline: float | None = attrs.field(default=30.0, validator=_positive_or_none)
-    """Seconds for the whole call, sleeps included; None for no limit."""
+    """Seconds for the whole call: every wait (rate limiter, token provider, backoff) and
+    every attempt; None for no limit."""
     retry_methods: frozenset[str] = attrs.field(
         default=frozenset({"DELETE", "GET"}), converter=frozenset
     )
@@ -167,14 +178,20 @@ def decide(
 class RetryBudget:
     """Client-wide retry tokens, so a server that is down hard gets few retries.
 
-    Starts full at 500 tokens. A retry takes 5 (10 after a timeout); a call that succeeds
-    gives back what its retries took, or 1 token when it needed none. With too few tokens
-    left, failed calls stop after their first attempt. Not thread-safe; no await inside.
+    Starts full at 500 tokens. A retry takes 5 (10 after a timeout); a call that ends in a
+    2xx gives back what its retries took, or 1 token when it needed none. (botocore gives
+    back only the last retry's cost; giving back all of it keeps a flapping server from
+    draining the budget of calls that ended well.) With too few tokens left, failed calls stop
+    after their first attempt. Pass one to several clients to share it. No await inside.
     """
 
     def __init__(self, capacity: int = BUDGET_CAPACITY) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be an int >= 0, got {capacity!r}")
         self.capacity = capacity
+        """Tokens when full."""
         self.available = capacity
+        """Tokens left now."""
 
     def acquire(self, cost: int) -> bool:
         """Take `cost` tokens if there are enough; never raises."""
@@ -191,42 +208,47 @@ class RetryBudget:
         return f"<RetryBudget {self.available}/{self.capacity}>"
 
 
-class _CallState:
-    """What one client call learns from the middleware: attempts made, whether an earlier
-    attempt may have reached the server (so a later 404 may mean "already done"), and the
-    body of the answer it returned (read within the attempt's time limit)."""
+class Exchange:
+    """One call through a `RetryMiddleware`: the middleware of its request, and what the loop
+    learned for the caller (requests sent, whether one may have reached the server without
+    an answer, the body read, and whether that body was cut at the size cap)."""
 
-    __slots__ = ("ambiguous", "attempts", "body")
+    __slots__ = ("_retry", "ambiguous", "attempts", "body", "truncated")
 
-    def __init__(self) -> None:
+    def __init__(self, retry: RetryMiddleware) -> None:
+        self._retry = retry
         self.attempts = 0
         self.ambiguous = False
-        self.body: bytes | None = None
+        self.body = b""
+        self.truncated = False
 
-
-# The client sets this around each call; a bare session using the middleware has none.
-_call_state: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar(
-    "frontoffice_async_call_state", default=None
-)
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: _Handler
+    ) -> aiohttp.ClientResponse:
+        return await self._retry.run(request, handler, self)
 
 
 class RetryMiddleware:
-    """aiohttp client middleware that enforces a `RetryPolicy`.
+    """aiohttp client middleware that enforces a `RetryPolicy` for one client (or view).
 
-    Owns: resends, the per-attempt `timeout`, the policy's deadline, the retry budget and the
-    rate limiter. It reads each body inside the attempt's timeout, so a body that never ends
-    is a timeout too, and it releases every response it discards. Final transport failures
-    leave it as `APIConnectionError`/`APITimeoutError`, never as aiohttp errors (aiohttp would
-    otherwise replay the whole chain once on a dropped connection).
+    Owns: resends, the per-attempt `timeout`, the policy's deadline over every wait, the token
+    of each attempt (and the refresh after a 401), the retry budget and the rate limiter. It
+    reads each body inside the attempt's timeout and up to `max_body` bytes, and releases
+    every response it discards. Final transport failures leave it as `APIConnectionError`/
+    `APITimeoutError`, never as aiohttp errors (aiohttp would otherwise replay the whole chain
+    once on a dropped connection).
     """
 
     def __init__(
         self,
         policy: RetryPolicy,
         *,
+        tokens: TokenSource,
         timeout: float | None = None,
         budget: RetryBudget | None = None,
         limiter: RateLimiter | None = None,
+        gate: Gate | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -234,74 +256,147 @@ class RetryMiddleware:
     ) -> None:
         self.policy = policy
         self.timeout = timeout
+        self.tokens = tokens
         self.budget = budget if budget is not None else RetryBudget()
         self.limiter = limiter
+        self.gate = gate if gate is not None else Gate()
+        self.max_body = max_body
         self.on_retry = on_retry
         self._timers = AttemptTimers()
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
 
+    def evolve(self, *, policy: RetryPolicy, timeout: float | None) -> RetryMiddleware:
+        """The same middleware (budget, limiter, tokens, gate, hooks) with another policy or
+        per-attempt timeout: what a client view uses."""
+        twin = RetryMiddleware(
+            policy,
+            tokens=self.tokens,
+            timeout=timeout,
+            budget=self.budget,
+            limiter=self.limiter,
+            gate=self.gate,
+            max_body=self.max_body,
+            on_retry=self.on_retry,
+            sleep=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+        )
+        twin._timers = self._timers
+        return twin
+
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: _Handler
     ) -> aiohttp.ClientResponse:
+        """Usable as a plain session middleware; the client uses one `Exchange` per call."""
+        return await self.run(request, handler, Exchange(self))
+
+    async def run(
+        self, request: aiohttp.ClientRequest, handler: _Handler, exchange: Exchange
+    ) -> aiohttp.ClientResponse:
+        """Run the attempts of one call; `exchange` receives what the caller must know."""
         policy = self.policy
-        state = _call_state.get() or _CallState()
-        clock = self._clock
-        started = clock()
-        deadline = policy.deadline
+        started = self._clock()
+        deadline_at = None if policy.deadline is None else started + policy.deadline
         spent = 0
+        refreshed = False
         for attempt in range(1, policy.max_attempts + 1):
-            if self.limiter is not None:
-                await self.limiter.acquire()
-            limit = self.timeout
-            if deadline is not None:
-                left = deadline - (clock() - started)
-                limit = left if limit is None else min(limit, left)
-            state.attempts += 1
+            header = await self._prepare(request, exchange, deadline_at)
             try:
-                response = await self._attempt(request, handler, limit, state)
+                response = await self._attempt(request, handler, exchange, deadline_at)
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
                 decision = self._decide(request, attempt, None, timed_out, None, started)
                 if not decision.retry:
-                    raise self._final_error(exc, request, state, started) from exc
-                state.ambiguous = True
+                    raise self._final_error(exc, request, exchange, deadline_at) from exc
+                exchange.ambiguous = True
                 cause = "timeout" if timed_out else type(exc).__name__
                 await self._pause(request, attempt, decision, cause, None)
                 spent += decision.cost
                 continue
             status = response.status
-            if status not in policy.retry_statuses:
-                # The server answered for real: refund the budget, as botocore does.
+            if 200 <= status < 300:
                 self.budget.release(spent or NO_RETRY_REFUND)
                 return response
-            retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
+            if status == 401:
+                if refreshed:
+                    self.tokens.refused(header)
+                elif self._may_refresh(header, attempt, deadline_at):
+                    # One more attempt of this call: same deadline, no budget tokens.
+                    response.release()
+                    refreshed = True
+                    await self._wait(
+                        self.tokens.refresh(stale=header),
+                        request,
+                        exchange,
+                        deadline_at,
+                        "the token provider",
+                    )
+                    continue
+            if status not in policy.retry_statuses:
+                return response
+            retry_after = (
+                _answers.retry_after_seconds(response.headers) if status in (429, 503) else None
+            )
             decision = self._decide(request, attempt, status, False, retry_after, started)
             if not decision.retry:
                 return response
             response.release()
             if status >= 500:
-                state.ambiguous = True
+                exchange.ambiguous = True
             if status == 429 and retry_after is None and self.limiter is not None:
                 self.limiter.slow_down()
             await self._pause(request, attempt, decision, str(status), status)
             spent += decision.cost
         raise AssertionError("unreachable: the last attempt always returns or raises")
 
+    async def _prepare(
+        self, request: aiohttp.ClientRequest, exchange: Exchange, deadline_at: float | None
+    ) -> str:
+        """Everything an attempt waits for before it may leave, within the deadline."""
+        tokens = self.tokens
+        header = tokens.cached()  # the fast path: no await while a token is fresh
+        if header is None:
+            header = await self._wait(
+                tokens.header(), request, exchange, deadline_at, "the token provider"
+            )
+        if self.limiter is not None:
+            try:
+                await self.limiter.acquire(deadline_at)
+            except SlotTooLate:
+                raise self._late(request, exchange, "the rate limiter's next slot") from None
+            header = tokens.cached() or header  # a refresh may have landed meanwhile
+        if self.gate.closing:
+            raise ClientClosedError(
+                "the client was closed before the request could be sent",
+                attempts=exchange.attempts,
+            )
+        if deadline_at is not None and self._clock() >= deadline_at:
+            raise self._late(request, exchange, "the next attempt")
+        request.headers[_AUTHORIZATION] = header
+        return header
+
     async def _attempt(
         self,
         request: aiohttp.ClientRequest,
         handler: _Handler,
-        limit: float | None,
-        state: _CallState,
+        exchange: Exchange,
+        deadline_at: float | None,
     ) -> aiohttp.ClientResponse:
-        """Send once and read the whole body within `limit` seconds; close what fails."""
+        """Send once and read the body within the attempt's limit; close what fails."""
+        limit = self.timeout
+        if deadline_at is not None:
+            left = deadline_at - self._clock()
+            limit = left if limit is None else min(limit, left)
         response: aiohttp.ClientResponse | None = None
         expiry = self._timers.arm(limit)
+        gate = self.gate
+        gate.enter()
+        exchange.attempts += 1
         try:
             response = await handler(request)
-            body = await response.read()
+            exchange.body, exchange.truncated = await _read_capped(response, self.max_body)
         except asyncio.CancelledError:
             if response is not None:
                 response.close()
@@ -315,8 +410,41 @@ class RetryMiddleware:
         finally:
             if expiry is not None:
                 expiry.disarm()
-        state.body = body
+            gate.leave()
         return response
+
+    async def _wait(
+        self,
+        awaitable: Coroutine[Any, Any, T],
+        request: aiohttp.ClientRequest,
+        exchange: Exchange,
+        deadline_at: float | None,
+        what: str,
+    ) -> T:
+        """Await a wait of the call (the token provider) within the deadline."""
+        if deadline_at is None:
+            expiry = None
+        else:
+            expiry = self._timers.arm(max(deadline_at - self._clock(), 0.0))
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if expiry is None or not expiry.caused():
+                raise
+            raise self._late(request, exchange, what) from None
+        except TokenProviderError as exc:
+            # The provider's failure is shared by every caller of its episode: give this
+            # call its own error, with its own attempt count.
+            own = TokenProviderError(str(exc), attempts=exchange.attempts)
+            raise own from exc.__cause__
+        finally:
+            if expiry is not None:
+                expiry.disarm()
+
+    def _may_refresh(self, header: str, attempt: int, deadline_at: float | None) -> bool:
+        if attempt >= self.policy.max_attempts or not self.tokens.should_refresh(header):
+            return False
+        return deadline_at is None or self._clock() < deadline_at
 
     def _decide(
         self,
@@ -327,6 +455,8 @@ class RetryMiddleware:
         retry_after: float | None,
         started: float,
     ) -> RetryDecision:
+        if self.gate.closing:
+            return RetryDecision(False, reason="the client is closing")
         return decide(
             self.policy,
             method=request.method,
@@ -367,24 +497,58 @@ class RetryMiddleware:
                 logger.exception("on_retry callback failed")
         await self._sleep(decision.delay)
 
+    def _late(
+        self, request: aiohttp.ClientRequest, exchange: Exchange, what: str
+    ) -> APITimeoutError:
+        deadline = self.policy.deadline
+        return APITimeoutError(
+            f"deadline of {deadline:g}s exceeded waiting for {what}",
+            method=request.method,
+            url=_safe_url(request),
+            attempts=exchange.attempts,
+        )
+
     def _final_error(
         self,
         exc: BaseException,
         request: aiohttp.ClientRequest,
-        state: _CallState,
-        started: float,
+        exchange: Exchange,
+        deadline_at: float | None,
     ) -> Exception:
-        deadline = self.policy.deadline
-        error = make_connection_error(
-            exc, method=request.method, url=_safe_url(request), attempts=state.attempts
+        error = _answers.connection_error(
+            exc, method=request.method, url=_safe_url(request), attempts=exchange.attempts
         )
         if (
             isinstance(error, APITimeoutError)
-            and deadline is not None
-            and self._clock() - started >= deadline
+            and deadline_at is not None
+            and self._clock() >= deadline_at
         ):
-            error.args = (f"deadline of {deadline:g}s exceeded",)
+            return APITimeoutError(
+                f"deadline of {self.policy.deadline:g}s exceeded",
+                method=error.method,
+                url=error.url,
+                attempts=error.attempts,
+            )
         return error
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """The whole body, or its first `cap` bytes and True (the connection is then closed)."""
+    content = response.content
+    body = await content.read(cap + 1)  # usually all of it: it came with the headers
+    if content.at_eof() or not body:
+        return body, False
+    chunks = [body]
+    size = len(body)
+    while size <= cap:
+        chunk = await content.read(cap + 1 - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    # Over the cap (counted after decompression, so a gzip bomb stops here): stop reading.
+    response.close()
+    return b"".join(chunks)[:cap], True
 
 
 def _safe_url(request: aiohttp.ClientRequest) -> str:

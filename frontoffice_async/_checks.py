@@ -1,0 +1,104 @@
+"""Checks of what callers pass, before anything is sent: ids, accounts, sides, headers, URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+from urllib.parse import quote
+
+from multidict import istr
+from yarl import URL
+
+from .errors import InvalidAccountIdError, InvalidOrderIdError, _OrderIdTypeError
+from .models import OrderSide
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "check_account_id",
+    "check_headers",
+    "normalise_base_url",
+    "order_path_segment",
+    "parse_side",
+]
+
+MAX_ID_LENGTH: Final = 128
+# Set by the client or the retry middleware; a caller's value would be overwritten or unsafe.
+_RESERVED_HEADERS: Final = frozenset(istr(h) for h in ("Authorization", "accountId", "Host"))
+
+
+def order_path_segment(order_id: object) -> str:
+    """The id, percent-encoded as exactly one path segment, or `InvalidOrderIdError`."""
+    if not isinstance(order_id, str):
+        raise _OrderIdTypeError(order_id, f"expected a str, got {type(order_id).__name__}")
+    if order_id.isalnum() and order_id.isascii() and len(order_id) <= MAX_ID_LENGTH:
+        return order_id  # the usual ULID: nothing to check or encode
+    if not order_id or order_id.isspace():
+        raise InvalidOrderIdError(order_id, "empty or blank")
+    if order_id != order_id.strip():
+        raise InvalidOrderIdError(order_id, "leading or trailing whitespace")
+    if order_id in {".", ".."}:
+        raise InvalidOrderIdError(order_id, "a dot segment is not an id")
+    if len(order_id) > MAX_ID_LENGTH:
+        raise InvalidOrderIdError(order_id, f"longer than {MAX_ID_LENGTH} characters")
+    if not order_id.isprintable():
+        raise InvalidOrderIdError(order_id, "contains control characters")
+    return quote(order_id, safe="")
+
+
+def check_account_id(account_id: object) -> str:
+    """`account_id` if it can go in the `accountId` header, else `InvalidAccountIdError`."""
+    if not isinstance(account_id, str):
+        raise TypeError(f"account_id must be a str, got {type(account_id).__name__}")
+    if not account_id or len(account_id) > MAX_ID_LENGTH:
+        raise InvalidAccountIdError("account_id must be 1 to 128 characters")
+    if not (account_id.isascii() and account_id.isprintable()) or " " in account_id:
+        # Goes into a header: CR/LF or non-ASCII would be header injection or mojibake.
+        raise InvalidAccountIdError(
+            f"account_id {account_id[:40]!r} holds spaces, control or non-ASCII chars"
+        )
+    return account_id
+
+
+def parse_side(side: object) -> OrderSide:
+    """`OrderSide.BUY`, "Buy", "buy" or "BUY" -> `OrderSide.BUY`; anything else ValueError."""
+    if isinstance(side, str):
+        for member in OrderSide:
+            if side.strip().casefold() == member.value.casefold():
+                return member
+    raise ValueError(f"side must be one of {[m.value for m in OrderSide]}, got {side!r}")
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Extra request headers as a plain dict; ValueError/TypeError for what cannot be sent."""
+    if headers is None:
+        return {}
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("default_headers must map str names to str values")
+        if (
+            not name
+            or not name.isascii()
+            or not name.isprintable()
+            or any(c in name for c in ' :()<>@,;"/[]?={}\\')
+        ):
+            raise ValueError(f"default_headers: {name[:40]!r} is not a header name")
+        if not value.isascii() or not value.isprintable():
+            # Never echo the value: it may be a secret.
+            raise ValueError(f"default_headers[{name!r}] holds control or non-ASCII characters")
+        if istr(name) in _RESERVED_HEADERS:
+            raise ValueError(f"default_headers cannot set {name}: the client sets it")
+        checked[name] = value
+    return checked
+
+
+def normalise_base_url(base_url: object) -> str:
+    """The base URL without a trailing slash; ValueError for anything but http(s)://host."""
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    url = URL(base_url.strip())
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ValueError("base_url must not carry credentials, a query or a fragment")
+    return str(url).rstrip("/")

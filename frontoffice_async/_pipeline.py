@@ -1,0 +1,106 @@
+"""The send pipeline: one request through the middlewares and back, as a body or a typed error.
+
+The client builds the URL and headers; `Pipeline.send` passes them through the retry
+middleware (one `Exchange` per call, which carries back what the attempts learned) and maps
+the answer: a 2xx body with its attempt count, or the error `_answers` builds for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import _answers
+from .errors import ClientClosedError, FrontOfficeError, ResponseValidationError
+from .retry import Exchange, RetryMiddleware
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """Sends requests for one client or view: its retry middleware, on the shared session."""
+
+    __slots__ = ("_session", "_theirs", "retry")
+
+    def __init__(
+        self,
+        session: Callable[[], aiohttp.ClientSession],
+        retry: RetryMiddleware,
+        their_middlewares: tuple[Any, ...] = (),
+    ) -> None:
+        self._session = session
+        self.retry = retry
+        """The middleware (policy, timeout, budget, limiter, token) of this client or view."""
+        # A per-request `middlewares=` replaces the session's own: a borrowed session's
+        # middlewares stay outside ours.
+        self._theirs = their_middlewares
+
+    def evolve(self, retry: RetryMiddleware) -> Pipeline:
+        """The same pipeline with another middleware (a client view)."""
+        return Pipeline(self._session, retry, self._theirs)
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        order_id: str | None = None,
+    ) -> tuple[bytes, int]:
+        """The 2xx body and the attempts it took, or the typed error of the answer.
+
+        `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
+        `OrderNotActiveError`).
+        """
+        session = self._session()
+        if session.closed:
+            raise ClientClosedError("the aiohttp session passed as session= is closed")
+        exchange = Exchange(self.retry)
+        theirs = self._theirs
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=headers,
+                allow_redirects=False,
+                # Whatever the session says: our callers get our typed errors, not aiohttp's.
+                raise_for_status=False,
+                middlewares=(*theirs, exchange) if theirs else (exchange,),
+            )
+        except FrontOfficeError:
+            raise
+        except (aiohttp.ClientError, OSError) as exc:  # raised outside our middleware
+            raise _answers.connection_error(
+                exc, method=method, url=str(url), attempts=exchange.attempts
+            ) from exc
+        attempts = exchange.attempts
+        body = exchange.body
+        if not attempts:
+            # A middleware of a borrowed session answered without calling ours (a cache, a
+            # test double): the body is still unread, and it counts as one attempt.
+            body = await response.read()
+            response.release()
+            attempts = 1
+        status = response.status
+        if 200 <= status < 300:
+            if exchange.truncated:
+                raise ResponseValidationError(
+                    f"the body is larger than the {self.retry.max_body} bytes allowed",
+                    url=str(url),
+                    body=body[:4096].decode("utf-8", "replace"),
+                    attempts=attempts,
+                )
+            return body, attempts
+        raise _answers.status_error(
+            status=status,
+            method=method,
+            url=str(url),
+            headers=response.headers,
+            body=body,
+            attempts=attempts,
+            order_id=order_id,
+            after_retry=exchange.ambiguous,
+        )
