@@ -1,8 +1,8 @@
 """Cancel-all, verified: the one home of "snapshot, select, cancel, check again".
 
 `FrontOfficeClient.cancel_all_orders` (and through it the CLI and the demo) runs `cancel_all`:
-snapshot, cancel what matches, snapshot again and cancel what still matches, up to `rounds`
-passes; the last snapshot says what is left. Reading a snapshot here is tolerant: a cancel
+snapshot, cancel what matches, snapshot again and cancel what still matches (and what failed),
+up to `rounds` passes; the last snapshot says what is left. Reading a snapshot here is tolerant: a cancel
 needs only an order id, so one malformed record must not stop the others from being cancelled.
 """
 
@@ -99,14 +99,21 @@ async def cancel_all(
     filtered_out = selection.filtered_out
     merged: dict[str, CancelOutcome[Order]] = {}
     passes = 0
-    while not dry_run and selection.ids and passes < rounds:
+    pending = selection.ids
+    while not dry_run and pending and passes < rounds:
         passes += 1
-        for outcome in await cancel(selection.ids):
+        failed: list[str] = []
+        for outcome in await cancel(pending):
             earlier = merged.get(outcome.order_id)
             # "Cancelled" by any round wins; otherwise the latest round says what happened.
             if earlier is None or not earlier.ok:
                 merged[outcome.order_id] = outcome
+            if outcome.failed:
+                failed.append(outcome.order_id)
         selection = select(await snapshot(), market_id, side)
+        # What still matches, and what failed even if the hub no longer lists it: a lost
+        # answer's order then comes back "not active" instead of staying a false failure.
+        pending = tuple(dict.fromkeys((*selection.ids, *failed)))
     remaining, unreadable = selection.typed()
     return BulkCancelResult(
         merged.values(),

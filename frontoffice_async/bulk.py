@@ -369,7 +369,7 @@ class _Pool(Generic[T]):
         if self._abort is not None:
             raise self._abort
         if self._closed is not None:
-            raise ClientClosedError("the client was closed during the bulk cancel")
+            raise ClientClosedError(f"{self._closed.args[0]}: the bulk cancel stopped")
 
     async def _work(self) -> None:
         ids = self._ids

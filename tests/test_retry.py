@@ -1,4 +1,4 @@
-"""The pure retry decision, the policy's validation, the budget and the pacer: no I/O."""
+"""The pure retry decision, the policy's validation and the retry budget: no I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import attrs
 import pytest
 
 from frontoffice_async import RetryBudget, RetryPolicy
-from frontoffice_async._ratelimit import RateLimiter
 from frontoffice_async.retry import RetryDecision, decide
 
 POLICY = RetryPolicy(base_delay=0.1, max_delay=5.0, deadline=30.0)
@@ -168,52 +167,3 @@ def test_budget_acquire_and_release() -> None:
     budget.release(100)
     assert budget.available == 12  # capped
     assert repr(budget) == "<RetryBudget 12/12>"
-
-
-class FakeClock:
-    """A clock that moves only when the fake sleep is awaited."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-async def test_rate_limiter_spaces_requests_in_arrival_order() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-    order: list[int] = []
-    times: list[float] = []
-
-    async def take(n: int) -> None:
-        await limiter.acquire()
-        order.append(n)
-        times.append(clock.now)
-
-    await asyncio.gather(*(take(n) for n in range(5)))
-    assert order == [0, 1, 2, 3, 4]
-    # Each caller gets the next slot, 0.1 s after the previous one.
-    assert times == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
-
-
-async def test_rate_limiter_burst_and_slow_down() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(10, burst=3, penalty_seconds=5.0, clock=clock, sleep=clock.sleep)
-    for _ in range(3):
-        await limiter.acquire()
-    assert clock.sleeps == []  # the burst goes through at once
-    limiter.slow_down()
-    assert limiter.current_rate == 5.0
-    clock.now += 5.0
-    assert limiter.current_rate == 10.0
-
-
-def test_rate_limiter_rejects_bad_rates() -> None:
-    with pytest.raises(ValueError, match="rate_limit"):
-        RateLimiter(0)

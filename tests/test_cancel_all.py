@@ -1,0 +1,399 @@
+"""Cancel-all, verified: selection, rounds, tolerant snapshots, and the promise under faults."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from frontoffice_async import (
+    BulkCancelError,
+    BulkCancelResult,
+    CancelOutcome,
+    ConflictError,
+    Order,
+    OrderNotActiveError,
+    OrderNotFoundError,
+    OrderSide,
+    OrdersStillOpenError,
+    bulk,
+)
+from frontoffice_async._cancel_all import cancel_all
+from frontoffice_async._converter import structure
+from frontoffice_async.testing import (
+    DEFAULT_ACCOUNT_ID,
+    Fault,
+    FaultKind,
+    FaultPlan,
+    FrontOfficeSimulator,
+)
+
+from .support import FAST, SECOND_ACCOUNT_ID, UNKNOWN_ID, cancel_requests, client_for, script
+
+BUSY = Fault.response(
+    409,
+    body=b'{"title": "Conflict", "status": 409, "detail": "Order is being modified, retry later"}',
+    headers={"Content-Type": "application/problem+json"},
+)
+
+
+def book_with_two_markets_and_accounts(
+    sim: FrontOfficeSimulator,
+) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
+    """Two orders per (market, side) on the default account, and four on the second one."""
+    mine: dict[tuple[str, str], list[str]] = {}
+    for market in ("spot.eth_usdt", "spot.btc_usdt"):
+        for side in ("Buy", "Sell"):
+            mine[market, side] = sim.add_orders(2, market_id=market, side=side)
+    other = sim.add_orders(4, account_id=SECOND_ACCOUNT_ID, market_id="spot.eth_usdt")
+    return mine, other
+
+
+@pytest.mark.parametrize(
+    ("market_id", "side", "expected"),
+    [
+        (
+            None,
+            None,
+            {"spot.eth_usdt/Buy", "spot.eth_usdt/Sell", "spot.btc_usdt/Buy", "spot.btc_usdt/Sell"},
+        ),
+        ("spot.eth_usdt", None, {"spot.eth_usdt/Buy", "spot.eth_usdt/Sell"}),
+        (None, "SELL", {"spot.eth_usdt/Sell", "spot.btc_usdt/Sell"}),
+        ("spot.btc_usdt", OrderSide.BUY, {"spot.btc_usdt/Buy"}),
+        ("spot.eth_usdt", "buy", {"spot.eth_usdt/Buy"}),
+        ("spot.xrp_usdt", None, set()),
+    ],
+)
+async def test_filters(
+    frontoffice_simulator: FrontOfficeSimulator,
+    market_id: str | None,
+    side: OrderSide | str | None,
+    expected: set[str],
+) -> None:
+    sim = frontoffice_simulator
+    mine, other = book_with_two_markets_and_accounts(sim)
+    wanted = {i for (m, s), group in mine.items() if f"{m}/{s}" in expected for i in group}
+    everything_mine = {i for group in mine.values() for i in group}
+
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders(market_id=market_id, side=side)
+        open_now = await client.open_orders(market_id=market_id, side=side)
+
+    assert {o.order_id for o in result} == wanted
+    assert {order.order_id for order in result.cancelled} == wanted
+    assert result.failed == [] and result.not_found == [] and result.remaining == []
+    assert result.verified and open_now == []
+    assert result.rounds == (1 if wanted else 0)
+    assert set(cancel_requests(sim)) == wanted
+    assert set(sim.open_order_ids(DEFAULT_ACCOUNT_ID)) == everything_mine - wanted
+    assert sorted(sim.open_order_ids(SECOND_ACCOUNT_ID)) == sorted(other)
+    if market_id == "spot.xrp_usdt":  # a mistyped market: the result says what is open
+        assert result.filtered_out == {"spot.eth_usdt": 4, "spot.btc_usdt": 4}
+
+
+async def test_another_account(frontoffice_simulator: FrontOfficeSimulator) -> None:
+    sim = frontoffice_simulator
+    mine, other = book_with_two_markets_and_accounts(sim)
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders(account_id=SECOND_ACCOUNT_ID)
+
+    assert sorted(order.order_id for order in result.cancelled) == sorted(other)
+    assert sim.open_order_ids(SECOND_ACCOUNT_ID) == []
+    assert len(sim.open_order_ids(DEFAULT_ACCOUNT_ID)) == sum(len(g) for g in mine.values())
+    hub = [r for r in sim.requests if r.endpoint == "hub"]
+    cancels = [r for r in sim.requests if r.endpoint == "cancel_order"]
+    assert len(hub) == 2  # the snapshot, and the one that verified
+    assert len(cancels) == len(other)
+    assert {r.account_id for r in cancels} == {SECOND_ACCOUNT_ID}
+
+
+async def test_an_order_filled_in_between_is_not_active_not_a_failure(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    # A halted market makes the platform cancel its orders by itself, and orders fill: an
+    # order can stop being active between the snapshot and its cancel.
+    sim = frontoffice_simulator
+    ids = sim.add_orders(3)
+    filled = ids[1]
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders(
+            on_outcome=lambda _: sim.update_order(filled, status="Completed")
+        )
+    assert result.not_active == [filled] or filled in {o.order_id for o in result.cancelled}
+    assert result.failed == [] and result.verified
+    result.raise_for_failures()
+
+
+async def test_a_busy_order_is_cancelled_in_the_next_round(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    # 502, then 409 "being modified": the order is still live. The next snapshot still shows
+    # it, so the next round cancels it.
+    sim = frontoffice_simulator
+    others = sim.add_orders(5)
+    busy = script(sim, [Fault.bad_gateway(), BUSY])
+    rounds: list[list[CancelOutcome[Order]]] = [[]]
+
+    def seen(outcome: CancelOutcome[Order]) -> None:
+        rounds[-1].append(outcome)
+        if len(rounds[-1]) == 6:
+            rounds.append([])
+
+    async with client_for(sim, retry=FAST) as client:
+        result = await client.cancel_all_orders(on_outcome=seen)
+    first_try = next(o for o in rounds[0] if o.order_id == busy)
+    assert isinstance(first_try.error, ConflictError)  # a failure: it may still be live
+    assert first_try.failed
+    assert result.rounds == 2 and result.verified
+    assert {o.order.order_id for o in result if o.order} == {*others, busy}
+    assert sim.open_order_ids() == []
+
+
+async def test_an_order_that_stays_busy_is_reported_still_open(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    sim = frontoffice_simulator
+    sim.add_orders(3)
+    stuck = script(sim, [BUSY] * 20)
+    async with client_for(sim, retry=FAST) as client:
+        result = await client.cancel_all_orders(rounds=3)
+    assert result.rounds == 3
+    assert not result.verified
+    assert [o.order_id for o in result.remaining] == [stuck] == sim.open_order_ids()
+    assert [o.order_id for o in result.failed] == [stuck]
+    with pytest.raises(BulkCancelError) as caught:
+        result.raise_for_failures()
+    kinds = {type(e) for e in caught.value.exceptions}
+    assert kinds == {ConflictError, OrdersStillOpenError}
+    still_open = next(e for e in caught.value.exceptions if isinstance(e, OrdersStillOpenError))
+    assert [o.order_id for o in still_open.orders] == [stuck]
+    assert cancel_requests(sim)[stuck] == 3  # one try per round
+
+
+async def test_dry_run_shows_the_selection_and_cancels_nothing(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    sim = frontoffice_simulator
+    eth = sim.add_orders(3, market_id="spot.eth_usdt")
+    sim.add_orders(2, market_id="spot.btc_usdt")
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders(market_id="spot.eth_usdt", dry_run=True)
+    assert [o.order_id for o in result.remaining] == eth
+    assert len(result) == 0 and result.rounds == 0 and not result.verified
+    assert result.filtered_out == {"spot.btc_usdt": 2}
+    assert cancel_requests(sim) == {}
+    assert len(sim.open_order_ids()) == 5
+
+
+# --- tolerant snapshots: unit tests over a fake hub and a fake canceller ------------------------
+
+
+def record(order_id: Any, **fields: Any) -> dict[str, Any]:
+    """An OpenOrders record as the hub sends it."""
+    base = {
+        "marketId": "spot.eth_usdt",
+        "marketDisplayName": "SPOT ETH/USDT",
+        "orderId": order_id,
+        "timeInForce": "Gtc",
+        "status": "Pending",
+        "source": "Manual",
+        "side": "Buy",
+        "orderType": "Limit",
+        "requestedAmount": "0.1",
+        "remainingAmount": "0.1",
+        "requestedPrice": "4000",
+        "executionPrice": "0",
+        "createdAt": "2025-08-15T08:59:51.97Z",
+        "updatedAt": "2025-08-15T08:59:51.97Z",
+        "fillFactor": "0",
+    }
+    return {**base, **fields}
+
+
+class FakeAccount:
+    """Snapshots from a list of records; a cancel removes the order (or answers an error)."""
+
+    def __init__(self, records: Sequence[dict[str, Any] | Any]) -> None:
+        self.records = list(records)
+        self.cancelled: list[str] = []
+        self.refuse: dict[str, Exception] = {}
+        self.lag: set[str] = set()  # cancelled orders the next snapshot still lists
+
+    async def snapshot(self) -> list[Any]:
+        listed = [r for r in self.records if not _is(r, self.cancelled) or _is(r, self.lag)]
+        self.lag.clear()
+        return listed
+
+    def canceller(self) -> Callable[[Sequence[str]], Awaitable[BulkCancelResult[Order]]]:
+        async def cancel_one(order_id: str) -> tuple[Order, int]:
+            if order_id in self.refuse:
+                raise self.refuse[order_id]
+            if order_id in self.cancelled:
+                raise _not_active(order_id)
+            self.cancelled.append(order_id)
+            return _order(order_id), 1
+
+        async def cancel_ids(ids: Sequence[str]) -> BulkCancelResult[Order]:
+            return await bulk.cancel_orders(cancel_one, ids, concurrency=4)
+
+        return cancel_ids
+
+
+def _is(raw: Any, ids: Sequence[str]) -> bool:
+    return isinstance(raw, dict) and raw.get("orderId") in ids
+
+
+def _order(order_id: str) -> Order:
+    data = {**record(order_id), "status": "Cancelled", "commission": "0"}
+    return structure(data, Order)
+
+
+def _not_active(order_id: str) -> OrderNotActiveError:
+    return OrderNotActiveError(
+        "not active", order_id=order_id, status=400, method="DELETE", url="http://x"
+    )
+
+
+async def run(account: FakeAccount, **kwargs: Any) -> BulkCancelResult[Order]:
+    kwargs.setdefault("market_id", None)
+    kwargs.setdefault("side", None)
+    kwargs.setdefault("rounds", 3)
+    return await cancel_all(account.snapshot, account.canceller(), **kwargs)
+
+
+async def test_one_malformed_record_does_not_stop_the_others() -> None:
+    account = FakeAccount(
+        [
+            record("A"),
+            record("B", fillFactor="lots"),  # readable id: cancelled all the same
+            record("C", createdAt=None),
+            {"orderId": 17, "marketId": "spot.eth_usdt"},  # no readable id
+            "garbage",
+            record("D"),
+        ]
+    )
+    result = await run(account)
+    assert account.cancelled == ["A", "B", "C", "D"]
+    assert {o.order.order_id for o in result if o.order} == {"A", "B", "C", "D"}
+    assert len(result.unreadable) == 2  # what the last snapshot could not read
+    assert not result.verified
+    with pytest.raises(BulkCancelError) as caught:
+        result.raise_for_failures()
+    [still_open] = caught.value.exceptions
+    assert isinstance(still_open, OrdersStillOpenError)
+    assert len(still_open.unreadable) == 2
+
+
+async def test_an_id_listed_twice_is_cancelled_once() -> None:
+    account = FakeAccount([record("A"), record("B"), record("A")])
+    result = await run(account)
+    assert account.cancelled == ["A", "B"]
+    assert [o.order_id for o in result] == ["A", "B"]
+    assert result.verified
+
+
+async def test_a_lagging_hub_does_not_turn_cancelled_into_not_active() -> None:
+    account = FakeAccount([record("A"), record("B")])
+    original = account.canceller()
+
+    async def cancel_ids(ids: Sequence[str]) -> BulkCancelResult[Order]:
+        first_pass = not account.cancelled
+        result = await original(ids)
+        if first_pass:
+            account.lag.update(ids)  # the next snapshot still lists them, once
+        return result
+
+    result = await cancel_all(account.snapshot, cancel_ids, market_id=None, side=None, rounds=3)
+    assert result.rounds == 2  # the lagging snapshot made a second pass ...
+    assert [o.category for o in result] == ["cancelled", "cancelled"]  # ... that changed nothing
+    assert result.verified
+
+
+async def test_a_filter_field_that_cannot_be_read_is_reported_not_guessed() -> None:
+    account = FakeAccount([record("A"), record("B", marketId=None), record("C", side=5)])
+    result = await run(account, market_id="spot.eth_usdt", side=OrderSide.BUY)
+    assert account.cancelled == ["A"]
+    assert len(result.unreadable) == 2 and not result.verified
+
+
+async def test_rounds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rounds"):
+        await run(FakeAccount([]), rounds=0)
+
+
+# --- the promise, under random faults ----------------------------------------------------------
+
+_REST_FAULTS = [
+    FaultKind.RATE_LIMITED,
+    FaultKind.SERVER_ERROR,
+    FaultKind.BAD_GATEWAY,
+    FaultKind.UNAVAILABLE,
+    FaultKind.RESET,
+    FaultKind.LOST_RESPONSE,
+    FaultKind.MALFORMED,
+]
+
+
+@pytest.mark.parametrize("seed", range(16))
+async def test_cancel_all_never_reports_success_while_an_order_is_open(
+    frontoffice_simulator: FrontOfficeSimulator, seed: int
+) -> None:
+    rng = random.Random(seed)
+    sim = frontoffice_simulator
+    ids = sim.add_orders(rng.randint(1, 60))
+    done = sim.add_orders(rng.randint(0, 5), status="Completed")
+    busy = {i: [BUSY] * rng.randint(1, 3) for i in rng.sample(ids, k=min(rng.randint(0, 2), len(ids)))}
+    kinds = rng.sample(_REST_FAULTS, k=rng.randint(1, len(_REST_FAULTS)))
+    rates = dict.fromkeys(kinds, rng.uniform(0.0, 0.5) / len(kinds))
+    sim.faults = FaultPlan(rates=rates, scripts=busy, seed=seed, retry_after=None)
+    was_open = set(sim.open_order_ids())
+
+    rounds = rng.randint(1, 4)
+    async with client_for(sim, retry=FAST) as client:
+        result = await client.cancel_all_orders(rounds=rounds)
+
+    still_open = set(sim.open_order_ids())
+    cancelled_on_server = was_open - still_open
+    # Every order the call cancelled on the server is one of its outcomes.
+    assert cancelled_on_server <= {o.order_id for o in result}
+    assert not set(done) & {o.order_id for o in result}  # final orders are never listed
+    if result.rounds < rounds:  # it stopped early: nothing was left to do
+        assert result.verified and result.failed == []
+        result.raise_for_failures()
+    if result.verified:
+        assert still_open == set()
+        assert result.remaining == []
+    else:
+        with pytest.raises(BulkCancelError):
+            result.raise_for_failures()
+        named = {o.order_id for o in result.remaining} | {o.order_id for o in result.failed}
+        assert still_open <= named  # nothing open is left unnamed
+        assert {o.order_id for o in result.remaining} == still_open
+
+
+async def test_unknown_id_in_a_snapshot_is_not_found(
+    frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = frontoffice_simulator
+    ids = sim.add_orders(3)
+    async with client_for(sim) as client:
+        real = client._snapshot
+        calls = 0
+
+        async def snapshot(account_id: str, timeout: float | None) -> list[Any]:
+            nonlocal calls
+            calls += 1
+            records = await real(account_id, timeout)
+            # An order the server no longer knows at all by the time we cancel it.
+            return [*records, record(UNKNOWN_ID)] if calls == 1 else records
+
+        monkeypatch.setattr(client, "_snapshot", snapshot)
+        result = await client.cancel_all_orders()
+
+    assert [o.order_id for o in result] == [*ids, UNKNOWN_ID]
+    assert result.not_found == [UNKNOWN_ID]
+    assert isinstance(result[-1].error, OrderNotFoundError)
+    assert result.failed == [] and result.verified
+    assert sim.open_order_ids() == []
