@@ -2,8 +2,8 @@
 
 `FrontOfficeClient.cancel_all_orders` (and through it the CLI and the demo) runs `cancel_all`:
 snapshot, cancel what matches, snapshot again and cancel what still matches (and what failed),
-up to `rounds` passes; the last snapshot says what is left. Reading a snapshot here is tolerant: a cancel
-needs only an order id, so one malformed record must not stop the others from being cancelled.
+up to `rounds` passes; the last snapshot says what is left. Reading a snapshot is tolerant here:
+a cancel needs only an order id, so one malformed record must not stop the others.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote
 
-from multidict import istr
 from yarl import URL
 
 from .errors import InvalidAccountIdError, InvalidOrderIdError, _OrderIdTypeError
@@ -23,7 +22,7 @@ __all__ = [
 
 MAX_ID_LENGTH: Final = 128
 # Set by the client or the retry middleware; a caller's value would be overwritten or unsafe.
-_RESERVED_HEADERS: Final = frozenset(istr(h) for h in ("Authorization", "accountId", "Host"))
+_RESERVED_HEADERS: Final = frozenset(("authorization", "accountid", "host"))
 
 
 def order_path_segment(order_id: object) -> str:
@@ -86,7 +85,7 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
         if not value.isascii() or not value.isprintable():
             # Never echo the value: it may be a secret.
             raise ValueError(f"default_headers[{name!r}] holds control or non-ASCII characters")
-        if istr(name) in _RESERVED_HEADERS:
+        if name.casefold() in _RESERVED_HEADERS:
             raise ValueError(f"default_headers cannot set {name}: the client sets it")
         checked[name] = value
     return checked

@@ -38,7 +38,7 @@ REFUSED_COOLDOWN: Final = 10.0
 ACCESS_TOKEN_PATH: Final = "/frontoffice/api/v4/access-token"  # noqa: S105 -- a path
 
 
-def bearer(token: object) -> str:
+def _bearer(token: object) -> str:
     """The `Authorization` value for `token`; ValueError/TypeError never echo the token."""
     if not isinstance(token, str):
         raise TypeError(f"a token must be a str, got {type(token).__name__}")
@@ -93,7 +93,7 @@ class TokenSource:
         self._provider: TokenProvider | None
         self._header: str | None
         if isinstance(token, str):
-            self._header = bearer(token)
+            self._header = _bearer(token)
             self._provider = None
         elif callable(token):
             self._header = None
@@ -179,7 +179,7 @@ class TokenSource:
                 f"the token provider raised {type(exc).__name__} (see __cause__)"
             ) from exc
         try:
-            header = bearer(token)
+            header = _bearer(token)
         except (TypeError, ValueError) as exc:
             raise TokenProviderError(
                 f"the token provider returned no usable token: {exc}"
@@ -221,7 +221,7 @@ class OfflineTokenAuth:
     def __init__(
         self, offline_token: str, *, path: str = ACCESS_TOKEN_PATH, timeout: float = 10.0
     ) -> None:
-        bearer(offline_token)  # same rules as any token; the value is never echoed
+        _bearer(offline_token)  # same rules as any token; the value is never echoed
         self._offline_token = offline_token.strip()
         self.path = path if path.startswith("/") else "/" + path
         """Path of the exchange endpoint, appended to the client's base URL."""

@@ -20,13 +20,11 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from datetime import datetime
-from decimal import Decimal
-from enum import Enum
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
+from ._converter import to_plain
 from ._ids import DistinctIds
 from .errors import (
     AuthenticationError,
@@ -106,8 +104,8 @@ class CancelOutcome(Generic[T]):
             "order_id": self.order_id,
             "category": self.category,
             "attempts": self.attempts,
-            "order": None if self.order is None else record_as_dict(self.order),
-            "error": None if self.error is None else error_as_dict(self.error),
+            "order": None if self.order is None else to_plain(self.order),
+            "error": None if self.error is None else _error_as_dict(self.error),
         }
 
 
@@ -222,7 +220,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
             "rounds": self.rounds,
             "verified": self.verified,
             "outcomes": [o.as_dict() for o in self._outcomes],
-            "remaining": [record_as_dict(o) for o in self.remaining],
+            "remaining": [to_plain(o) for o in self.remaining],
             "unreadable": list(self.unreadable),
             "filtered_out": dict(self.filtered_out),
         }
@@ -236,12 +234,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
         )
 
 
-def record_as_dict(record: Any) -> dict[str, Any]:
-    """An attrs record as JSON-ready data (snake_case; decimals, timestamps, enums as str)."""
-    return attrs.asdict(record, value_serializer=_plain)
-
-
-def error_as_dict(error: FrontOfficeError) -> dict[str, Any]:
+def _error_as_dict(error: FrontOfficeError) -> dict[str, Any]:
     """An error as JSON-ready data: type, status, message, trace id (never a token)."""
     return {
         "type": type(error).__name__,
@@ -249,14 +242,6 @@ def error_as_dict(error: FrontOfficeError) -> dict[str, Any]:
         "message": getattr(error, "message", None) or str(error),
         "trace_id": getattr(error, "trace_id", None),
     }
-
-
-def _plain(_: object, __: object, value: Any) -> Any:
-    if isinstance(value, Decimal | Enum):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
 
 
 # --- the pool ---------------------------------------------------------------------------------

@@ -1,24 +1,32 @@
-"""Shared fixtures: sample bodies, the simulator plugin, and the aioresponses shim."""
+"""Fixtures: the simulator with a sentinel token, and aioresponses (with its shim).
+
+Helpers that are not fixtures live in tests/support.py; the simulator's own fixtures
+(`frontoffice_simulator`, `frontoffice_simulator_factory`) come from its pytest plugin.
+"""
 
 from __future__ import annotations
 
 import types
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses, core
 
+from .support import SENTINEL_TOKEN
+
+if TYPE_CHECKING:  # the plugin module is imported by pytest itself, so its asserts are rewritten
+    from frontoffice_async.testing import FrontOfficeSimulator
+    from frontoffice_async.testing.pytest_plugin import SimulatorFactory
+
 pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
 
-DATA = Path(__file__).parent / "data"
 
-
-def sample(name: str) -> bytes:
-    """The bytes of a sample body from tests/data (copied from shared/api/samples)."""
-    return (DATA / name).read_bytes()
+@pytest.fixture
+async def sim(frontoffice_simulator_factory: SimulatorFactory) -> FrontOfficeSimulator:
+    """A running simulator whose token is `SENTINEL_TOKEN`, closed after the test."""
+    return await frontoffice_simulator_factory(token=SENTINEL_TOKEN)
 
 
 # --- aioresponses shim ------------------------------------------------------------------------

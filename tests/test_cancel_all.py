@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import pytest
@@ -241,7 +241,7 @@ class FakeAccount:
         return cancel_ids
 
 
-def _is(raw: Any, ids: Sequence[str]) -> bool:
+def _is(raw: Any, ids: Collection[str]) -> bool:
     return isinstance(raw, dict) and raw.get("orderId") in ids
 
 
@@ -344,7 +344,9 @@ async def test_cancel_all_never_reports_success_while_an_order_is_open(
     sim = frontoffice_simulator
     ids = sim.add_orders(rng.randint(1, 60))
     done = sim.add_orders(rng.randint(0, 5), status="Completed")
-    busy = {i: [BUSY] * rng.randint(1, 3) for i in rng.sample(ids, k=min(rng.randint(0, 2), len(ids)))}
+    busy = {
+        i: [BUSY] * rng.randint(1, 3) for i in rng.sample(ids, k=min(rng.randint(0, 2), len(ids)))
+    }
     kinds = rng.sample(_REST_FAULTS, k=rng.randint(1, len(_REST_FAULTS)))
     rates = dict.fromkeys(kinds, rng.uniform(0.0, 0.5) / len(kinds))
     sim.faults = FaultPlan(rates=rates, scripts=busy, seed=seed, retry_after=None)

@@ -1,10 +1,8 @@
-"""FrontOfficeClient against the loopback simulator: requests, lifecycle, auth, validation."""
+"""FrontOfficeClient's calls against the loopback simulator: requests, options, validation."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import warnings
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,33 +11,26 @@ from aiohttp import test_utils, web
 
 import frontoffice_async
 from frontoffice_async import (
-    AuthenticationError,
-    BadRequestError,
     FrontOfficeClient,
     InvalidOrderIdError,
-    OfflineTokenAuth,
+    OrderNotActiveError,
     OrderNotFoundError,
+    OrderSide,
     OrderStatus,
     PermissionDeniedError,
     RetryPolicy,
     StopOrderStatus,
 )
-from frontoffice_async.testing import FrontOfficeSimulator
+from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
-from .conftest import sample
+from .support import FAST, SECOND_ACCOUNT_ID, SENTINEL_TOKEN, FakeClock, client_for, sample
 
-SECRET = "tok-SENTINEL-7c1e9d"
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[FrontOfficeSimulator]:
-    async with FrontOfficeSimulator(token=SECRET) as simulator:
-        yield simulator
+SECRET = SENTINEL_TOKEN
 
 
 @pytest.fixture
 async def client(sim: FrontOfficeSimulator) -> AsyncIterator[FrontOfficeClient]:
-    async with FrontOfficeClient(sim.url, token=sim.token, account_id=sim.account_ids[0]) as c:
+    async with client_for(sim) as c:
         yield c
 
 
@@ -142,7 +133,7 @@ async def test_unknown_and_already_final(
     assert missing.value.after_retry is False
     [order_id] = sim.add_orders(1)
     await client.cancel_order(order_id)
-    with pytest.raises(BadRequestError, match="cannot be cancelled in status Cancelled"):
+    with pytest.raises(OrderNotActiveError, match="cannot be cancelled in status Cancelled"):
         await client.cancel_order(order_id)
 
 
@@ -202,150 +193,6 @@ async def test_account_ids_that_would_corrupt_a_header(
     assert sim.requests == []
 
 
-# --- auth ---------------------------------------------------------------------------------------
-
-
-async def test_refreshable_token_is_fetched_lazily_and_refreshed_on_401(
-    sim: FrontOfficeSimulator,
-) -> None:
-    issued: list[str] = []
-
-    async def fetch() -> str:
-        issued.append(sim.issue_token())
-        return issued[-1]
-
-    ids = sim.add_orders(2)
-    async with FrontOfficeClient(sim.url, token=fetch, account_id=sim.account_ids[0]) as client:
-        assert issued == []  # nothing fetched before the first call
-        await client.cancel_order(ids[0])
-        sim.revoke_token(issued[0])  # the token expires server-side
-        order = await client.cancel_order(ids[1])
-    assert order.status is OrderStatus.CANCELLED
-    assert len(issued) == 2
-    assert [r.status for r in sim.requests] == [200, 401, 200]
-    assert [r.token for r in sim.requests] == [issued[0], issued[0], issued[1]]
-
-
-async def test_100_concurrent_401s_trigger_one_refresh(sim: FrontOfficeSimulator) -> None:
-    calls = 0
-    first = sim.issue_token()
-
-    async def fetch() -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0)  # let the other waiters pile up on the lock
-        return first if calls == 1 else sim.issue_token()
-
-    ids = sim.add_orders(100)
-    async with FrontOfficeClient(sim.url, token=fetch, account_id=sim.account_ids[0]) as client:
-        await client.list_accounts()
-        sim.revoke_token(first)
-        orders = await asyncio.gather(*(client.cancel_order(i) for i in ids))
-    assert len(orders) == 100
-    assert calls == 2  # the first fetch, then exactly one refresh for all 100
-
-
-async def test_second_401_raises_authentication_error(sim: FrontOfficeSimulator) -> None:
-    revoked = sim.issue_token()
-    sim.revoke_token(revoked)
-    calls = 0
-
-    async def fetch() -> str:
-        nonlocal calls
-        calls += 1
-        return revoked
-
-    async with FrontOfficeClient(sim.url, token=fetch, account_id=sim.account_ids[0]) as client:
-        with pytest.raises(AuthenticationError) as caught:
-            await client.cancel_order("X")
-    assert calls == 2
-    assert len(sim.requests) == 2
-    assert revoked not in str(caught.value)
-    assert revoked not in repr(caught.value)
-
-
-async def test_fixed_token_401_is_not_retried(sim: FrontOfficeSimulator) -> None:
-    async with FrontOfficeClient(sim.url, token="wrong", account_id=sim.account_ids[0]) as client:
-        with pytest.raises(AuthenticationError):
-            await client.cancel_order("X")
-    assert len(sim.requests) == 1
-
-
-async def test_offline_token_exchange() -> None:
-    async with FrontOfficeSimulator(
-        offline_token="offline-SENTINEL", access_token_ttl=3600
-    ) as sim:
-        auth = OfflineTokenAuth("offline-SENTINEL")
-        [order_id] = sim.add_orders(1)
-        async with FrontOfficeClient(sim.url, token=auth, account_id=sim.account_ids[0]) as client:
-            await client.cancel_order(order_id)
-            await client.list_accounts()
-        assert auth.exchanges == 1
-        assert [r.endpoint for r in sim.requests] == ["access_token", "cancel_order", "accounts"]
-        assert "offline-SENTINEL" not in repr(auth)
-
-
-async def test_offline_token_refused() -> None:
-    async with FrontOfficeSimulator(offline_token="right") as sim:
-        client = FrontOfficeClient(sim.url, token=OfflineTokenAuth("wrong"), account_id="a")
-        async with client:
-            with pytest.raises(AuthenticationError):
-                await client.list_accounts()
-
-
-# --- lifecycle ----------------------------------------------------------------------------------
-
-
-async def test_close_is_idempotent_and_calls_after_close_fail(sim: FrontOfficeSimulator) -> None:
-    client = FrontOfficeClient(sim.url, token=sim.token, account_id=sim.account_ids[0])
-    await client.list_accounts()
-    await client.close()
-    await client.close()
-    assert client.closed
-    with pytest.raises(RuntimeError, match="closed"):
-        await client.cancel_order("X")
-    with pytest.raises(RuntimeError, match="closed"):
-        await client.list_accounts()
-
-
-async def test_borrowed_session_is_left_open(sim: FrontOfficeSimulator) -> None:
-    async with aiohttp.ClientSession() as session:
-        [order_id] = sim.add_orders(1)
-        async with FrontOfficeClient(
-            sim.url, token=sim.token, account_id=sim.account_ids[0], session=session
-        ) as client:
-            await client.cancel_order(order_id)
-        assert not session.closed
-        async with session.get(sim.url + "/frontoffice/api/v3/accounts") as response:
-            assert response.status == 401  # still usable, and it never got our token
-
-
-async def test_no_session_before_first_use_and_none_left_unclosed(
-    sim: FrontOfficeSimulator,
-) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(20):
-            async with FrontOfficeClient(sim.url, token=sim.token, account_id="a") as client:
-                await client.list_accounts()
-        never_used = FrontOfficeClient(sim.url, token=sim.token)
-        await never_used.close()
-        del client, never_used
-        gc.collect()
-    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
-
-
-async def test_use_from_another_event_loop_is_a_clear_error(sim: FrontOfficeSimulator) -> None:
-    async with FrontOfficeClient(sim.url, token=sim.token, account_id="a") as client:
-        await client.list_accounts()
-
-        async def elsewhere() -> None:
-            await client.list_accounts()
-
-        with pytest.raises(RuntimeError, match="another event loop"):
-            await asyncio.to_thread(asyncio.run, elsewhere())
-
-
 def test_constructor_validation() -> None:
     with pytest.raises(ValueError, match="base_url"):
         FrontOfficeClient("ftp://x", token="t")
@@ -361,12 +208,16 @@ def test_constructor_validation() -> None:
         FrontOfficeClient("https://host", token="a\r\nb")
 
 
-def test_repr_never_shows_the_token() -> None:
-    client = FrontOfficeClient("https://host/", token=SECRET, account_id="acc")
+async def test_repr_says_the_state_and_never_shows_the_token(sim: FrontOfficeSimulator) -> None:
+    client = FrontOfficeClient(sim.url, token=SECRET, account_id="acc")
     assert SECRET not in repr(client)
     assert repr(client) == (
-        "<FrontOfficeClient https://host account_id='acc' token=<TokenSource fixed> open>"
+        f"<FrontOfficeClient {sim.url} account_id='acc' token=<TokenSource fixed> not started>"
     )
+    async with client:
+        assert repr(client).endswith(" open>")
+        assert repr(client.with_options(timeout=1.0)).startswith("<FrontOfficeClient view of ")
+    assert repr(client).endswith(" closed>")
 
 
 async def test_retry_policy_none_and_timeout_object(sim: FrontOfficeSimulator) -> None:
@@ -379,3 +230,133 @@ async def test_retry_policy_none_and_timeout_object(sim: FrontOfficeSimulator) -
         timeout=aiohttp.ClientTimeout(total=5, sock_connect=2),
     ) as client:
         assert (await client.cancel_order(order_id)).order_id == order_id
+
+
+# --- per-call options, headers, tracing -------------------------------------------------------
+
+
+async def test_with_options_shares_everything_but_what_it_changes(
+    sim: FrontOfficeSimulator,
+) -> None:
+    ids = sim.add_orders(3, account_id=SECOND_ACCOUNT_ID)
+    [flaky] = sim.add_orders(1)
+    sim.faults = FaultPlan(scripts={flaky: [Fault.unavailable(), None]})
+    clock = FakeClock()
+    async with client_for(sim, rate_limit=100.0, clock=clock, sleep=clock.sleep) as client:
+        strict = client.with_options(retry=RetryPolicy.none(), timeout=2.0)
+        other = client.with_options(account_id=SECOND_ACCOUNT_ID, concurrency=2)
+        with pytest.raises(frontoffice_async.ServerError):
+            await strict.cancel_order(flaky)  # no retry on the view
+        result = await other.cancel_orders(ids)
+        assert await client.cancel_order(flaky)  # the parent still retries
+        assert strict.retry == RetryPolicy.none() and client.retry != strict.retry
+        assert other.account_id == SECOND_ACCOUNT_ID and other.concurrency == 2
+        assert client.account_id == sim.account_ids[0] and client.concurrency == 32
+        await strict.close()  # a view has nothing of its own to close
+        assert not client.closed
+    assert len(result.cancelled) == 3
+    assert sim.stats.connections_opened <= 3  # one pool for all
+    assert clock.now == pytest.approx(1000.0 + 4 * 0.01)  # one limiter paced all 5 requests
+    with pytest.raises(RuntimeError, match="closed"):
+        await other.cancel_order(ids[0])  # after the parent's close
+
+
+async def test_with_options_shares_the_retry_budget(sim: FrontOfficeSimulator) -> None:
+    ids = sim.add_orders(2)
+    sim.faults = FaultPlan(scripts={i: [Fault.unavailable(), None] for i in ids})
+    async with client_for(sim, retry=FAST) as client:
+        view = client.with_options(timeout=5.0)
+        sim.faults = FaultPlan(scripts={ids[0]: [Fault.unavailable()] * 4})
+        with pytest.raises(frontoffice_async.ServerError):
+            await view.cancel_order(ids[0])
+        assert client.retry_budget_left == view.retry_budget_left == 500 - 3 * 5
+
+
+async def test_default_headers_are_sent_and_merged_by_views(sim: FrontOfficeSimulator) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def on_request_start(
+        _: object, __: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        seen.append(dict(params.headers))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    ids = sim.add_orders(2)
+    [stop] = sim.add_stop_orders(1)
+    async with client_for(
+        sim, default_headers={"X-Broker": "b1", "X-Desk": "d1"}, trace_configs=[trace]
+    ) as client:
+        await client.cancel_order(ids[0])
+        await client.with_options(default_headers={"X-Desk": "d2"}).cancel_order(ids[1])
+        await client.cancel_stop_order(stop)
+    assert seen[0]["X-Broker"] == "b1" and seen[0]["X-Desk"] == "d1"
+    assert seen[1]["X-Broker"] == "b1" and seen[1]["X-Desk"] == "d2"
+    # The platform's own example sends this on the body-less stop-order DELETE.
+    assert seen[2]["Content-Type"] == "application/json; x-api-version=4.0"
+    assert "Content-Type" not in seen[0]
+
+
+async def test_stop_order_content_type_can_be_overridden(sim: FrontOfficeSimulator) -> None:
+    seen: list[str | None] = []
+
+    async def on_request_start(
+        _: object, __: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        seen.append(params.headers.get("Content-Type"))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    [stop] = sim.add_stop_orders(1)
+    async with client_for(
+        sim, default_headers={"Content-Type": "application/json"}, trace_configs=[trace]
+    ) as client:
+        await client.cancel_stop_order(stop)
+    assert seen == ["application/json"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "x"}, {"accountid": "x"}, {"Bad Name": "x"}, {"X-A": "a\r\nb"}],
+)
+def test_default_headers_that_cannot_be_sent_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="default_headers"):
+        FrontOfficeClient("https://host", token="t", default_headers=headers)
+
+
+async def test_trace_configs_belong_to_the_session_the_client_creates() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match="trace_configs"):
+            FrontOfficeClient(
+                "https://host", token="t", session=session, trace_configs=[aiohttp.TraceConfig()]
+            )
+
+
+async def test_open_orders_filters(sim: FrontOfficeSimulator, client: FrontOfficeClient) -> None:
+    eth_buy = sim.add_orders(2, market_id="spot.eth_usdt", side="Buy")
+    sim.add_orders(2, market_id="spot.eth_usdt", side="Sell")
+    btc = sim.add_orders(1, market_id="spot.btc_usdt", side="Buy")
+    assert len(await client.open_orders()) == 5
+    found = await client.open_orders(market_id="spot.eth_usdt", side="BUY")
+    assert [o.order_id for o in found] == eth_buy
+    found = await client.open_orders(side=OrderSide.BUY)
+    assert [o.order_id for o in found] == eth_buy + btc
+    with pytest.raises(ValueError, match="side"):
+        await client.open_orders(side="long")
+
+
+async def test_order_comment_is_read_when_the_platform_sends_it() -> None:
+    body = sample("cancel_order_200.json").replace(
+        b'"fillFactor"', b'"comment": "hedge", "fillFactor"'
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_delete("/frontoffice/api/v3/orders/{id}", handler)
+    async with test_utils.TestServer(app) as server:
+        url = str(server.make_url("")).rstrip("/")
+        async with FrontOfficeClient(url, token="t", account_id="acc") as client:
+            order = await client.cancel_order("X")
+    assert order.comment == "hedge"

@@ -1,11 +1,10 @@
-"""Mapping non-2xx responses to the error tree (aioresponses: no middleware runs here)."""
+"""Mapping HTTP answers to the error tree through the client (aioresponses: no middleware runs
+here), and the tree itself; the pure reading of bodies and headers is in test_answers.py."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from http import HTTPStatus
 
 import pytest
@@ -18,6 +17,7 @@ from frontoffice_async import (
     ConflictError,
     FrontOfficeClient,
     FrontOfficeError,
+    OrderNotActiveError,
     OrderNotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -25,9 +25,8 @@ from frontoffice_async import (
     RetryPolicy,
     ServerError,
 )
-from frontoffice_async.errors import parse_retry_after
 
-from .conftest import sample
+from .support import sample
 
 BASE = "http://broker.test"
 ORDER_URL = re.compile(r"^http://broker\.test/frontoffice/api/v3/orders/.*$")
@@ -53,7 +52,7 @@ SHAPES: dict[str, tuple[bytes, str, str | None, str | None]] = {
     "invalid_json": (b'{"detail": "cut', "application/json", '{"detail": "cut', None),
 }
 CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
+    400: OrderNotActiveError,  # from a cancel endpoint: the request was well formed
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: OrderNotFoundError,
@@ -112,7 +111,7 @@ async def test_status_and_body_shape(
     assert error.message == expected
     assert str(error).startswith(f"{status} {expected} (DELETE {error.url}, 1 attempt")
     assert TOKEN not in str(error) and TOKEN not in repr(error)
-    if isinstance(error, OrderNotFoundError):
+    if isinstance(error, OrderNotFoundError | OrderNotActiveError):
         assert error.order_id == "01K2PF9XS29WN4JZRHMCTTQYJB"
         assert error.after_retry is False
 
@@ -187,32 +186,15 @@ def test_every_error_is_a_front_office_error() -> None:
         assert issubclass(cls, FrontOfficeError)
 
 
-NOW = 1_750_000_000.0
-
-
-def http_date(timestamp: float) -> str:
-    return format_datetime(datetime.fromtimestamp(timestamp, UTC), usegmt=True)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("3", 3.0),
-        ("0.25", 0.25),
-        (" 2 ", 2.0),
-        ("0", 0.0),
-        ("-1", None),
-        ("nan", None),
-        ("inf", None),
-        ("soon", None),
-        ("", None),
-        (http_date(NOW + 5), 5.0),
-        (http_date(NOW - 5), 0.0),  # already past: no wait
-    ],
-)
-def test_parse_retry_after(value: str, expected: float | None) -> None:
-    assert parse_retry_after({"Retry-After": value}, now=NOW) == expected
-
-
-def test_parse_retry_after_absent() -> None:
-    assert parse_retry_after({}) is None
+def test_the_tree() -> None:
+    assert issubclass(OrderNotActiveError, BadRequestError)
+    assert issubclass(ConflictError, APIStatusError)
+    assert not issubclass(ConflictError, BadRequestError)
+    error = OrderNotActiveError(
+        "final", order_id="X", after_retry=True, status=400, method="DELETE", url="u", attempts=2
+    )
+    assert (error.order_id, error.after_retry, error.attempts) == ("X", True, 2)
+    assert str(error) == "400 final (DELETE u, 2 attempts)"
+    assert repr(error) == "OrderNotActiveError(status=400, message='final')"
+    with pytest.raises(TypeError):
+        OrderNotFoundError("x", status=404, method="GET", url="u", surprise=1)  # type: ignore[call-arg]

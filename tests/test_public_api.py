@@ -18,6 +18,7 @@ EXPECTED = {
     "BulkCancelError",
     "BulkCancelResult",
     "CancelOutcome",
+    "ClientClosedError",
     "ConflictError",
     "FrontOfficeClient",
     "FrontOfficeError",
@@ -26,9 +27,12 @@ EXPECTED = {
     "InvalidOrderIdError",
     "OfflineTokenAuth",
     "OpenOrder",
+    "OpenOrdersEvent",
     "OpenOrdersStream",
     "Order",
+    "OrderNotActiveError",
     "OrderNotFoundError",
+    "OrdersStillOpenError",
     "OrderSide",
     "OrderSource",
     "OrderStatus",
@@ -45,6 +49,7 @@ EXPECTED = {
     "StopOrderStatus",
     "TimeInForce",
     "TokenProvider",
+    "TokenProviderError",
     "__version__",
 }
 
@@ -96,6 +101,9 @@ def test_contract_names_from_the_design() -> None:
         "iter_cancel_orders",
         "open_orders",
         "cancel_all_orders",
+        "cancel_stop_orders",
+        "stream_open_orders",
+        "with_options",
         "close",
     ):
         assert callable(getattr(client, method)), method
@@ -107,6 +115,24 @@ def test_contract_names_from_the_design() -> None:
     assert issubclass(frontoffice_async.APITimeoutError, frontoffice_async.APIConnectionError)
     assert issubclass(frontoffice_async.BulkCancelError, ExceptionGroup)
     assert issubclass(frontoffice_async.InvalidOrderIdError, ValueError)
+    assert issubclass(frontoffice_async.OrderNotActiveError, frontoffice_async.BadRequestError)
+    assert issubclass(frontoffice_async.ClientClosedError, RuntimeError)
+    for name in ("HubError", "TokenProviderError", "OrdersStillOpenError"):
+        assert issubclass(getattr(frontoffice_async, name), frontoffice_async.FrontOfficeError)
+    result = frontoffice_async.BulkCancelResult[frontoffice_async.Order]([])
+    for attribute in ("remaining", "verified", "unreadable", "not_active", "as_dict"):
+        assert hasattr(result, attribute), attribute
+
+
+def test_public_modules_export_only_public_names() -> None:
+    from frontoffice_async import auth, bulk, client, errors, models, retry, streams  # noqa: PLC0415
+
+    for module in (auth, bulk, client, errors, models, retry, streams):
+        for name in module.__all__:
+            assert not name.startswith("_"), f"{module.__name__}.{name}"
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):  # aliases carry no docstring
+                assert (obj.__doc__ or "").strip(), f"{module.__name__}.{name}"
 
 
 def test_models_are_frozen_slotted_and_import_no_cattrs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -75,7 +76,7 @@ async def test_no_burst_after_an_event_loop_stall() -> None:
     clock.oversleep = 1.0  # the next sleep overruns by a second: the loop was blocked
     times = await acquire_all(limiter, clock, 55)
     # After the stall the queue drains at the rate (0.02 s apart), not all at once.
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) == pytest.approx(0.02)
     assert sum(1 for t in times if t < times[0] + 0.1) <= 6
 

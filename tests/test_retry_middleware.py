@@ -27,17 +27,10 @@ from frontoffice_async import (
 from frontoffice_async.auth import TokenSource
 from frontoffice_async.retry import RetryMiddleware
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
-from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from .support import FAST, FakeClock, Sleeps, client_for, script
+from .support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script
 
-SECRET = "tok-SENTINEL-retry-5b2"
-
-
-@pytest.fixture
-async def sim(frontoffice_simulator_factory: SimulatorFactory) -> FrontOfficeSimulator:
-    """The simulator with a sentinel token, so a leak of it can be searched for."""
-    return await frontoffice_simulator_factory(token=SECRET)
+SECRET = SENTINEL_TOKEN
 
 
 async def test_scripted_503_then_429_then_success(sim: FrontOfficeSimulator) -> None:
@@ -453,11 +446,13 @@ async def test_borrowed_session_with_raise_for_status_gives_typed_errors(
     sim: FrontOfficeSimulator, raise_for_status: bool
 ) -> None:
     [done] = sim.add_orders(1, status="Completed")
-    async with aiohttp.ClientSession(raise_for_status=raise_for_status) as session:
-        async with client_for(sim, session=session) as client:
-            with pytest.raises(OrderNotFoundError):
-                await client.cancel_order("01K2ZZZZZZZZZZZZZZZZZZZZZZ")
-            result = await client.cancel_orders([done, "01K2ZZZZZZZZZZZZZZZZZZZZZZ"])
+    async with (
+        aiohttp.ClientSession(raise_for_status=raise_for_status) as session,
+        client_for(sim, session=session) as client,
+    ):
+        with pytest.raises(OrderNotFoundError):
+            await client.cancel_order("01K2ZZZZZZZZZZZZZZZZZZZZZZ")
+        result = await client.cancel_orders([done, "01K2ZZZZZZZZZZZZZZZZZZZZZZ"])
     assert result.not_active == [done]
     assert result.not_found == ["01K2ZZZZZZZZZZZZZZZZZZZZZZ"]
     assert result.failed == []
