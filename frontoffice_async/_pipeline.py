@@ -14,8 +14,8 @@ import aiohttp
 from yarl import URL
 
 from . import _answers
+from ._middleware import Exchange, RetryMiddleware
 from .errors import ClientClosedError, FrontOfficeError, ResponseValidationError
-from .retry import Exchange, RetryMiddleware
 
 __all__ = ["Pipeline"]
 

@@ -26,13 +26,14 @@ from ._checks import (
     order_path_segment,
     parse_side,
 )
+from ._middleware import DEFAULT_MAX_BODY, RetryMiddleware
 from ._pipeline import Pipeline
 from ._ratelimit import RateLimiter
 from ._session import USER_AGENT, SessionHolder
 from .auth import OfflineTokenAuth, TokenProvider, TokenSource
 from .bulk import BulkCancelResult, CancelOutcome
 from .models import Account, OpenOrder, Order, OrderSide, StopOrder
-from .retry import DEFAULT_MAX_BODY, RetryBudget, RetryEvent, RetryMiddleware, RetryPolicy
+from .retry import RetryBudget, RetryEvent, RetryPolicy
 
 __all__ = ["FrontOfficeClient"]
 

@@ -25,7 +25,7 @@ from frontoffice_async import (
     ServerError,
 )
 from frontoffice_async.auth import TokenSource
-from frontoffice_async.retry import RetryMiddleware
+from frontoffice_async._middleware import RetryMiddleware
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
 
 from .support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script

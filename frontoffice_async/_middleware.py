@@ -1,0 +1,387 @@
+"""The retry middleware: runs one call's attempts as its `RetryPolicy` says.
+
+For each attempt it waits for the token and the rate limiter within the call's deadline,
+applies the token, sends, reads the body within the attempt's limit and size cap, and asks
+`retry.decide` (a pure function) whether and when to go again. A 401 is answered by one
+token refresh, as one more attempt of the same loop. What the loop learned reaches the
+caller on the call's `Exchange`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+import aiohttp
+from multidict import istr
+
+from . import _answers
+from ._gate import Gate
+from ._ratelimit import RateLimiter, SlotTooLate
+from ._timer import AttemptTimers
+from .auth import TokenSource
+from .errors import APITimeoutError, ClientClosedError, TokenProviderError
+from .retry import NO_RETRY_REFUND, RetryBudget, RetryDecision, RetryEvent, RetryPolicy, decide
+
+__all__ = ["DEFAULT_MAX_BODY", "Exchange", "RetryMiddleware"]
+
+logger = logging.getLogger("frontoffice_async")
+
+#: Bytes of a response body read at most, counted after decompression.
+DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
+
+T = TypeVar("T")
+_Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+_AUTHORIZATION: Final = istr("Authorization")
+
+
+class Exchange:
+    """One call through a `RetryMiddleware`: the middleware of its request, and what the loop
+    learned for the caller (requests sent, whether one may have reached the server without
+    an answer, the body read, and whether that body was cut at the size cap)."""
+
+    __slots__ = ("_retry", "ambiguous", "attempts", "body", "truncated")
+
+    def __init__(self, retry: RetryMiddleware) -> None:
+        self._retry = retry
+        self.attempts = 0
+        self.ambiguous = False
+        self.body = b""
+        self.truncated = False
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: _Handler
+    ) -> aiohttp.ClientResponse:
+        return await self._retry.run(request, handler, self)
+
+
+class RetryMiddleware:
+    """aiohttp client middleware that enforces a `RetryPolicy` for one client (or view).
+
+    Owns: resends, the per-attempt `timeout`, the policy's deadline over every wait, the token
+    of each attempt (and the refresh after a 401), the retry budget and the rate limiter. It
+    reads each body inside the attempt's timeout and up to `max_body` bytes, and releases
+    every response it discards. Final transport failures leave it as `APIConnectionError`/
+    `APITimeoutError`, never as aiohttp errors (aiohttp would otherwise replay the whole chain
+    once on a dropped connection).
+    """
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        tokens: TokenSource,
+        timeout: float | None = None,
+        budget: RetryBudget | None = None,
+        limiter: RateLimiter | None = None,
+        gate: Gate | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self.tokens = tokens
+        self.budget = budget if budget is not None else RetryBudget()
+        self.limiter = limiter
+        self.gate = gate if gate is not None else Gate()
+        self.max_body = max_body
+        self.on_retry = on_retry
+        self._timers = AttemptTimers()
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand
+
+    def evolve(self, *, policy: RetryPolicy, timeout: float | None) -> RetryMiddleware:
+        """The same middleware (budget, limiter, tokens, gate, hooks) with another policy or
+        per-attempt timeout: what a client view uses."""
+        twin = RetryMiddleware(
+            policy,
+            tokens=self.tokens,
+            timeout=timeout,
+            budget=self.budget,
+            limiter=self.limiter,
+            gate=self.gate,
+            max_body=self.max_body,
+            on_retry=self.on_retry,
+            sleep=self._sleep,
+            clock=self._clock,
+            rand=self._rand,
+        )
+        twin._timers = self._timers
+        return twin
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: _Handler
+    ) -> aiohttp.ClientResponse:
+        """Usable as a plain session middleware; the client uses one `Exchange` per call."""
+        return await self.run(request, handler, Exchange(self))
+
+    async def run(
+        self, request: aiohttp.ClientRequest, handler: _Handler, exchange: Exchange
+    ) -> aiohttp.ClientResponse:
+        """Run the attempts of one call; `exchange` receives what the caller must know."""
+        policy = self.policy
+        started = self._clock()
+        deadline_at = None if policy.deadline is None else started + policy.deadline
+        spent = 0
+        refreshed = False
+        for attempt in range(1, policy.max_attempts + 1):
+            header = await self._prepare(request, exchange, deadline_at)
+            try:
+                response = await self._attempt(request, handler, exchange, deadline_at)
+            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+                timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+                decision = self._decide(request, attempt, None, timed_out, None, started)
+                if not decision.retry:
+                    raise self._final_error(exc, request, exchange, deadline_at) from exc
+                exchange.ambiguous = True
+                cause = "timeout" if timed_out else type(exc).__name__
+                await self._pause(request, attempt, decision, cause, None)
+                spent += decision.cost
+                continue
+            status = response.status
+            if 200 <= status < 300:
+                self.budget.release(spent or NO_RETRY_REFUND)
+                return response
+            if status == 401:
+                if refreshed:
+                    self.tokens.refused(header)
+                elif self._may_refresh(header, attempt, deadline_at):
+                    # One more attempt of this call: same deadline, no budget tokens.
+                    response.release()
+                    refreshed = True
+                    await self._wait(
+                        self.tokens.refresh(stale=header),
+                        request,
+                        exchange,
+                        deadline_at,
+                        "the token provider",
+                    )
+                    continue
+            if status not in policy.retry_statuses:
+                return response
+            retry_after = (
+                _answers.retry_after_seconds(response.headers) if status in (429, 503) else None
+            )
+            decision = self._decide(request, attempt, status, False, retry_after, started)
+            if not decision.retry:
+                return response
+            response.release()
+            if status >= 500:
+                exchange.ambiguous = True
+            if status == 429 and retry_after is None and self.limiter is not None:
+                self.limiter.slow_down()
+            await self._pause(request, attempt, decision, str(status), status)
+            spent += decision.cost
+        raise AssertionError("unreachable: the last attempt always returns or raises")
+
+    async def _prepare(
+        self, request: aiohttp.ClientRequest, exchange: Exchange, deadline_at: float | None
+    ) -> str:
+        """Everything an attempt waits for before it may leave, within the deadline."""
+        tokens = self.tokens
+        header = tokens.cached()  # the fast path: no await while a token is fresh
+        if header is None:
+            header = await self._wait(
+                tokens.header(), request, exchange, deadline_at, "the token provider"
+            )
+        if self.limiter is not None:
+            try:
+                await self.limiter.acquire(deadline_at)
+            except SlotTooLate:
+                raise self._late(request, exchange, "the rate limiter's next slot") from None
+            header = tokens.cached() or header  # a refresh may have landed meanwhile
+        if self.gate.closing:
+            raise ClientClosedError(
+                "the client was closed before the request could be sent",
+                attempts=exchange.attempts,
+            )
+        if deadline_at is not None and self._clock() >= deadline_at:
+            raise self._late(request, exchange, "the next attempt")
+        request.headers[_AUTHORIZATION] = header
+        return header
+
+    async def _attempt(
+        self,
+        request: aiohttp.ClientRequest,
+        handler: _Handler,
+        exchange: Exchange,
+        deadline_at: float | None,
+    ) -> aiohttp.ClientResponse:
+        """Send once and read the body within the attempt's limit; close what fails."""
+        limit = self.timeout
+        if deadline_at is not None:
+            left = deadline_at - self._clock()
+            limit = left if limit is None else min(limit, left)
+        response: aiohttp.ClientResponse | None = None
+        expiry = self._timers.arm(limit)
+        gate = self.gate
+        gate.enter()
+        exchange.attempts += 1
+        try:
+            response = await handler(request)
+            exchange.body, exchange.truncated = await _read_capped(response, self.max_body)
+        except asyncio.CancelledError:
+            if response is not None:
+                response.close()
+            if expiry is None or not expiry.caused():
+                raise
+            raise TimeoutError from None
+        except BaseException:
+            if response is not None:
+                response.close()
+            raise
+        finally:
+            if expiry is not None:
+                expiry.disarm()
+            gate.leave()
+        return response
+
+    async def _wait(
+        self,
+        awaitable: Coroutine[Any, Any, T],
+        request: aiohttp.ClientRequest,
+        exchange: Exchange,
+        deadline_at: float | None,
+        what: str,
+    ) -> T:
+        """Await a wait of the call (the token provider) within the deadline."""
+        if deadline_at is None:
+            expiry = None
+        else:
+            expiry = self._timers.arm(max(deadline_at - self._clock(), 0.0))
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if expiry is None or not expiry.caused():
+                raise
+            raise self._late(request, exchange, what) from None
+        except TokenProviderError as exc:
+            # The provider's failure is shared by every caller of its episode: give this
+            # call its own error, with its own attempt count.
+            own = TokenProviderError(str(exc), attempts=exchange.attempts)
+            raise own from exc.__cause__
+        finally:
+            if expiry is not None:
+                expiry.disarm()
+
+    def _may_refresh(self, header: str, attempt: int, deadline_at: float | None) -> bool:
+        if attempt >= self.policy.max_attempts or not self.tokens.should_refresh(header):
+            return False
+        return deadline_at is None or self._clock() < deadline_at
+
+    def _decide(
+        self,
+        request: aiohttp.ClientRequest,
+        attempt: int,
+        status: int | None,
+        timed_out: bool,
+        retry_after: float | None,
+        started: float,
+    ) -> RetryDecision:
+        if self.gate.closing:
+            return RetryDecision(False, reason="the client is closing")
+        return decide(
+            self.policy,
+            method=request.method,
+            attempt=attempt,
+            status=status,
+            timed_out=timed_out,
+            retry_after=retry_after,
+            elapsed=self._clock() - started,
+            budget_left=self.budget.available,
+            rand=self._rand(),
+        )
+
+    async def _pause(
+        self,
+        request: aiohttp.ClientRequest,
+        attempt: int,
+        decision: RetryDecision,
+        cause: str,
+        status: int | None,
+    ) -> None:
+        self.budget.acquire(decision.cost)
+        url = _safe_url(request)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "retrying %s %s after attempt %d (%s) in %.3fs",
+                request.method,
+                url,
+                attempt,
+                cause,
+                decision.delay,
+            )
+        if self.on_retry is not None:
+            event = RetryEvent(request.method, url, attempt, decision.delay, cause, status)
+            try:
+                self.on_retry(event)
+            except Exception:
+                # A broken progress hook must not abort a cancel in flight.
+                logger.exception("on_retry callback failed")
+        await self._sleep(decision.delay)
+
+    def _late(
+        self, request: aiohttp.ClientRequest, exchange: Exchange, what: str
+    ) -> APITimeoutError:
+        deadline = self.policy.deadline
+        return APITimeoutError(
+            f"deadline of {deadline:g}s exceeded waiting for {what}",
+            method=request.method,
+            url=_safe_url(request),
+            attempts=exchange.attempts,
+        )
+
+    def _final_error(
+        self,
+        exc: BaseException,
+        request: aiohttp.ClientRequest,
+        exchange: Exchange,
+        deadline_at: float | None,
+    ) -> Exception:
+        error = _answers.connection_error(
+            exc, method=request.method, url=_safe_url(request), attempts=exchange.attempts
+        )
+        if (
+            isinstance(error, APITimeoutError)
+            and deadline_at is not None
+            and self._clock() >= deadline_at
+        ):
+            return APITimeoutError(
+                f"deadline of {self.policy.deadline:g}s exceeded",
+                method=error.method,
+                url=error.url,
+                attempts=error.attempts,
+            )
+        return error
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """The whole body, or its first `cap` bytes and True (the connection is then closed)."""
+    content = response.content
+    body = await content.read(cap + 1)  # usually all of it: it came with the headers
+    if content.at_eof() or not body:
+        return body, False
+    chunks = [body]
+    size = len(body)
+    while size <= cap:
+        chunk = await content.read(cap + 1 - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    # Over the cap (counted after decompression, so a gzip bomb stops here): stop reading.
+    response.close()
+    return b"".join(chunks)[:cap], True
+
+
+def _safe_url(request: aiohttp.ClientRequest) -> str:
+    # Query strings can carry tokens (the websocket hub does); paths and hosts cannot.
+    return str(request.url.with_query(None).with_fragment(None))
