@@ -1,4 +1,4 @@
-"""What the `frontoffice` commands share: exit codes, usage errors, the client, options, runs.
+"""What the `frontoffice` commands share: exit codes, usage errors, the client, signals, runs.
 
 Only the public API is used, and only inside functions: importing this module (as
 `frontoffice --help` does) loads neither the HTTP stack's extras, rich nor the simulator.
@@ -7,10 +7,14 @@ Only the public API is used, and only inside functions: importing this module (a
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import contextvars
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +30,7 @@ __all__ = [
     "ENV_ACCOUNT_ID",
     "ENV_BASE_URL",
     "ENV_TOKEN",
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -36,14 +41,17 @@ __all__ = [
     "UsageError",
     "add_options",
     "check_options",
+    "divert_signals",
     "exit_code",
     "make_client",
+    "run_main",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 128 + 13  # 141, as a shell reports a process that SIGPIPE stopped
 
 ENV_BASE_URL = "FRONTOFFICE_BASE_URL"
 ENV_TOKEN = "FRONTOFFICE_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -249,3 +257,83 @@ class BulkRun:
             self._outcomes.values(), key=lambda o: self._position.get(o.order_id, last)
         )
         return BulkCancelResult(ordered, elapsed=self._clock() - self._started, **fields)
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+_INTERRUPTS: contextvars.ContextVar[_Interrupts | None] = contextvars.ContextVar(
+    "frontoffice_cli_interrupts", default=None
+)
+
+
+def run_main(command: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run `command()` in a new event loop and return its exit code, signals and pipes included.
+
+    The first SIGINT (Ctrl-C) or SIGTERM cancels the command, which reports what it did and
+    ends with 128 + the signal's number (130, 143); later ones only say it is stopping, so
+    the report is never cut. A closed stdout (`| head`) ends quietly with 141.
+    """
+    interrupts = _Interrupts()
+    try:
+        return asyncio.run(interrupts.run(command))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 128 + (interrupts.signum or signal.SIGINT)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+@contextlib.contextmanager
+def divert_signals(callback: Callable[[], object]) -> Iterator[None]:
+    """Within the block, the first SIGINT/SIGTERM calls `callback` instead of cancelling the
+    command (`simulate` uses it to stop serving and close cleanly). Does nothing unless the
+    command runs under `run_main`."""
+    interrupts = _INTERRUPTS.get()
+    if interrupts is None:
+        yield
+        return
+    interrupts.divert = callback
+    try:
+        yield
+    finally:
+        interrupts.divert = None
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM, handled in the event loop: never in the middle of a write."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.divert: Callable[[], object] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._told = False
+
+    async def run(self, command: Callable[[], Coroutine[Any, Any, int]]) -> int:
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                # Not on Windows' loop, nor outside the main thread: the defaults remain.
+                loop.add_signal_handler(signum, self._on_signal, signum)
+        _INTERRUPTS.set(self)
+        return await command()
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self.divert is not None:
+                self.divert()
+            elif self._task is not None:
+                self._task.cancel()
+        elif not self._told:
+            self._told = True
+            sys.stderr.write("\nstopping: finishing the report\n")
+            sys.stderr.flush()
+
+
+def _silence_stdout() -> None:
+    # The recipe of the Python docs (signal module, "Note on SIGPIPE"): point stdout at
+    # devnull, so the interpreter's last flush at exit does not fail a second time.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

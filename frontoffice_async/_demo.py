@@ -20,6 +20,7 @@ from ._cli_common import (
     BulkRun,
     UsageError,
     add_options,
+    divert_signals,
     exit_code,
 )
 
@@ -45,9 +46,9 @@ def add_commands(commands: Any) -> None:
 def _add_simulate(commands: Any) -> None:
     simulate = commands.add_parser(
         "simulate",
-        help="run the loopback Front Office simulator until Ctrl-C",
-        description="Run the Front Office simulator on 127.0.0.1 until Ctrl-C, and print the "
-        "environment to point "
+        help="run the loopback Front Office simulator until Ctrl-C or SIGTERM",
+        description="Run the Front Office simulator on 127.0.0.1 until Ctrl-C or SIGTERM "
+        "(then it closes cleanly and exits 0), and print the environment to point "
         "`frontoffice` (or your bot) at it. Its token is a throwaway test token.",
     )
     arg = simulate.add_argument
@@ -155,10 +156,14 @@ async def _cmd_simulate(args: argparse.Namespace) -> int:
         await sim.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
+    stop = asyncio.Event()
     try:
-        _spread_orders(sim, args.orders)
-        _print_simulator(sim, args)
-        await asyncio.Event().wait()  # serve until cancelled (Ctrl-C)
+        # Ctrl-C or SIGTERM (how a container runtime stops a process) ends the wait, so the
+        # simulator closes cleanly (hub clients are told) and the command exits 0.
+        with divert_signals(stop.set):
+            _spread_orders(sim, args.orders)
+            _print_simulator(sim, args)
+            await stop.wait()
     finally:
         requests = sim.stats.requests
         await sim.close()

@@ -23,7 +23,6 @@ from . import _cli_output as output
 from . import _demo
 from ._cli_common import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     OPTIONS,
@@ -33,6 +32,7 @@ from ._cli_common import (
     check_options,
     exit_code,
     make_client,
+    run_main,
 )
 
 if TYPE_CHECKING:
@@ -45,13 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
 
     Exit codes: 0 nothing failed (and cancel-all verified), 1 something failed or is still
-    open, 2 usage or configuration error, 130 Ctrl-C.
+    open, 2 usage or configuration error, 130 Ctrl-C, 143 SIGTERM, 141 stdout closed early.
     """
-    try:
-        return asyncio.run(run(argv))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        # `run` has already reported what was done before the interrupt.
-        return EXIT_INTERRUPTED
+    code = run_main(lambda: run(argv))
+    if argv is None:
+        # The process is about to exit: a late Ctrl-C must not print a traceback now.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 async def run(argv: Sequence[str] | None = None) -> int:
