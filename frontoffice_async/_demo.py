@@ -1,7 +1,8 @@
-"""The `simulate` and `demo` commands: the loopback simulator, standalone or cancelled in bulk.
+"""The `simulate` and `demo` commands: the loopback simulator, standalone or cancelled-all.
 
-`demo` shows the whole library at work: a snapshot per account, one client, retries over
-transient faults, a progress bar, the summary, and a check that no order was left open.
+`demo` shows the library at work: `cancel_all_orders` on each account of a simulator that
+injects faults, through one client, verified by the library's own last snapshot and then by
+asking the simulator itself. The simulator is imported only when one of these commands runs.
 """
 
 from __future__ import annotations
@@ -9,99 +10,140 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
-import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _cli_output as output
-from . import cli
-from .client import FrontOfficeClient
-from .retry import RetryPolicy
+from ._cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    BulkRun,
+    UsageError,
+    add_options,
+    divert_signals,
+    exit_code,
+)
 
 if TYPE_CHECKING:
-    from .testing import FrontOfficeSimulator
+    from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
+    from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator
 
 __all__ = ["add_commands"]
 
-#: Demo retries: faults are 10% per request, so 8 attempts make a failed id a ~1e-8 event,
-#: and a small backoff keeps the whole run to a few seconds.
-DEMO_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.2, deadline=10.0)
 DEMO_CONCURRENCY = 64
+#: One order in this many answers its first cancel with 409 (the platform is busy with it):
+#: a failure for that round, which the next round of cancel-all retries.
+BUSY_EVERY = 100
 _MARKETS = ("spot.eth_usdt", "spot.btc_usdt")
 
 
-def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: Any) -> None:
     """Register `simulate` and `demo` on the CLI's subparsers (`commands`)."""
+    _add_simulate(commands)
+    _add_demo(commands)
+
+
+def _add_simulate(commands: Any) -> None:
     simulate = commands.add_parser(
         "simulate",
-        parents=[common],
-        help="run the loopback Front Office simulator until Ctrl-C",
-        description="Run the Front Office simulator on 127.0.0.1 until Ctrl-C, and print the "
-        "environment to point `frontoffice` (or your bot) at it. Its token is a throwaway "
-        "test token.",
+        help="run the loopback Front Office simulator until Ctrl-C or SIGTERM",
+        description="Run the Front Office simulator on 127.0.0.1 until Ctrl-C or SIGTERM "
+        "(then it closes cleanly and exits 0), and print the environment to point "
+        "`frontoffice` (or your bot) at it. Its token is a throwaway test token.",
     )
-    simulate.add_argument(
-        "--port", metavar="P", type=_port, default=8765, help="port (0: any free one)"
+    arg = simulate.add_argument
+    arg(
+        "--port",
+        metavar="P",
+        type=_port,
+        default=8765,
+        help="port, 0: any free one (default: %(default)s)",
     )
-    simulate.add_argument(
+    arg(
         "--orders",
         metavar="N",
         type=_count,
         default=100,
-        help="open orders to create, spread over accounts",
+        help="open orders to create, spread over the accounts (default: %(default)s)",
     )
-    simulate.add_argument(
-        "--accounts", nargs="+", metavar="ID", help="account ids (default: two demo accounts)"
-    )
-    simulate.add_argument(
+    arg("--accounts", nargs="+", metavar="ID", help="account ids (default: two demo accounts)")
+    arg(
         "--fault-rate",
         metavar="R",
         type=_rate,
         default=0.0,
-        help="chance of a transient fault per request",
+        help="chance of a transient fault per request (default: %(default)s)",
     )
-    simulate.add_argument(
+    arg(
         "--latency",
         metavar="S",
         type=_seconds,
         default=0.0,
-        help="seconds added to every response",
+        help="seconds added to every response (default: %(default)s)",
     )
-    simulate.add_argument(
-        "--seed", metavar="N", type=int, default=0, help="seed of faults, ids and token"
+    arg(
+        "--seed",
+        metavar="N",
+        type=int,
+        default=0,
+        help="seed of faults, ids and token (default: %(default)s)",
     )
-    simulate.set_defaults(handler=_cmd_simulate)
+    add_options(simulate, ["json"], helps={"json": "print the simulator's environment as JSON"})
+    simulate.set_defaults(handler=_cmd_simulate, command="simulate")
 
+
+def _add_demo(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        parents=[common],
-        help="cancel ~2,000 orders on an in-process simulator with faults, and verify",
-        description="Start the simulator in-process with open orders on two accounts and "
-        "transient faults, cancel them all through one client, print the summary, and check "
-        "on the simulator that none is left open. Needs no configuration.",
+        help="cancel-all on an in-process simulator with faults, verified",
+        description="Start the simulator in-process with open orders on two accounts, "
+        "transient faults and a few orders busy (409) on their first cancel; run the "
+        "library's cancel_all_orders on each account through one client; print the summary, "
+        "whether each was verified and in how many rounds, and what the simulator says is "
+        "left. Exit 0 only when verified. Needs no configuration.",
     )
-    demo.add_argument(
-        "--orders", metavar="N", type=_count, default=2000, help="open orders (default 2000)"
+    arg = demo.add_argument
+    arg(
+        "--orders",
+        metavar="N",
+        type=_count,
+        default=2000,
+        help="open orders (default: %(default)s)",
     )
-    demo.add_argument(
+    arg(
         "--fault-rate",
         metavar="R",
         type=_rate,
         default=0.1,
-        help="transient fault chance (default 0.1)",
+        help="transient fault chance (default: %(default)s)",
     )
-    demo.add_argument(
+    arg(
         "--latency",
         metavar="S",
         type=_seconds,
         default=0.003,
-        help="response latency (default 0.003 s)",
+        help="response latency in seconds (default: %(default)s)",
     )
-    demo.add_argument("--seed", metavar="N", type=int, default=0, help="seed of faults and ids")
-    demo.set_defaults(handler=_cmd_demo)
+    arg(
+        "--seed",
+        metavar="N",
+        type=int,
+        default=0,
+        help="seed of faults and ids (default: %(default)s)",
+    )
+    add_options(
+        demo,
+        ["concurrency", "timeout", "json", "no_progress"],
+        helps={"concurrency": f"requests in flight at once (default {DEMO_CONCURRENCY})"},
+    )
+    demo.set_defaults(handler=_cmd_demo, command="demo")
+
+
+# --- simulate -----------------------------------------------------------------------------------
 
 
 async def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .testing import FaultPlan, FrontOfficeSimulator  # noqa: PLC0415
+    from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator  # noqa: PLC0415
 
     kwargs: dict[str, Any] = {}
     if args.accounts:
@@ -113,15 +155,20 @@ async def _cmd_simulate(args: argparse.Namespace) -> int:
     try:
         await sim.start()
     except OSError as exc:
-        raise cli.UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
+    stop = asyncio.Event()
     try:
-        _spread_orders(sim, args.orders)
-        _print_simulator(sim, args)
-        await asyncio.Event().wait()  # serve until cancelled (Ctrl-C)
+        # Ctrl-C or SIGTERM (how a container runtime stops a process) ends the wait, so the
+        # simulator closes cleanly (hub clients are told) and the command exits 0.
+        with divert_signals(stop.set):
+            _spread_orders(sim, args.orders)
+            _print_simulator(sim, args)
+            await stop.wait()
     finally:
-        sys.stderr.write(f"simulator stopped after {sim.stats.requests} requests\n")
+        requests = sim.stats.requests
         await sim.close()
-    return cli.EXIT_OK  # pragma: no cover - only a cancellation ends the wait
+        output.note(f"simulator stopped after {requests} requests")
+    return EXIT_OK
 
 
 def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> None:
@@ -143,7 +190,7 @@ def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> Non
         output.print_json(document)
         return
     print(f"Front Office simulator listening on {sim.url}")
-    print(f"accounts: {', '.join(account_ids)}")
+    print(f"accounts: {', '.join(output.printable(a) for a in account_ids)}")
     print(f"open orders: {args.orders}, fault rate {args.fault_rate:g}")
     print(f"token: {sim.token}  (a throwaway test token)")
     print("\nPoint the CLI or your bot at it:\n")
@@ -152,61 +199,149 @@ def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> Non
     print("\nPress Ctrl-C to stop.", flush=True)
 
 
+# --- demo ---------------------------------------------------------------------------------------
+
+
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from .testing import FaultPlan, FrontOfficeSimulator  # noqa: PLC0415
+    from frontoffice_async.testing import FrontOfficeSimulator  # noqa: PLC0415
 
     concurrency = args.concurrency or DEMO_CONCURRENCY
-    args.concurrency = concurrency
-    faults = FaultPlan.uniform(args.fault_rate, seed=args.seed) if args.fault_rate else None
-    async with FrontOfficeSimulator(faults=faults, latency=args.latency, seed=args.seed) as sim:
-        _spread_orders(sim, args.orders)
-        accounts = list(sim.account_ids)
+    async with FrontOfficeSimulator(latency=args.latency, seed=args.seed) as sim:
+        ids = _spread_orders(sim, args.orders)
+        busy = ids[::BUSY_EVERY]
+        sim.faults = _faults(args, busy)
         if not args.json:
-            print(
-                f"demo: simulator at {sim.url}, {args.orders} open orders on "
-                f"{len(accounts)} accounts, {args.fault_rate:.0%} transient faults "
-                f"(429/500/502/503/reset), {args.latency * 1000:g} ms latency; "
-                f"cancel-all on each account through one client, concurrency {concurrency}",
-                flush=True,
-            )
-        async with FrontOfficeClient(
-            sim.url,
-            token=sim.token,
-            retry=DEMO_RETRY,
-            timeout=args.timeout,
-            concurrency=concurrency,
-        ) as client:
-            # Snapshots first, so the progress bar knows the total.
-            snapshots = await asyncio.gather(
-                *(client.open_orders(account_id=account) for account in accounts)
-            )
-            batches = [
-                (account, [o.order_id for o in orders])
-                for account, orders in zip(accounts, snapshots, strict=True)
-            ]
-            if not args.json:
-                sizes = ", ".join(f"{a}: {len(ids)}" for a, ids in batches)
-                print(f"snapshot: {sizes}", flush=True)
-            tracker = await output.run_bulk(client, batches, args)
-        left = sim.open_order_ids()
-        failed = output.report(tracker, batches, args, left_open=len(left), verified=not left)
-    if left:
-        shown = ", ".join(left[:10]) + (", ..." if len(left) > 10 else "")
-        sys.stderr.write(f"NOT verified: {len(left)} orders left open: {shown}\n")
-        return cli.EXIT_FAILED
-    if not args.json:
-        print("verified: 0 orders left open", flush=True)
-    return cli.EXIT_FAILED if failed else cli.EXIT_OK
+            _print_intro(sim, args, len(busy), concurrency)
+        bar = output.progress_bar(args)
+        runs = {a: BulkRun(on_each=bar.advance if bar else None) for a in sim.account_ids}
+        async with _demo_client(sim, args, concurrency) as client:
+            if bar:
+                bar.start(args.orders)
+            try:
+                results = await _cancel_all_accounts(client, runs)
+            except asyncio.CancelledError:
+                if bar:
+                    bar.stop()
+                _report_interrupted(runs, sim, args)
+                raise
+            finally:
+                if bar:
+                    bar.stop()
+            left = sim.open_order_ids()
+            _report(results, left, args)
+    failed = any(exit_code(r, verify=True) for r in results.values())
+    return EXIT_FAILED if failed or left else EXIT_OK
 
 
-def _spread_orders(sim: FrontOfficeSimulator, total: int) -> None:
+def _demo_client(
+    sim: FrontOfficeSimulator, args: argparse.Namespace, concurrency: int
+) -> FrontOfficeClient:
+    from frontoffice_async import FrontOfficeClient, RetryPolicy  # noqa: PLC0415
+
+    # Faults strike 10% of requests: 8 attempts make a failed id a ~1e-8 event, and a small
+    # backoff keeps the whole run to a few seconds.
+    retry = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.2, deadline=10.0)
+    return FrontOfficeClient(
+        sim.url, token=sim.token, retry=retry, timeout=args.timeout, concurrency=concurrency
+    )
+
+
+async def _cancel_all_accounts(
+    client: FrontOfficeClient, runs: Mapping[str, BulkRun]
+) -> dict[str, BulkCancelResult[Order]]:
+    """`cancel_all_orders` on every account at once, through the one client."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                account: group.create_task(
+                    client.cancel_all_orders(account_id=account, on_outcome=run.on_outcome)
+                )
+                for account, run in runs.items()
+            }
+    except* Exception as failure:  # HubError, 401...: one line on stderr, as for any command
+        raise failure.exceptions[0] from None
+    return {account: task.result() for account, task in tasks.items()}
+
+
+def _faults(args: argparse.Namespace, busy: list[str]) -> FaultPlan:
+    from frontoffice_async.testing import Fault, FaultPlan  # noqa: PLC0415
+
+    conflict = Fault.response(
+        409,
+        b'{"title":"Conflict","status":409,"detail":"The order is being processed."}',
+        {"Content-Type": "application/problem+json"},
+    )
+    base = FaultPlan.uniform(args.fault_rate, seed=args.seed) if args.fault_rate else FaultPlan()
+    return FaultPlan(
+        rates=base.rates,
+        seed=args.seed,
+        scripts={order_id: [conflict] for order_id in busy},
+    )
+
+
+def _print_intro(
+    sim: FrontOfficeSimulator, args: argparse.Namespace, busy: int, concurrency: int
+) -> None:
+    print(
+        f"demo: simulator at {sim.url}, {args.orders} open orders on {len(sim.account_ids)} "
+        f"accounts, {args.fault_rate:.0%} transient faults (429/500/502/503/reset), {busy} "
+        f"orders busy (409) on their first cancel, {args.latency * 1000:g} ms latency; "
+        f"cancel_all_orders on each account through one client, concurrency {concurrency}",
+        flush=True,
+    )
+
+
+def _report(
+    results: Mapping[str, BulkCancelResult[Order]], left: list[str], args: argparse.Namespace
+) -> None:
+    verified = all(r.verified for r in results.values()) and not left
+    if args.json:
+        accounts = {account: result.as_dict() for account, result in results.items()}
+        output.print_json({"verified": verified, "left_open": len(left), "accounts": accounts})
+        return
+    output.print_summary(results, verify=True)
+    for account, result in results.items():
+        output.print_problems(result)
+        print(f"{output.printable(account)}: {output.verdict(result)}")
+    counts = sorted({r.rounds for r in results.values()})
+    rounds = "-".join(str(n) for n in counts[:: max(len(counts) - 1, 1)])
+    rounds += " round" if counts == [1] else " rounds"
+    if verified:
+        print(f"verified in {rounds}: the simulator confirms 0 orders left open", flush=True)
+    else:
+        shown = output.printable(", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
+        print(f"NOT verified after {rounds}: {len(left)} left open: {shown}", flush=True)
+
+
+def _report_interrupted(
+    runs: Mapping[str, BulkRun], sim: FrontOfficeSimulator, args: argparse.Namespace
+) -> None:
+    partial = {account: run.partial() for account, run in runs.items()}
+    left = len(sim.open_order_ids())
+    if args.json:
+        accounts = {a: {**r.as_dict(), "rounds": None} for a, r in partial.items()}
+        document = {
+            "verified": False,
+            "left_open": left,
+            "interrupted": True,
+            "accounts": accounts,
+        }
+        output.print_json(document)
+    else:
+        output.print_summary(partial, verify=False)
+    output.note(f"interrupted: {left} orders left open on the simulator")
+
+
+def _spread_orders(sim: FrontOfficeSimulator, total: int) -> list[str]:
     """`total` open orders, split evenly over the accounts, two markets and both sides."""
     accounts = list(sim.account_ids)
     slots = [(a, m, s) for a in accounts for m in _MARKETS for s in ("Buy", "Sell")]
+    ids: list[str] = []
     for index, (account, market, side) in enumerate(slots):
         n = total // len(slots) + (index < total % len(slots))
         if n:
-            sim.add_orders(n, account_id=account, market_id=market, side=side)
+            ids += sim.add_orders(n, account_id=account, market_id=market, side=side)
+    return ids
 
 
 def _port(text: str) -> int:

@@ -1,6 +1,7 @@
 """The `frontoffice` command: cancel orders by id or all at once, list accounts, run a demo.
 
 `main` is the console script; `run` is the same command as a coroutine, for tests and embedding.
+Every command calls the library's public API; cancel-all is `cancel_all_orders`, nothing else.
 """
 
 from __future__ import annotations
@@ -8,64 +9,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from frontoffice_async import __version__
+
 from . import _cli_output as output
-from ._version import __version__
-from .client import FrontOfficeClient
-from .errors import FrontOfficeError
-from .models import OpenOrder, OrderSide
-from .retry import RetryPolicy
+from . import _demo
+from ._cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OPTIONS,
+    BulkRun,
+    UsageError,
+    add_options,
+    check_options,
+    exit_code,
+    make_client,
+    run_main,
+)
 
-__all__ = ["main", "run"]
+if TYPE_CHECKING:
+    from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-_ENV_BASE_URL = "FRONTOFFICE_BASE_URL"
-_ENV_TOKEN = "FRONTOFFICE_TOKEN"  # noqa: S105 - the variable's name, not a secret
-_ENV_ACCOUNT_ID = "FRONTOFFICE_ACCOUNT_ID"
-#: The library's default policy; a module attribute so tests can make backoff instant.
-_RETRY = RetryPolicy()
+__all__ = ["main", "make_parser", "run"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code."""
-    try:
-        return asyncio.run(run(argv))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        # `run` has already reported what was done before the interrupt.
-        return EXIT_INTERRUPTED
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
+
+    Exit codes: 0 nothing failed (and cancel-all verified), 1 something failed or is still
+    open, 2 usage or configuration error, 130 Ctrl-C, 143 SIGTERM, 141 stdout closed early.
+    """
+    code = run_main(lambda: run(argv))
+    if argv is None:
+        # The process is about to exit: a late Ctrl-C must not print a traceback now.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 async def run(argv: Sequence[str] | None = None) -> int:
     """The command as a coroutine: parse `argv`, do the work, return the exit code.
 
-    Exit codes: 0 nothing failed, 1 some ids (or the call) failed, 2 usage or configuration
-    error. Ctrl-C cancels the task: the partial summary is printed and `CancelledError`
-    propagates (`main` turns it into 130).
+    Cancelling it (Ctrl-C under `main`) makes a bulk command report what was done so far
+    (`"interrupted": true` with --json) before `CancelledError` propagates.
     """
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version or a usage error; argparse printed it
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    _fill_defaults(args)
+    from frontoffice_async import FrontOfficeError  # noqa: PLC0415 - `--help` stays light
+
     try:
+        check_options(args)
         return int(await args.handler(args))
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE
-    except ValueError as exc:  # bad input caught by the client, before any request
+    except ValueError as exc:  # bad input the client refused before any request
         _error(str(exc))
         return EXIT_USAGE
     except FrontOfficeError as exc:
@@ -73,80 +81,40 @@ async def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-class UsageError(Exception):
-    """A command line or configuration problem: one line on stderr, exit code 2."""
-
-
 # --- the parser ---------------------------------------------------------------------------------
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of `frontoffice` and its subcommands."""
-    # SUPPRESS lets the options go before or after the subcommand; `_fill_defaults` sets them.
-    connection = argparse.ArgumentParser(add_help=False)
-    group = connection.add_argument_group("connection")
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help=f"API root URL (env {_ENV_BASE_URL})",
-    )
-    group.add_argument(
-        "--token",
-        default=argparse.SUPPRESS,
-        help=f"bearer token (env {_ENV_TOKEN}; prefer the variable: flags show up in `ps`)",
-    )
-    group.add_argument(
-        "--account-id",
-        metavar="ID",
-        default=argparse.SUPPRESS,
-        help=f"account to act on (env {_ENV_ACCOUNT_ID})",
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("requests and output")
-    group.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=_positive_int,
-        default=argparse.SUPPRESS,
-        help="requests in flight at once for bulk work (default 32; demo 64)",
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_positive_float,
-        default=argparse.SUPPRESS,
-        help="seconds per attempt (default 10)",
-    )
-    group.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print one JSON document on stdout and nothing else there",
-    )
-    group.add_argument(
-        "--no-progress",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="no progress bar (it is only drawn when stderr is a terminal)",
-    )
-
     parser = argparse.ArgumentParser(
         prog="frontoffice",
         description="Cancel Front Office orders: by id, thousands at once, or all of them.",
-        epilog="Exit codes: 0 nothing failed, 1 some ids failed, 2 usage or configuration "
-        "error, 130 interrupted (Ctrl-C).",
-        parents=[connection, common],
+        epilog="Exit codes: 0 nothing failed (cancel-all: and verified), 1 something failed or "
+        "is still open, 2 usage or configuration error, 130 interrupted (Ctrl-C), 143 "
+        "terminated (SIGTERM), 141 stdout closed early.",
     )
+    add_options(parser, OPTIONS, accepted=False)  # global options may precede the command
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_cancel(commands)
+    _add_cancel_all(commands)
+    accounts = commands.add_parser(
+        "accounts",
+        help="list the accounts the token can act on",
+        description="List the trading accounts the token can act on (no account id needed).",
+    )
+    add_options(accounts, ("base_url", "token", "account_id", "timeout", "json"))
+    accounts.set_defaults(handler=_cmd_accounts, command="accounts")
+    _demo.add_commands(commands)
+    return parser
 
+
+def _add_cancel(commands: Any) -> None:
     cancel = commands.add_parser(
         "cancel",
-        parents=[connection, common],
         help="cancel orders by id",
-        description="Cancel the given orders. An unknown id (404) counts as not found, "
-        "not as a failure.",
+        description="Cancel the given orders. An unknown id (404) counts as not found and an "
+        "order that is already final (400) as not active; neither is a failure.",
     )
     cancel.add_argument("ids", nargs="*", metavar="ID", help="order ids to cancel")
     cancel.add_argument(
@@ -154,72 +122,29 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read ids from FILE, one a line (blank lines and # comments skipped; - = stdin)",
     )
-    cancel.set_defaults(handler=_cmd_cancel)
+    add_options(cancel, OPTIONS)
+    cancel.set_defaults(handler=_cmd_cancel, command="cancel")
 
+
+def _add_cancel_all(commands: Any) -> None:
     cancel_all = commands.add_parser(
         "cancel-all",
-        parents=[connection, common],
-        help="cancel every open order of the account (optionally one market/side)",
-        description="Take a snapshot of the account's open orders, filter it, show how many "
-        "would be cancelled, ask for confirmation, then cancel them.",
+        help="cancel every open order of the account (optionally one market/side), verified",
+        description="Cancel the account's open orders (optionally one market and/or side) "
+        "with the library's cancel_all_orders: snapshot, cancel, snapshot again and cancel "
+        "what is still open, up to 3 rounds; exit 0 only when a last snapshot shows none "
+        "left. Without --yes, show the count and ask first.",
     )
     cancel_all.add_argument("--market", metavar="M", help="only orders of market M")
-    cancel_all.add_argument("--side", choices=("buy", "sell"), help="only buy or sell orders")
+    cancel_all.add_argument("--side", metavar="S", help="only buy or sell orders (any case)")
     cancel_all.add_argument(
         "--dry-run",
         action="store_true",
         help="list the orders that would be cancelled; cancel none",
     )
     cancel_all.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    cancel_all.set_defaults(handler=_cmd_cancel_all)
-
-    accounts = commands.add_parser(
-        "accounts",
-        parents=[connection, common],
-        help="list the accounts the token can act on",
-        description="List the trading accounts the token can act on (no account id needed).",
-    )
-    accounts.set_defaults(handler=_cmd_accounts)
-
-    from . import _demo  # noqa: PLC0415 - the simulator is only loaded for its commands
-
-    _demo.add_commands(commands, common)
-    return parser
-
-
-def _fill_defaults(args: argparse.Namespace) -> None:
-    defaults: dict[str, Any] = {
-        "base_url": None,
-        "token": None,
-        "account_id": None,
-        "concurrency": None,
-        "timeout": 10.0,
-        "json": False,
-        "no_progress": False,
-    }
-    for name, value in defaults.items():
-        if not hasattr(args, name):
-            setattr(args, name, value)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    add_options(cancel_all, OPTIONS)
+    cancel_all.set_defaults(handler=_cmd_cancel_all, command="cancel-all")
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -231,51 +156,135 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     ids = list(args.ids) if args.ids else _read_ids(args.from_file) if args.from_file else []
     if not ids:
         raise UsageError("no order ids: pass them as arguments or with --from-file")
+    bar = output.progress_bar(args)
+    bulk = BulkRun(on_each=bar.advance if bar else None)
     async with make_client(args, need_account=True) as client:
-        account = _account_of(client)
-        return await cancel_in_bulk(client, [(account, ids)], args)
+        if bar:
+            bar.start(len(dict.fromkeys(ids)))
+        try:
+            result = await client.cancel_orders(
+                bulk.feed(ids), concurrency=args.concurrency, on_outcome=bulk.on_outcome
+            )
+        except asyncio.CancelledError:
+            _stop(bar)
+            done = bulk.done()
+            unfinished = [i for i in dict.fromkeys(ids) if i not in done]
+            _report_interrupted(bulk.partial(), args, unfinished=unfinished)
+            raise
+        finally:
+            _stop(bar)
+        # Reported before the client closes: a Ctrl-C during the close cannot lose it.
+        if args.json:
+            output.print_json(result.as_dict())
+        else:
+            output.print_result(result, verify=False, latencies=bulk.latencies)
+    return exit_code(result, verify=False)
 
 
 async def _cmd_cancel_all(args: argparse.Namespace) -> int:
     if not (args.yes or args.dry_run) and not sys.stdin.isatty():
         # Refuse before touching the network: there is no one to answer the question.
         raise UsageError("cancel-all needs confirmation: stdin is not a terminal; pass --yes")
+    bar = output.progress_bar(args)
+    bulk = BulkRun(on_each=bar.advance if bar else None)
     async with make_client(args, need_account=True) as client:
-        account = _account_of(client)
-        orders = await client.open_orders(account_id=account)
-        side = None if args.side is None else OrderSide(args.side.capitalize())
-        selected = [
-            o
-            for o in orders
-            if (args.market is None or o.market_id == args.market)
-            and (side is None or o.side == side)
-        ]
-        what = _describe_selection(len(selected), account, args.market, args.side)
+        try:
+            result = await _cancel_all(client, args, bulk, bar)
+        except asyncio.CancelledError:
+            _stop(bar)
+            # Rounds are not known from outcomes alone: null, not a guess.
+            _report_interrupted(bulk.partial(), args, rounds=None)
+            raise
+        finally:
+            _stop(bar)
+        if result is None:
+            return EXIT_USAGE  # not confirmed
+        _report_cancel_all(result, args, _account_of(client))
+    return EXIT_OK if args.dry_run else exit_code(result, verify=True)
+
+
+async def _cancel_all(
+    client: FrontOfficeClient,
+    args: argparse.Namespace,
+    bulk: BulkRun,
+    bar: output.ProgressBar | None,
+) -> BulkCancelResult[Order] | None:
+    """The dry run (for --dry-run, and for the count the prompt shows), then the real call."""
+    filters: dict[str, Any] = {"market_id": args.market, "side": args.side}
+    total = None
+    if args.dry_run or not args.yes:
+        preview = await client.cancel_all_orders(**filters, dry_run=True)
         if args.dry_run:
-            if args.json:
-                output.print_json(
-                    {"dry_run": True, "account_id": account, "orders": _orders_json(selected)}
-                )
-            else:
-                output.print_orders(selected, title=f"dry run: {what} would be cancelled")
-            return EXIT_OK
-        if not selected:
-            output.note(f"nothing to do: {what}")
-            if args.json:
-                output.print_json(output.summary_json([], 0.0))
-            return EXIT_OK
-        if not args.yes:
-            answer = _ask(f"cancel {what}? [y/N] ")
-            if answer is None:
-                _error("not confirmed (no answer on stdin); nothing was cancelled")
-                return EXIT_USAGE
-            if answer.strip().lower() not in {"y", "yes"}:
-                output.note("not confirmed; nothing was cancelled")
-                return EXIT_USAGE
-        if not args.json:
-            output.note(f"cancelling {what}")
-        ids = [o.order_id for o in selected]
-        return await cancel_in_bulk(client, [(account, ids)], args)
+            return preview
+        if not preview.remaining:
+            return _nothing_to_cancel(preview)
+        what = _what(len(preview.remaining), client, args)
+        if not _confirm(f"cancel {what}? [y/N] "):
+            return None
+        total = len(preview.remaining)
+    if bar:
+        bar.start(total)
+    return await client.cancel_all_orders(
+        **filters, concurrency=args.concurrency, on_outcome=bulk.on_outcome
+    )
+
+
+def _nothing_to_cancel(preview: BulkCancelResult[Order]) -> BulkCancelResult[Order]:
+    """A dry run that selected nothing says what a real run would: nothing to cancel, and
+    verified unless the snapshot held records it could not read. No question is asked."""
+    from frontoffice_async import BulkCancelResult  # noqa: PLC0415
+
+    return BulkCancelResult(
+        (),
+        elapsed=preview.elapsed,
+        rounds=0,
+        unreadable=preview.unreadable,
+        verified=not preview.unreadable,
+        filtered_out=preview.filtered_out,
+    )
+
+
+def _report_cancel_all(
+    result: BulkCancelResult[Order], args: argparse.Namespace, account: str
+) -> None:
+    nothing_selected = result.rounds == 0 and not result.remaining
+    if nothing_selected and (args.market or args.side) and result.filtered_out:
+        # A mistyped market matches nothing and leaves nothing open: say what does exist.
+        markets = ", ".join(f"{m} ({n})" for m, n in sorted(result.filtered_out.items()))
+        output.note(
+            f"warning: no open order on account {account} matches the filter; the account "
+            f"has open orders on: {markets}"
+        )
+    if nothing_selected and not args.dry_run:
+        selection = output.describe_selection(0, account, args.market, args.side)
+        output.note(f"nothing to do: {selection}")
+    if args.json:
+        output.print_json(result.as_dict())
+    elif args.dry_run:
+        what = output.describe_selection(len(result.remaining), account, args.market, args.side)
+        output.print_orders(result.remaining, title=f"dry run: {what} would be cancelled")
+        output.print_problems(result)  # unreadable records, if any
+    else:
+        output.print_result(result, verify=True)
+
+
+def _report_interrupted(
+    partial: BulkCancelResult[Order], args: argparse.Namespace, **extra: Any
+) -> None:
+    """What an interrupted bulk command did, before its CancelledError propagates."""
+    rounds = extra.pop("rounds", partial.rounds)
+    if args.json:
+        document = {**partial.as_dict(), "rounds": rounds, "interrupted": True, **extra}
+        output.print_json(document)
+    else:
+        output.print_summary({"": partial}, verify=False)
+        output.print_problems(partial)
+    unfinished = extra.get("unfinished")
+    left = "" if unfinished is None else f", {len(unfinished)} not"
+    output.note(
+        f"interrupted: {len(partial)} ids dealt with{left} (ids without an outcome were not "
+        "sent, or sent with no answer yet: check them before trusting their state)"
+    )
 
 
 async def _cmd_accounts(args: argparse.Namespace) -> int:
@@ -288,48 +297,21 @@ async def _cmd_accounts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- shared pieces ------------------------------------------------------------------------------
+# --- pieces -------------------------------------------------------------------------------------
 
 
-def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeClient:
-    """The client the global options (or the environment) describe; UsageError if incomplete."""
-    base_url = args.base_url or os.environ.get(_ENV_BASE_URL)
-    token = args.token or os.environ.get(_ENV_TOKEN)
-    account_id = args.account_id or os.environ.get(_ENV_ACCOUNT_ID)
-    missing = [
-        f"{flag} (or {env})"
-        for flag, env, value, needed in (
-            ("--base-url", _ENV_BASE_URL, base_url, True),
-            ("--token", _ENV_TOKEN, token, True),
-            ("--account-id", _ENV_ACCOUNT_ID, account_id, need_account),
-        )
-        if needed and not value
-    ]
-    if missing or base_url is None or token is None:
-        raise UsageError("missing " + ", ".join(missing))
-    return FrontOfficeClient(
-        base_url,
-        token=token,
-        account_id=account_id or None,
-        retry=_RETRY,
-        timeout=args.timeout,
-        concurrency=args.concurrency or 32,
-    )
-
-
-async def cancel_in_bulk(
-    client: FrontOfficeClient,
-    batches: Sequence[tuple[str, Sequence[str]]],
-    args: argparse.Namespace,
-) -> int:
-    """Cancel each (account, ids) batch through `client`, print the summary, return the code."""
-    tracker = await output.run_bulk(client, batches, args)
-    return EXIT_FAILED if output.report(tracker, batches, args) else EXIT_OK
+def _stop(bar: output.ProgressBar | None) -> None:
+    if bar:
+        bar.stop()
 
 
 def _account_of(client: FrontOfficeClient) -> str:
     assert client.account_id is not None, "make_client(need_account=True) checked it"
     return client.account_id
+
+
+def _what(count: int, client: FrontOfficeClient, args: argparse.Namespace) -> str:
+    return output.describe_selection(count, _account_of(client), args.market, args.side)
 
 
 def _read_ids(path: str) -> list[str]:
@@ -352,19 +334,8 @@ def _read_ids(path: str) -> list[str]:
     return ids
 
 
-def _describe_selection(count: int, account: str, market: str | None, side: str | None) -> str:
-    noun = "open order" if count == 1 else "open orders"
-    filters = [f for f in (f"market {market}" if market else "", side or "") if f]
-    where = f" ({', '.join(filters)})" if filters else ""
-    return f"{count} {noun}{where} on account {account}"
-
-
-def _orders_json(orders: Sequence[OpenOrder]) -> list[dict[str, Any]]:
-    return [attrs.asdict(o) for o in orders]
-
-
-def _ask(prompt: str) -> str | None:
-    """Ask on stderr, read one line from stdin; None on EOF or when nothing can be read."""
+def _confirm(prompt: str) -> bool:
+    """Ask on stderr, read one line from stdin; only `y`/`yes` confirms."""
     sys.stderr.write(prompt)
     sys.stderr.flush()
     try:
@@ -374,16 +345,22 @@ def _ask(prompt: str) -> str | None:
         sys.stderr.write("\n")
         raise asyncio.CancelledError from None
     except (OSError, ValueError):  # closed or unreadable stdin
-        return None
-    return line if line else None
+        line = ""
+    if not line:
+        _error("not confirmed (no answer on stdin); nothing was cancelled")
+        return False
+    if line.strip().lower() not in {"y", "yes"}:
+        output.note("not confirmed; nothing was cancelled")
+        return False
+    return True
 
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
     """Let Ctrl-C interrupt a blocking read on the loop's thread.
 
-    asyncio.run's own SIGINT handler only cancels the main task, which cannot happen while
-    the thread blocks in `readline`; the default handler raises KeyboardInterrupt there.
+    The loop's signal handler only runs between callbacks, which cannot happen while the
+    thread blocks in `readline`; the default handler raises KeyboardInterrupt there.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -396,5 +373,4 @@ def _interruptible() -> Iterator[None]:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
-    sys.stderr.flush()
+    output.note(f"error: {' '.join(message.split())}")

@@ -7,7 +7,6 @@ import io
 import json
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,12 +14,34 @@ from typing import Any
 
 import pytest
 
-from frontoffice_async import RetryPolicy, _cli_output, cli
+from frontoffice_async import (
+    BulkCancelResult,
+    CancelOutcome,
+    Order,
+    OrderNotActiveError,
+    RetryPolicy,
+    _cli_common,
+    _cli_output,
+    cli,
+)
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
 TOKEN = "tok-CLI-SENTINEL-9f3b7c"
 UNKNOWN_ID = "01K2ZZZZZZZZZZZZZZZZZZZZZZ"
 ENV_VARS = ("FRONTOFFICE_BASE_URL", "FRONTOFFICE_TOKEN", "FRONTOFFICE_ACCOUNT_ID")
+#: The keys of `BulkCancelResult.as_dict()`: `--json` prints exactly that document.
+RESULT_KEYS = {
+    "counts",
+    "attempts",
+    "elapsed",
+    "rounds",
+    "verified",
+    "outcomes",
+    "remaining",
+    "unreadable",
+    "filtered_out",
+}
+CONFLICT = Fault.response(409, b'{"title":"Conflict","status":409}')
 
 Run = Callable[..., Any]
 
@@ -28,7 +49,7 @@ Run = Callable[..., Any]
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff of a millisecond, so retry paths cost no real time."""
-    monkeypatch.setattr(cli, "_RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
+    monkeypatch.setattr(_cli_common, "RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
 
 
 @pytest.fixture
@@ -70,6 +91,10 @@ def _row(out: str, name: str) -> str:
     raise AssertionError(f"no {name!r} row in:\n{out}")
 
 
+def _ids(doc: dict[str, Any], category: str) -> list[str]:
+    return [o["order_id"] for o in doc["outcomes"] if o["category"] == category]
+
+
 # --- cancel --------------------------------------------------------------------------------------
 
 
@@ -82,19 +107,37 @@ async def test_cancel_ids_prints_summary(sim: FrontOfficeSimulator, invoke: Run)
     assert _row(out, "retries") == "0"
     assert "ms" in _row(out, "latency p99")
     assert "req/s" in _row(out, "requests")
+    assert "rounds" not in out  # a cancel by id has no rounds to verify
     assert sim.open_order_ids() == []
 
 
-async def test_unknown_id_is_not_found_not_failure(sim: FrontOfficeSimulator, invoke: Run) -> None:
+async def test_json_is_the_results_as_dict(sim: FrontOfficeSimulator, invoke: Run) -> None:
     ids = sim.add_orders(2)
     code, out, _ = await invoke("cancel", "--json", *ids, UNKNOWN_ID)
-    assert code == 0
+    assert code == 0  # not found is not a failure
     doc = json.loads(out)
-    assert doc["cancelled"] == ids
-    assert doc["not_found"] == [UNKNOWN_ID]
-    assert doc["failed"] == []
+    assert set(doc) == RESULT_KEYS
+    assert doc["counts"] == {"cancelled": 2, "not_found": 1, "not_active": 0, "failed": 0}
+    assert _ids(doc, "cancelled") == ids
+    assert _ids(doc, "not_found") == [UNKNOWN_ID]
+    assert doc["outcomes"][0]["order"]["status"] == "Cancelled"
     assert doc["attempts"] == 3
     assert doc["elapsed"] > 0
+
+
+async def test_already_cancelled_id_is_not_active_and_exits_0(
+    sim: FrontOfficeSimulator, invoke: Run
+) -> None:
+    [done] = sim.add_orders(1, status="Cancelled")
+    code, out, err = await invoke("cancel", done)
+    assert code == 0, err
+    assert _row(out, "not active") == "1"
+    assert _row(out, "failed") == "0"
+    code, out, _ = await invoke("cancel", "--json", done)
+    assert code == 0
+    [outcome] = json.loads(out)["outcomes"]
+    assert outcome["category"] == "not_active"
+    assert outcome["error"]["type"] == "OrderNotActiveError"
 
 
 async def test_failing_id_exits_1_and_is_listed(sim: FrontOfficeSimulator, invoke: Run) -> None:
@@ -111,16 +154,16 @@ async def test_failing_id_exits_1_and_is_listed(sim: FrontOfficeSimulator, invok
 async def test_failing_id_in_json(sim: FrontOfficeSimulator, invoke: Run) -> None:
     good, bad = sim.add_orders(2)
     sim.faults = FaultPlan(scripts={bad: [Fault.server_error()] * 10})
-    # Global options work after the subcommand as well as before it.
+    # Common options work after the command as well as before it.
     code, out, _ = await invoke("--json", "cancel", good, bad, "--concurrency", "2")
     assert code == 1
     doc = json.loads(out)
-    assert doc["cancelled"] == [good]
-    [failed] = doc["failed"]
+    assert _ids(doc, "cancelled") == [good]
+    [failed] = [o for o in doc["outcomes"] if o["category"] == "failed"]
     assert failed["order_id"] == bad
-    assert failed["error"] == "ServerError"
-    assert failed["status"] == 500
-    assert failed["message"].startswith("500 ")
+    assert failed["attempts"] == 4
+    assert failed["error"]["type"] == "ServerError"
+    assert failed["error"]["status"] == 500
     assert doc["attempts"] == 5
 
 
@@ -130,7 +173,7 @@ async def test_ids_from_file(sim: FrontOfficeSimulator, invoke: Run, tmp_path: P
     path.write_text(f"# to cancel\n{ids[0]}\n\n  {ids[1]}  # trailing comment\n{ids[2]}\n")
     code, out, _ = await invoke("cancel", "--json", "--from-file", str(path))
     assert code == 0
-    assert json.loads(out)["cancelled"] == ids
+    assert _ids(json.loads(out), "cancelled") == ids
 
 
 async def test_ids_from_stdin(
@@ -140,7 +183,7 @@ async def test_ids_from_stdin(
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(ids) + "\n"))
     code, out, _ = await invoke("cancel", "--json", "--from-file", "-")
     assert code == 0
-    assert json.loads(out)["cancelled"] == ids
+    assert _ids(json.loads(out), "cancelled") == ids
 
 
 @pytest.mark.parametrize(
@@ -166,11 +209,24 @@ async def test_cancel_usage_errors(
 async def test_invalid_id_is_a_failed_outcome(sim: FrontOfficeSimulator, invoke: Run) -> None:
     code, out, _ = await invoke("cancel", "--json", "..")
     assert code == 1
-    assert json.loads(out)["failed"][0]["error"] == "InvalidOrderIdError"
+    assert json.loads(out)["outcomes"][0]["error"]["type"] == "InvalidOrderIdError"
     assert sim.stats.requests == 0
 
 
 # --- cancel-all ----------------------------------------------------------------------------------
+
+
+async def test_cancel_all_verified_in_one_round(sim: FrontOfficeSimulator, invoke: Run) -> None:
+    sim.add_orders(3)
+    code, out, err = await invoke("cancel-all", "--yes")
+    assert code == 0, err
+    assert _row(out, "cancelled") == "3"
+    assert _row(out, "rounds") == "1"
+    assert _row(out, "verified") == "yes"
+    assert out.rstrip().endswith(
+        "verified: a fresh snapshot shows no matching open order (1 round)"
+    )
+    assert sim.open_order_ids() == []
 
 
 async def test_cancel_all_dry_run_cancels_nothing(sim: FrontOfficeSimulator, invoke: Run) -> None:
@@ -182,12 +238,15 @@ async def test_cancel_all_dry_run_cancels_nothing(sim: FrontOfficeSimulator, inv
     code, out, _ = await invoke("cancel-all", "--dry-run", "--json")
     assert code == 0
     doc = json.loads(out)
-    assert doc["dry_run"] is True
-    assert sorted(o["order_id"] for o in doc["orders"]) == sorted(ids)
+    assert set(doc) == RESULT_KEYS
+    assert doc["rounds"] == 0
+    assert doc["outcomes"] == []
+    assert sorted(o["order_id"] for o in doc["remaining"]) == sorted(ids)
     assert sorted(sim.open_order_ids()) == sorted(ids)
 
 
-async def test_cancel_all_yes_with_filters(sim: FrontOfficeSimulator, invoke: Run) -> None:
+@pytest.mark.parametrize("side", ["sell", "SELL", "Sell"])
+async def test_cancel_all_with_filters(sim: FrontOfficeSimulator, invoke: Run, side: str) -> None:
     target = sim.add_orders(3, market_id="spot.btc_usdt", side="Sell")
     other_side = sim.add_orders(2, market_id="spot.btc_usdt", side="Buy")
     other_market = sim.add_orders(2, market_id="spot.eth_usdt", side="Sell")
@@ -195,11 +254,101 @@ async def test_cancel_all_yes_with_filters(sim: FrontOfficeSimulator, invoke: Ru
         1, account_id=sim.account_ids[1], market_id="spot.btc_usdt", side="Sell"
     )
     code, out, _ = await invoke(
-        "cancel-all", "--yes", "--market", "spot.btc_usdt", "--side", "sell", "--json"
+        "cancel-all", "--yes", "--market", "spot.btc_usdt", "--side", side, "--json"
     )
     assert code == 0
-    assert sorted(json.loads(out)["cancelled"]) == sorted(target)
+    doc = json.loads(out)
+    assert sorted(_ids(doc, "cancelled")) == sorted(target)
+    assert doc["verified"] is True
+    assert doc["filtered_out"] == {"spot.btc_usdt": 2, "spot.eth_usdt": 2}
     assert sorted(sim.open_order_ids()) == sorted(other_side + other_market + other_account)
+
+
+async def test_cancel_all_bad_side_is_a_usage_error(
+    sim: FrontOfficeSimulator, invoke: Run
+) -> None:
+    sim.add_orders(1)
+    code, out, err = await invoke("cancel-all", "--yes", "--side", "up")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: side must be one of")
+    assert sim.stats.requests == 0  # the library refused it before any request
+
+
+async def test_mistyped_market_warns_with_the_markets_that_have_orders(
+    sim: FrontOfficeSimulator, invoke: Run
+) -> None:
+    sim.add_orders(2, market_id="spot.eth_usdt")
+    sim.add_orders(1, market_id="spot.btc_usdt")
+    code, _, err = await invoke("cancel-all", "--yes", "--market", "spot.eth_usd")
+    assert code == 0  # nothing matched, nothing is left: verified, but the human is warned
+    assert "nothing to do" in err
+    assert "warning: no open order" in err
+    assert "spot.btc_usdt (1), spot.eth_usdt (2)" in err
+    code, _, err = await invoke("cancel-all", "--dry-run", "--json", "--market", "nope")
+    assert code == 0
+    assert "spot.btc_usdt (1), spot.eth_usdt (2)" in err
+    assert len(sim.open_order_ids()) == 3
+
+
+async def test_order_filled_between_snapshot_and_cancel_is_not_active(
+    sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep, filled = sim.add_orders(2)
+    # The platform answers the cancel with 400 because the order has just filled: the
+    # scripted answer is what it sends, and the order is final from that moment on.
+    body = b'{"title":"Bad Request","status":400,"detail":"Order cannot be cancelled."}'
+    sim.faults = FaultPlan(scripts={filled: [Fault.response(400, body)]})
+    on_outcome = _cli_common.BulkRun.on_outcome
+
+    def fill_then_record(run: _cli_common.BulkRun, outcome: CancelOutcome[Order]) -> None:
+        if outcome.order_id == filled:
+            sim.update_order(filled, status="Completed")
+        on_outcome(run, outcome)
+
+    monkeypatch.setattr(_cli_common.BulkRun, "on_outcome", fill_then_record)
+    code, out, err = await invoke("cancel-all", "--yes", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["counts"] == {"cancelled": 1, "not_found": 0, "not_active": 1, "failed": 0}
+    assert _ids(doc, "not_active") == [filled]
+    assert _ids(doc, "cancelled") == [keep]
+    assert doc["verified"] is True
+    assert doc["rounds"] == 1
+
+
+async def test_order_still_open_after_every_round_exits_1(
+    sim: FrontOfficeSimulator, invoke: Run
+) -> None:
+    _, busy = sim.add_orders(2)
+    sim.faults = FaultPlan(scripts={busy: [CONFLICT] * 10})
+    code, out, _ = await invoke("cancel-all", "--yes")
+    assert code == 1
+    assert _row(out, "rounds") == "3"
+    assert _row(out, "verified") == "NO"
+    assert "still open (1)" in out
+    assert f"{busy}  ConflictError" in out
+    assert out.rstrip().endswith("NOT verified after 3 rounds: 1 still open")
+    assert len(sim.requests_for(busy)) == 3  # one 409 per round, none retried within one
+    code, out, _ = await invoke("cancel-all", "--yes", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["verified"] is False
+    assert [o["order_id"] for o in doc["remaining"]] == [busy]
+    assert sim.open_order_ids() == [busy]
+
+
+async def test_busy_order_is_cancelled_by_the_second_round(
+    sim: FrontOfficeSimulator, invoke: Run
+) -> None:
+    _, busy = sim.add_orders(2)
+    sim.faults = FaultPlan(scripts={busy: [CONFLICT]})
+    code, out, _ = await invoke("cancel-all", "--yes", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["rounds"] == 2
+    assert doc["verified"] is True
+    assert doc["counts"]["cancelled"] == 2
 
 
 async def test_cancel_all_on_another_account(sim: FrontOfficeSimulator, invoke: Run) -> None:
@@ -243,11 +392,51 @@ async def test_cancel_all_asks_on_a_terminal(
     assert len(sim.open_order_ids()) == (0 if cancelled else 2)
 
 
-async def test_cancel_all_with_nothing_open(sim: FrontOfficeSimulator, invoke: Run) -> None:
+async def test_cancel_all_with_nothing_open(
+    sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, err = await invoke("cancel-all", "--yes", "--json")
     assert code == 0
-    assert json.loads(out)["cancelled"] == []
+    doc = json.loads(out)
+    assert doc["outcomes"] == []
+    assert doc["verified"] is True
     assert "nothing to do: 0 open orders" in err
+    # Asked on a terminal: nothing to confirm, so no question, and still verified.
+    monkeypatch.setattr(sys, "stdin", _Terminal(""))
+    code, out, err = await invoke("cancel-all", "--json")
+    assert code == 0
+    assert "[y/N]" not in err
+    assert json.loads(out)["verified"] is True
+
+
+def _not_active(order_id: str) -> OrderNotActiveError:
+    return OrderNotActiveError(
+        "400", order_id=order_id, status=400, method="DELETE", url="http://x/orders"
+    )
+
+
+def test_exit_code_follows_the_categories() -> None:
+    not_active = CancelOutcome[Order]("A", error=_not_active("A"), attempts=1)
+    assert _cli_common.exit_code(BulkCancelResult([not_active]), verify=False) == 0
+    unverified = BulkCancelResult([not_active], unreadable=['{"orderId": 7}'], rounds=3)
+    assert _cli_common.exit_code(unverified, verify=True) == 1
+    out = io.StringIO()
+    _cli_output.print_result(unverified, verify=True, out=out)
+    assert 'unreadable records in the last snapshot (1):\n  {"orderId": 7}' in out.getvalue()
+    assert "NOT verified after 3 rounds: 0 still open, 1 unreadable" in out.getvalue()
+
+
+def test_bulk_run_keeps_one_outcome_per_id_as_the_library_does() -> None:
+    run = _cli_common.BulkRun(clock=iter(range(100)).__next__)
+    ids = list(run.feed(["A", "B"]))
+    cancelled = CancelOutcome[Order]("A", attempts=1, order=object())  # type: ignore[arg-type]
+    late = CancelOutcome[Order]("A", attempts=1, error=_not_active("A"))
+    for outcome in (CancelOutcome[Order]("B", attempts=2), cancelled, late):
+        run.on_outcome(outcome)
+    partial = run.partial()
+    assert [o.order_id for o in partial] == ids  # input order, whatever the arrival order
+    assert partial[0] is cancelled  # a later round's "not active" does not undo "cancelled"
+    assert run.latencies == [1, 3, 4]  # B sent at 2, done at 3; A sent at 1, done at 4, 5
 
 
 # --- accounts, configuration, errors -------------------------------------------------------------
@@ -274,6 +463,22 @@ async def test_missing_configuration(
     assert err.count("\n") == 1
     assert err.startswith("error: missing --base-url (or FRONTOFFICE_BASE_URL), --token")
     assert ("--account-id" in err) == (command[0] != "accounts")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--concurrency", "3"],
+        ["--timeout", "3", "simulate"],
+        ["--base-url", "http://x", "demo"],
+        ["--no-progress", "accounts"],
+    ],
+)
+async def test_options_that_do_not_apply_are_refused(invoke: Run, argv: list[str]) -> None:
+    code, out, err = await invoke(*argv)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(("error: --", "usage: "))
 
 
 async def test_bad_base_url_is_one_line(sim: FrontOfficeSimulator, invoke: Run) -> None:
@@ -310,16 +515,47 @@ async def test_connection_refused_is_one_line(
     assert err.startswith("error: cannot connect")
 
 
-async def test_usage_errors_from_argparse(invoke: Run) -> None:
-    code, _, err = await invoke("cancel-all", "--side", "up")
-    assert code == 2
-    assert "invalid choice" in err
+async def test_help(invoke: Run) -> None:
     code, out, _ = await invoke("--help")
     assert code == 0
     assert "cancel-all" in out
+    code, out, _ = await invoke("simulate", "--help")
+    assert code == 0
+    assert "(default: 8765)" in out
+    assert "(default: 100)" in out
+    for unrelated in ("--concurrency", "--timeout", "--no-progress", "--token"):
+        assert unrelated not in out
 
 
 # --- output details ------------------------------------------------------------------------------
+
+
+async def test_control_characters_are_escaped(
+    sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.add_orders(1, market_id="spot.\x1b[31mevil\r")
+    code, out, _ = await invoke("cancel-all", "--dry-run")
+    assert code == 0
+    assert "spot.\\x1b[31mevil\\r" in out
+    assert "\x1b" not in out
+    assert "\r" not in out
+    code, out, err = await invoke("cancel-all", "--yes", "--market", "x\u202ey")
+    assert "\\x1b" in err  # the warning names the market, escaped
+    assert "x\\u202ey" in err
+    assert "\x1b" not in err
+    code, out, _ = await invoke("cancel", "evil\x1b]0;title\x07")
+    assert code == 1  # not a valid id: a failed outcome, listed with its id
+    assert "evil\\x1b]0;title\\x07" in out
+    assert "\x1b" not in out
+    monkeypatch.setattr(_cli_output, "_use_rich", lambda out: True)
+    code, out, _ = await invoke("cancel-all", "--dry-run")
+    assert "\x1b[31mevil" not in out
+
+
+def test_printable() -> None:
+    assert _cli_output.printable("plain id-01 ü €") == "plain id-01 ü €"
+    assert _cli_output.printable("a\tb\r\nc\x00\x7f\x9b") == "a\\tb\\r\\nc\\x00\\x7f\\x9b"
+    assert _cli_output.printable("\u200b\U000e0001") == "\\u200b\\U000e0001"
 
 
 async def test_rich_tables_and_progress_bar(
@@ -332,15 +568,19 @@ async def test_rich_tables_and_progress_bar(
     assert code == 0
     assert "│ cancelled" in out
     assert "3/3" in err  # the bar, drawn on stderr
+    sim.add_orders(2)
+    code, out, err = await invoke("cancel-all", "--yes")
+    assert code == 0
+    assert "│ verified" in out
+    assert "2/?" in err  # cancel-all with --yes: the total is not known in advance
 
 
 async def test_plain_text_without_rich(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_cli_output, "HAVE_RICH", False)
-    monkeypatch.setattr(
-        _cli_output, "show_progress", lambda args: True
-    )  # asked for, but impossible
+    # Asked for, but impossible.
+    monkeypatch.setattr(_cli_output, "show_progress", lambda args: True)
     ids = sim.add_orders(2)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
@@ -364,76 +604,61 @@ def test_percentile_is_nearest_rank(values: list[float], q: float, expected: flo
     assert _cli_output.percentile(values, q) == expected
 
 
-# --- interruption, demo, simulate, main ----------------------------------------------------------
+# --- interruption, main --------------------------------------------------------------------------
 
 
-async def test_interrupt_prints_what_was_done(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    async with FrontOfficeSimulator(token=TOKEN, latency=0.02) as slow:
-        monkeypatch.setenv("FRONTOFFICE_BASE_URL", slow.url)
+@pytest.fixture
+async def slow(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FrontOfficeSimulator]:
+    """A simulator that answers in 20 ms, so that a run can be interrupted half-way."""
+    async with FrontOfficeSimulator(token=TOKEN, latency=0.02) as simulator:
+        monkeypatch.setenv("FRONTOFFICE_BASE_URL", simulator.url)
         monkeypatch.setenv("FRONTOFFICE_TOKEN", TOKEN)
-        monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", slow.account_ids[0])
-        ids = slow.add_orders(40)
-        task = asyncio.create_task(cli.run(["cancel", "--json", "--concurrency", "2", *ids]))
-        for _ in range(2000):  # until a few ids are done (bounded: the test must not hang)
-            if len(slow.open_order_ids()) <= 34:
-                break
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        out, err = capsys.readouterr()
-        open_after = slow.open_order_ids()
+        monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", simulator.account_ids[0])
+        yield simulator
+
+
+async def _interrupt_after(sim: FrontOfficeSimulator, total: int, argv: list[str]) -> None:
+    task = asyncio.create_task(cli.run(argv))
+    for _ in range(2000):  # until a few ids are done (bounded: the test must not hang)
+        if len(sim.open_order_ids()) <= total - 6:
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_interrupted_cancel_prints_what_was_done(
+    slow: FrontOfficeSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = slow.add_orders(40)
+    await _interrupt_after(slow, 40, ["cancel", "--json", "--concurrency", "2", *ids])
+    out, err = capsys.readouterr()
+    open_after = slow.open_order_ids()
     doc = json.loads(out)
     assert doc["interrupted"] is True
-    # 6+ cancelled on the server, at most 2 (the concurrency) still waiting for their answer.
-    assert len(doc["cancelled"]) >= 4
-    assert not set(doc["cancelled"]) & set(open_after)
-    assert len(doc["cancelled"]) + len(doc["unfinished"]) == 40
+    assert set(doc) == {*RESULT_KEYS, "interrupted", "unfinished"}
+    cancelled = _ids(doc, "cancelled")
+    assert len(cancelled) >= 4
+    assert not set(cancelled) & set(open_after)
+    assert len(doc["outcomes"]) + len(doc["unfinished"]) == 40
+    assert doc["verified"] is False
     assert "interrupted:" in err
     assert TOKEN not in out + err
 
 
-async def test_demo_cancels_everything(invoke: Run) -> None:
-    code, out, err = await invoke("demo", "--orders", "200")
-    assert code == 0, err
-    assert _row(out, "cancelled") == "200"
-    assert out.rstrip().endswith("verified: 0 orders left open")
-
-
-async def test_demo_json(invoke: Run) -> None:
-    code, out, _ = await invoke("demo", "--orders", "50", "--fault-rate", "0.3", "--json")
-    assert code == 0
+async def test_interrupted_cancel_all_prints_what_was_done(
+    slow: FrontOfficeSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slow.add_orders(40)
+    await _interrupt_after(slow, 40, ["cancel-all", "--yes", "--json", "--concurrency", "2"])
+    out, _ = capsys.readouterr()
     doc = json.loads(out)
-    assert len(doc["cancelled"]) == 50
-    assert doc["verified"] is True
-    assert doc["left_open"] == 0
-    assert doc["attempts"] > 50  # faults were retried
-
-
-async def test_simulate_serves_until_cancelled(capsys: pytest.CaptureFixture[str]) -> None:
-    task = asyncio.create_task(cli.run(["simulate", "--port", "0", "--orders", "4", "--json"]))
-    seen = ""
-    for _ in range(2000):  # until the simulator has printed its environment
-        seen += capsys.readouterr().out
-        if seen.endswith("}\n") or task.done():
-            break
-        await asyncio.sleep(0.005)
-    info = json.loads(seen)
-    env = info["env"]
-    assert env["FRONTOFFICE_BASE_URL"] == info["url"]
-    assert env["FRONTOFFICE_ACCOUNT_ID"] == info["account_ids"][0]
-    # The printed environment is enough to drive the CLI against it.
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        assert await cli.run(["cancel-all", "--yes", "--no-progress"]) == 0
-    assert "cancelled" in capsys.readouterr().out
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert "simulator stopped" in capsys.readouterr().err
+    assert doc["interrupted"] is True
+    assert doc["rounds"] is None  # not known from the outcomes alone
+    assert doc["verified"] is False
+    assert doc["counts"]["cancelled"] >= 4
+    assert not set(_ids(doc, "cancelled")) & set(slow.open_order_ids())
 
 
 def test_main_maps_interrupt_to_130(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -442,16 +667,3 @@ def test_main_maps_interrupt_to_130(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(cli, "run", interrupted)
     assert cli.main(["cancel", "X1"]) == 130
-
-
-def test_python_dash_m_help() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "frontoffice_async", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0
-    assert "cancel-all" in done.stdout
-    assert done.stderr == ""

@@ -1,0 +1,194 @@
+"""The `frontoffice` command as a real process: signals, a closed stdout, a light `--help`.
+
+Only what needs a process is here (few and fast); the simulator runs in the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from frontoffice_async.testing import FrontOfficeSimulator
+
+from .test_cli import TOKEN
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+COMMAND = (sys.executable, "-m", "frontoffice_async")
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[FrontOfficeSimulator]:
+    """A simulator answering in 20 ms, so that a run can be interrupted half-way."""
+    async with FrontOfficeSimulator(token=TOKEN, latency=0.02) as simulator:
+        yield simulator
+
+
+def _env(sim: FrontOfficeSimulator) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FRONTOFFICE_BASE_URL": sim.url,
+        "FRONTOFFICE_TOKEN": TOKEN,
+        "FRONTOFFICE_ACCOUNT_ID": sim.account_ids[0],
+    }
+
+
+async def _until(condition: object, what: str) -> None:
+    for _ in range(2000):  # bounded: a test must not hang
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _assert_quiet(err: str) -> None:
+    assert "Traceback" not in err
+    assert "Task was destroyed" not in err
+    assert "Exception ignored" not in err
+    assert TOKEN not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "gap"),
+    [("cancel", 0.0), ("cancel", 0.03), ("cancel-all", 0.015)],
+)
+async def test_second_ctrl_c_still_ends_with_valid_json(
+    slow: FrontOfficeSimulator, command: str, gap: float
+) -> None:
+    ids = slow.add_orders(200)
+    argv = [*ids] if command == "cancel" else ["--yes"]
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        command,
+        "--json",
+        "--concurrency",
+        "2",
+        *argv,
+        env=_env(slow),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await _until(lambda: len(slow.open_order_ids()) <= 194, "a few cancels")
+    process.send_signal(signal.SIGINT)
+    await asyncio.sleep(gap)
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert process.returncode == 130
+    doc = json.loads(out)  # complete, valid JSON
+    assert doc["interrupted"] is True
+    cancelled = {o["order_id"] for o in doc["outcomes"] if o["category"] == "cancelled"}
+    assert len(cancelled) >= 6
+    assert not cancelled & set(slow.open_order_ids())
+
+
+async def test_sigterm_stops_a_bulk_command_like_ctrl_c(slow: FrontOfficeSimulator) -> None:
+    ids = slow.add_orders(200)
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "cancel",
+        "--json",
+        "--concurrency",
+        "2",
+        *ids,
+        env=_env(slow),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await _until(lambda: len(slow.open_order_ids()) <= 196, "a few cancels")
+    process.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert process.returncode == 143
+    assert json.loads(out)["interrupted"] is True
+
+
+async def test_closed_stdout_ends_quietly_with_141() -> None:
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        sim.add_orders(5)
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # like `| head -1` after its line: nobody reads any more
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *COMMAND,
+                "cancel-all",
+                "--dry-run",
+                env=_env(sim),
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(write_end)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert "BrokenPipe" not in err.decode()
+    assert process.returncode == 141
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_simulate_stops_cleanly_on_sigterm_and_ctrl_c(signum: int) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "simulate",
+        "--port",
+        "0",
+        "--json",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    printed = b""
+    line = b""
+    while line != b"}\n":  # the end of the environment document: it is serving
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert line, "simulate ended before printing its environment"
+        printed += line
+    url = json.loads(printed)["url"]
+    process.send_signal(signum)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert process.returncode == 0
+    assert "simulator stopped after" in err.decode()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with pytest.raises(ConnectionRefusedError):  # closed: nothing listens there any more
+        await asyncio.open_connection(host, int(port))
+
+
+def test_help_loads_neither_rich_nor_the_simulator() -> None:
+    probe = (
+        "import contextlib, io, sys\n"
+        "import frontoffice_async\n"
+        "before = set(sys.modules)\n"
+        "from frontoffice_async import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert cli.main(['--help']) == 0\n"
+        "    assert cli.main(['simulate', '--help']) == 0\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, this code
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    heavy = [m for m in loaded if m.split(".")[0] == "rich" or ".testing" in m or "aiohttp" in m]
+    assert heavy == []
+
+
+def test_python_dash_m_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "frontoffice_async", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "cancel-all" in done.stdout
+    assert done.stderr == ""
