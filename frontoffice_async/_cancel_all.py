@@ -98,12 +98,14 @@ async def cancel_all(
     selection = select(await snapshot(), market_id, side)
     filtered_out = selection.filtered_out
     merged: dict[str, CancelOutcome[Order]] = {}
-    passes = 0
+    passes = attempts = 0
     pending = selection.ids
     while not dry_run and pending and passes < rounds:
         passes += 1
         failed: list[str] = []
-        for outcome in await cancel(pending):
+        result = await cancel(pending)
+        attempts += result.attempts
+        for outcome in result:
             earlier = merged.get(outcome.order_id)
             # "Cancelled" by any round wins; otherwise the latest round says what happened.
             if earlier is None or not earlier.ok:
@@ -121,8 +123,10 @@ async def cancel_all(
         rounds=passes,
         remaining=remaining,
         unreadable=unreadable,
-        verified=not dry_run and not selection.ids and not unreadable,
+        # A dry run that selects nothing has verified the account as well as any run could.
+        verified=not selection.ids and not unreadable,
         filtered_out=filtered_out,
+        attempts=attempts,
     )
 
 

@@ -122,6 +122,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
     """
 
     __slots__ = (
+        "_attempts",
         "_outcomes",
         "elapsed",
         "filtered_out",
@@ -141,8 +142,10 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
         unreadable: Sequence[str] = (),
         verified: bool = False,
         filtered_out: Mapping[str, int] | None = None,
+        attempts: int | None = None,
     ) -> None:
         self._outcomes = tuple(outcomes)
+        self._attempts = attempts
         self.elapsed = elapsed
         """Wall-clock seconds the call took."""
         self.rounds = rounds
@@ -188,7 +191,9 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
 
     @property
     def attempts(self) -> int:
-        """Requests sent in total."""
+        """Requests sent in total (for cancel-all: in every round, not only the outcomes kept)."""
+        if self._attempts is not None:
+            return self._attempts
         return sum(o.attempts for o in self._outcomes)
 
     def raise_for_failures(self) -> None:

@@ -217,7 +217,7 @@ async def _cancel_all(
         if args.dry_run:
             return preview
         if not preview.remaining:
-            return _nothing_to_cancel(preview)
+            return preview  # nothing to ask about; verified unless records were unreadable
         what = _what(len(preview.remaining), client, args)
         if not _confirm(f"cancel {what}? [y/N] "):
             return None
@@ -226,21 +226,6 @@ async def _cancel_all(
         bar.start(total)
     return await client.cancel_all_orders(
         **filters, concurrency=args.concurrency, on_outcome=bulk.on_outcome
-    )
-
-
-def _nothing_to_cancel(preview: BulkCancelResult[Order]) -> BulkCancelResult[Order]:
-    """A dry run that selected nothing says what a real run would: nothing to cancel, and
-    verified unless the snapshot held records it could not read. No question is asked."""
-    from frontoffice_async import BulkCancelResult  # noqa: PLC0415
-
-    return BulkCancelResult(
-        (),
-        elapsed=preview.elapsed,
-        rounds=0,
-        unreadable=preview.unreadable,
-        verified=not preview.unreadable,
-        filtered_out=preview.filtered_out,
     )
 
 

@@ -149,6 +149,8 @@ async def test_a_busy_order_is_cancelled_in_the_next_round(
     assert result.rounds == 2 and result.verified
     assert {o.order.order_id for o in result if o.order} == {*others, busy}
     assert sim.open_order_ids() == []
+    # Every request of every round counts, not only those of the outcome kept per order.
+    assert result.attempts == sum(cancel_requests(sim).values()) == 6 + 2 + 1
 
 
 async def test_an_order_that_stays_busy_is_reported_still_open(
@@ -185,6 +187,9 @@ async def test_dry_run_shows_the_selection_and_cancels_nothing(
     assert result.filtered_out == {"spot.btc_usdt": 2}
     assert cancel_requests(sim) == {}
     assert len(sim.open_order_ids()) == 5
+    async with client_for(sim) as client:
+        nothing = await client.cancel_all_orders(market_id="spot.xrp_usdt", dry_run=True)
+    assert nothing.verified and nothing.remaining == []  # nothing to cancel: seen empty
 
 
 # --- tolerant snapshots: unit tests over a fake hub and a fake canceller ------------------------

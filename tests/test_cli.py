@@ -26,7 +26,9 @@ from frontoffice_async import (
 )
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
-TOKEN = "tok-CLI-SENTINEL-9f3b7c"
+from .support import SENTINEL_TOKEN
+
+TOKEN = SENTINEL_TOKEN
 UNKNOWN_ID = "01K2ZZZZZZZZZZZZZZZZZZZZZZ"
 ENV_VARS = ("FRONTOFFICE_BASE_URL", "FRONTOFFICE_TOKEN", "FRONTOFFICE_ACCOUNT_ID")
 #: The keys of `BulkCancelResult.as_dict()`: `--json` prints exactly that document.
@@ -53,13 +55,12 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def sim(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FrontOfficeSimulator]:
-    """A simulator with a distinctive token, and the environment pointing at it."""
-    async with FrontOfficeSimulator(token=TOKEN) as simulator:
-        monkeypatch.setenv("FRONTOFFICE_BASE_URL", simulator.url)
-        monkeypatch.setenv("FRONTOFFICE_TOKEN", TOKEN)
-        monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", simulator.account_ids[0])
-        yield simulator
+def sim(sim: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch) -> FrontOfficeSimulator:
+    """The shared simulator (sentinel token), with the environment pointing at it."""
+    monkeypatch.setenv("FRONTOFFICE_BASE_URL", sim.url)
+    monkeypatch.setenv("FRONTOFFICE_TOKEN", sim.token)
+    monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", sim.account_ids[0])
+    return sim
 
 
 @pytest.fixture

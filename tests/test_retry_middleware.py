@@ -24,8 +24,8 @@ from frontoffice_async import (
     RetryPolicy,
     ServerError,
 )
-from frontoffice_async.auth import TokenSource
 from frontoffice_async._middleware import RetryMiddleware
+from frontoffice_async.auth import TokenSource
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
 
 from .support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script
