@@ -150,7 +150,7 @@ async def test_a_busy_order_is_cancelled_in_the_next_round(
     assert {o.order.order_id for o in result if o.order} == {*others, busy}
     assert sim.open_order_ids() == []
     # Every request of every round counts, not only those of the outcome kept per order.
-    assert result.attempts == sum(cancel_requests(sim).values()) == 6 + 2 + 1
+    assert result.attempts == sum(cancel_requests(sim).values()) == 5 + 2 + 1
 
 
 async def test_an_order_that_stays_busy_is_reported_still_open(
