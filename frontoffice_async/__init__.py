@@ -6,49 +6,58 @@ Example:
     ...     await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")
 """
 
+# The names load on first use (PEP 562), so `import frontoffice_async` and `frontoffice --help`
+# do not pay for aiohttp and cattrs; type checkers and IDEs read the imports below.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .auth import OfflineTokenAuth, TokenProvider
-from .bulk import BulkCancelResult, CancelOutcome
-from .client import FrontOfficeClient
-from .errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    BulkCancelError,
-    ClientClosedError,
-    ConflictError,
-    FrontOfficeError,
-    HubError,
-    InvalidAccountIdError,
-    InvalidOrderIdError,
-    OrderNotActiveError,
-    OrderNotFoundError,
-    OrdersStillOpenError,
-    PermissionDeniedError,
-    RateLimitError,
-    ResponseValidationError,
-    ServerError,
-    TokenProviderError,
-)
-from .models import (
-    Account,
-    AccountType,
-    OpenOrder,
-    OpenOrdersEvent,
-    Order,
-    OrderSide,
-    OrderSource,
-    OrderStatus,
-    OrderType,
-    PriceTrigger,
-    StopOrder,
-    StopOrderStatus,
-    TimeInForce,
-)
-from .retry import RetryBudget, RetryEvent, RetryPolicy
-from .streams import OpenOrdersStream
+
+if TYPE_CHECKING:
+    from .auth import OfflineTokenAuth, TokenProvider
+    from .bulk import BulkCancelResult, CancelOutcome
+    from .client import FrontOfficeClient
+    from .errors import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        BulkCancelError,
+        ClientClosedError,
+        ConflictError,
+        FrontOfficeError,
+        HubError,
+        InvalidAccountIdError,
+        InvalidOrderIdError,
+        OrderNotActiveError,
+        OrderNotFoundError,
+        OrdersStillOpenError,
+        PermissionDeniedError,
+        RateLimitError,
+        ResponseValidationError,
+        ServerError,
+        TokenProviderError,
+    )
+    from .models import (
+        Account,
+        AccountType,
+        OpenOrder,
+        OpenOrdersEvent,
+        Order,
+        OrderSide,
+        OrderSource,
+        OrderStatus,
+        OrderType,
+        PriceTrigger,
+        StopOrder,
+        StopOrderStatus,
+        TimeInForce,
+    )
+    from .retry import RetryBudget, RetryEvent, RetryPolicy
+    from .streams import OpenOrdersStream
 
 __all__ = [
     "APIConnectionError",
@@ -95,3 +104,21 @@ __all__ = [
     "TokenProviderError",
     "__version__",
 ]
+
+#: The modules that hold the public names, cheapest first.
+_HOMES = ("errors", "models", "retry", "auth", "bulk", "streams", "client")
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(f".{home}", __name__)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value  # the next lookup is a plain one
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

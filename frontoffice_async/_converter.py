@@ -149,9 +149,11 @@ def _make_converter() -> cattrs.Converter:
     # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
     # most specific class must win over the strict `str` hook.
     conv.register_structure_hook(_OpenEnum, _structure_open_enum)
-    for cls in _MODELS:
-        names: dict[str, Any] = _renames(cls)
-        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **names))
+    # Generated on first use of each model, not at import: `import` stays cheap.
+    conv.register_structure_hook_factory(
+        lambda cls: cls in _MODELS,
+        lambda cls: make_dict_structure_fn(cls, conv, **_renames(cls)),
+    )
     return conv
 
 
@@ -162,16 +164,15 @@ def _renames(cls: type) -> dict[str, Any]:
 #: The library's converter. Never `cattrs.global_converter`: users may have their own hooks.
 converter: Final = _make_converter()
 
-# Fast twins of the detailed hooks, for the hot path.
-_fast: dict[type, Callable[[Any, type], Any]] = {
-    cls: make_dict_structure_fn(
-        cls,
-        converter,
-        _cattrs_detailed_validation=False,
-        **_renames(cls),
+# Fast twins of the detailed hooks, for the hot path; each generated on first use.
+_fast: dict[type, Callable[[Any, type], Any]] = {}
+
+
+def _fast_hook(cls: type) -> Callable[[Any, type], Any]:
+    hook = _fast[cls] = make_dict_structure_fn(
+        cls, converter, _cattrs_detailed_validation=False, **_renames(cls)
     )
-    for cls in _MODELS
-}
+    return hook
 
 
 def read_record(body: bytes, cls: type[T], *, url: object, attempts: int) -> T:
@@ -215,7 +216,7 @@ def structure(
     if not isinstance(data, dict):
         raise invalid_response(f"expected an object, got {_json_type(data)}", path, url, body)
     try:
-        return _fast[cls](data, cls)  # type: ignore[no-any-return]
+        return (_fast.get(cls) or _fast_hook(cls))(data, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: S110 -- any failure is re-run below for a precise report
         pass
     try:

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from frontoffice_async import __version__
 
 from . import _cli_output as output
@@ -276,6 +274,8 @@ async def _cmd_accounts(args: argparse.Namespace) -> int:
     async with make_client(args, need_account=False) as client:
         accounts = await client.list_accounts()
     if args.json:
+        import attrs  # noqa: PLC0415 - only this command needs it; `--help` stays light
+
         output.print_json([attrs.asdict(a) for a in accounts])
     else:
         output.print_accounts(accounts)
