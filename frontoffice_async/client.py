@@ -145,6 +145,10 @@ class FrontOfficeClient:
             session=self._holder.get,
             url=URL(base).with_scheme("wss" if base.startswith("https") else "ws") / _HUB_PATH[1:],
             tokens=tokens,
+            budget=middleware.budget,
+            on_retry=on_retry,
+            sleep=sleep,
+            rand=rand,
         )
         self._pipeline = Pipeline(self._holder.get, middleware, self._holder.their_middlewares)
         self._orders_prefix = f"{base}{_API}/v3/orders/"
@@ -229,6 +233,7 @@ class FrontOfficeClient:
         borrowed one). Idempotent; a view's `close()` does nothing."""
         if self._is_view:
             return
+        await self._hub.aclose()  # streams end at once (ClientClosedError), not with the session
         await self._holder.close()
         await self._tokens.aclose()
 
@@ -401,14 +406,34 @@ class FrontOfficeClient:
             and (wanted is None or o.side == wanted)
         ]
 
-    def stream_open_orders(self, *, account_id: str | None = None) -> streams.OpenOrdersStream:
+    def stream_open_orders(
+        self,
+        *,
+        account_id: str | None = None,
+        reconnect: bool = True,
+        server_timeout: float | None = streams.DEFAULT_SERVER_TIMEOUT,
+        handshake_timeout: float | None = streams.DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> streams.OpenOrdersStream:
         """The live OpenOrders stream, for bots that keep it open.
 
         Use as `async with client.stream_open_orders() as stream: async for event in stream`;
-        each event is an `OpenOrdersEvent` (the first one the snapshot).
+        each event is an `OpenOrdersEvent`. The first one is the snapshot; after a graceful
+        close by the hub (a deploy) or a lost connection the stream connects again as the
+        retry policy allows, and the next event is a fresh snapshot (`reconnect=False`: a
+        graceful close ends the iteration, a lost connection raises). `server_timeout`:
+        seconds of silence after which the hub counts as dead; `handshake_timeout`: seconds
+        for the upgrade and the SignalR handshake of each connection.
         """
         self._holder.get()
-        return streams.OpenOrdersStream(self._hub, self._account_for(account_id))
+        return streams.OpenOrdersStream(
+            self._hub,
+            self._account_for(account_id),
+            policy=self._pipeline.retry.policy,
+            headers=self._base_headers,
+            reconnect=reconnect,
+            server_timeout=server_timeout,
+            handshake_timeout=handshake_timeout,
+        )
 
     async def cancel_all_orders(
         self,
@@ -471,7 +496,13 @@ class FrontOfficeClient:
 
     async def _snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
         self._holder.get()
-        return await streams.read_snapshot(self._hub, account_id, timeout=timeout)
+        return await streams.read_snapshot(
+            self._hub,
+            account_id,
+            timeout=timeout,
+            policy=self._pipeline.retry.policy,
+            headers=self._base_headers,
+        )
 
     def _account_for(self, account_id: str | None) -> str:
         if account_id is None:

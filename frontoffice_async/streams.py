@@ -1,89 +1,118 @@
-"""The OpenOrders stream: a small SignalR (JSON protocol) client over aiohttp websockets.
+"""The OpenOrders stream: snapshots and live updates from the account's SignalR hub.
 
-The hub's first item is the snapshot of open orders; later items are updates. The token goes
-only in the `access_token` query parameter, and that URL is never logged or shown in errors.
+A snapshot is never assumed. When the hub closes, completes, drops or goes quiet before its
+first item, the client connects again as the retry policy allows (attempts, full-jitter backoff,
+the client's retry budget) within the snapshot's time limit. The live stream reconnects the same
+way after a graceful close or a lost connection; the first event of every connection is a
+fresh snapshot.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
-import aiohttp
-import attrs
-from yarl import URL
-
-from . import _answers, _converter
-from .auth import TokenSource
-from .errors import (
-    APIConnectionError,
-    APITimeoutError,
-    HubError,
-    ResponseValidationError,
+from . import _converter
+from ._reconnect import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_SERVER_TIMEOUT,
+    Episode,
+    Hub,
+    first_item,
+    seconds,
 )
+from ._signalr import Connection, Failure
 from .models import OpenOrder, OpenOrdersEvent
+from .retry import RetryPolicy
 
-__all__ = ["Hub", "OpenOrdersStream", "read_snapshot"]
-
-_RS: Final = "\x1e"  # SignalR record separator
-_HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
-# SignalR message types
-_INVOCATION, _STREAM_ITEM, _COMPLETION, _STREAM_INVOCATION = 1, 2, 3, 4
-_CANCEL_INVOCATION, _PING, _CLOSE = 5, 6, 7
-# aiohttp's default (4 MiB) is a snapshot of ~7,000 orders: far too small for cancel-all.
-_MAX_MESSAGE: Final = 256 * 1024 * 1024
-_CANCEL_STREAM: Final = json.dumps({"type": _CANCEL_INVOCATION, "invocationId": "0"}) + _RS
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_SERVER_TIMEOUT",
+    "Hub",
+    "OpenOrdersStream",
+    "read_snapshot",
+]
 
 
-@attrs.frozen
-class Hub:
-    """Where and how a client reaches the account hub (shared by its streams)."""
+async def read_snapshot(
+    hub: Hub,
+    account_id: str,
+    *,
+    timeout: float | None,
+    policy: RetryPolicy | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[Any]:
+    """The account's open orders as raw records: the first item of an OpenOrders stream.
 
-    session: Callable[[], aiohttp.ClientSession]
-    url: URL
-    tokens: TokenSource
-
-
-async def read_snapshot(hub: Hub, account_id: str, *, timeout: float | None) -> list[Any]:
-    """Connect, read the first item (the snapshot of open orders) as raw records, and close."""
-    stream = OpenOrdersStream(hub, account_id)
-    try:
-        async with asyncio.timeout(timeout):
-            async with stream:
-                return await stream.next_records()
-    except TimeoutError as exc:
-        raise APITimeoutError(
-            f"no OpenOrders snapshot within {timeout:g}s",
-            method="GET",
-            url=stream.safe_url,
-            attempts=1,
-        ) from exc
+    Connects again (as `policy` allows) when the hub ends, closes or goes quiet first; all of
+    it within `timeout` seconds (None: no limit). Closing our side never waits for the hub.
+    Raises `APITimeoutError` when time runs out, `HubError` when the hub failed the stream or
+    kept ending it, and the status or connection error of the last connection otherwise.
+    """
+    timeout = seconds("timeout", timeout)
+    async with hub.transport.guard("the OpenOrders snapshot"):
+        episode = Episode(hub, policy, limit=timeout)
+        connection, records = await first_item(
+            hub,
+            episode,
+            account_id=account_id,
+            headers=headers or {},
+            server_timeout=hub.server_timeout,
+            handshake_timeout=hub.handshake_timeout,
+        )
+    # Outside the time limit: the snapshot is ours, and hanging up cannot take it back.
+    await connection.hang_up()
+    return records
 
 
 class OpenOrdersStream:
     """The account's OpenOrders hub stream; each item is an `OpenOrdersEvent`.
 
-    The first event is the snapshot of every open order; later ones are updates (usually one
-    order, with its new status). Use as an async context manager and iterate:
+    The first event is the snapshot of every open order (`is_snapshot`); later ones are updates
+    (usually one order, with its new status). When the hub closes the connection gracefully (a
+    deploy) or the connection is lost, the stream connects again as the client's retry policy
+    allows, and the next event is a fresh snapshot. Use as an async context manager and
+    iterate; entering it connects and waits for the first snapshot:
 
         >>> async with client.stream_open_orders() as stream:
         ...     async for event in stream:
-        ...         ...
+        ...         print(event.is_snapshot, len(event.orders))
+
+    Args:
+        reconnect: False to never connect again once the first snapshot arrived: a graceful
+            close then ends the iteration, a lost connection raises.
+        server_timeout: Seconds of silence after which the hub counts as dead (the hub pings
+            every 15 s, and so does the stream); None for no limit.
+        handshake_timeout: Seconds for the websocket upgrade and the SignalR handshake of
+            each connection; None for no limit.
     """
 
-    def __init__(self, hub: Hub, account_id: str) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        account_id: str,
+        *,
+        policy: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        reconnect: bool = True,
+        server_timeout: float | None = DEFAULT_SERVER_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
         self._hub = hub
         self.account_id = account_id
         """The account whose orders the stream follows."""
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._pending: deque[str] = deque()
-        self._done = False
-        self._seen_snapshot = False
+        self.reconnect = reconnect
+        """Whether the stream connects again after the hub closed or the connection broke."""
+        self.server_timeout = seconds("server_timeout", server_timeout)
+        """Seconds of silence after which the hub counts as dead."""
+        self.handshake_timeout = seconds("handshake_timeout", handshake_timeout)
+        """Seconds for the upgrade and the SignalR handshake of each connection."""
+        self._policy = policy if policy is not None else RetryPolicy()
+        self._headers = dict(headers or {})
+        self._connection: Connection | None = None
+        self._snapshot: list[Any] | None = None
+        self._entered = False
 
     @property
     def safe_url(self) -> str:
@@ -94,24 +123,11 @@ class OpenOrdersStream:
         return f"<OpenOrdersStream {self.safe_url} account_id={self.account_id!r}>"
 
     async def __aenter__(self) -> Self:
-        self._ws = await self._connect()
-        try:
-            await self._ws.send_str(_HANDSHAKE)
-            reply = await self._next_message()
-            if reply.get("error"):
-                raise HubError(
-                    f"hub refused the handshake: {_answers.one_line(str(reply['error']))}"
-                )
-            invocation = {
-                "type": _STREAM_INVOCATION,
-                "target": "OpenOrders",
-                "arguments": [self.account_id],
-                "invocationId": "0",
-            }
-            await self._ws.send_str(json.dumps(invocation) + _RS)
-        except BaseException:
-            await self._ws.close()
-            raise
+        if self._entered:
+            raise RuntimeError("an OpenOrdersStream can be entered only once")
+        self._entered = True
+        async with self._hub.transport.guard("the OpenOrders stream"):
+            self._connection, self._snapshot = await self._connect(self._episode())
         return self
 
     async def __aexit__(
@@ -120,114 +136,58 @@ class OpenOrdersStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        ws, self._ws = self._ws, None
-        if ws is None or ws.closed:
-            return
-        if not self._done:
-            # The peer may be gone already; closing is all that is left then.
-            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                await ws.send_str(_CANCEL_STREAM)
-        await ws.close()
+        connection, self._connection = self._connection, None
+        self._snapshot = None
+        if connection is not None:
+            await connection.hang_up()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> OpenOrdersEvent:
-        records = await self.next_records()
-        is_snapshot = not self._seen_snapshot
-        self._seen_snapshot = True
-        orders = _converter.structure_list(records, OpenOrder, path="item", url=self.safe_url)
-        return OpenOrdersEvent(is_snapshot=is_snapshot, orders=tuple(orders))
+        if not self._entered:
+            raise RuntimeError("use the stream as `async with client.stream_open_orders() as s`")
+        if self._snapshot is not None:
+            records, self._snapshot = self._snapshot, None
+            return self._event(records, is_snapshot=True)
+        connection = self._connection
+        if connection is None:  # ended (or left): nothing more will come
+            raise StopAsyncIteration
+        async with self._hub.transport.guard("the OpenOrders stream"):
+            records, is_snapshot = await self._next_records(connection)
+        return self._event(records, is_snapshot=is_snapshot)
 
-    async def next_records(self) -> list[Any]:
-        """The next item's records as parsed JSON; HubError if the stream ends first."""
-        while not self._done:
-            message = await self._next_message()
-            kind = message.get("type")
-            if kind == _STREAM_ITEM and message.get("invocationId") == "0":
-                item = message.get("item")
-                return item if isinstance(item, list) else [item]
-            if kind == _COMPLETION:
-                self._done = True
-                if message.get("error"):
-                    raise HubError(
-                        f"OpenOrders stream failed: {_answers.one_line(str(message['error']))}"
-                    )
-            elif kind == _CLOSE:
-                self._done = True
-                if message.get("error"):
-                    raise HubError(
-                        f"hub closed the connection: {_answers.one_line(str(message['error']))}"
-                    )
-            # pings, invocations and items of other streams need no answer
-        raise (
-            StopAsyncIteration
-            if self._seen_snapshot
-            else HubError("the hub ended the stream before sending the snapshot")
+    async def _next_records(self, connection: Connection) -> tuple[list[Any], bool]:
+        """The next item's records, and whether they are a new connection's snapshot."""
+        try:
+            return await connection.next_item(None), False
+        except Failure as exc:
+            failure = exc
+        self._connection = None
+        await connection.hang_up()
+        if not self.reconnect:
+            if failure.graceful:
+                raise StopAsyncIteration
+            raise failure.error
+        episode = self._episode()
+        episode.attempts = 1  # the connection just lost was the first of this run
+        await episode.again(failure, connection.header)
+        self._connection, records = await self._connect(episode)
+        return records, True
+
+    async def _connect(self, episode: Episode) -> tuple[Connection, list[Any]]:
+        return await first_item(
+            self._hub,
+            episode,
+            account_id=self.account_id,
+            headers=self._headers,
+            server_timeout=self.server_timeout,
+            handshake_timeout=self.handshake_timeout,
         )
 
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
-        tokens = self._hub.tokens
-        header = await tokens.header()
-        for refreshed in (False, True):
-            url = self._hub.url.with_query(access_token=header.removeprefix("Bearer "))
-            try:
-                return await self._hub.session().ws_connect(
-                    url, autoping=True, heartbeat=None, max_msg_size=_MAX_MESSAGE
-                )
-            except aiohttp.WSServerHandshakeError as exc:
-                if exc.status == 401 and not refreshed and tokens.should_refresh(header):
-                    header = await tokens.refresh(stale=header)
-                    continue
-                status, headers = exc.status, dict(exc.headers or {})
-            except (aiohttp.ClientError, OSError) as exc:
-                _answers.forget_credentials(exc)
-                error = _answers.connection_error(exc, method="GET", url=self.safe_url, attempts=1)
-                raise error from None
-            # Raised outside the except block: the aiohttp error (its text holds the token
-            # URL) must not be reachable as our error's __context__.
-            raise _answers.status_error(
-                status=status,
-                method="GET",
-                url=self.safe_url,
-                headers=headers,
-                body=b"",
-                attempts=1 + refreshed,
-            )
-        raise AssertionError("unreachable")
+    def _episode(self) -> Episode:
+        return Episode(self._hub, self._policy, limit=self._policy.deadline)
 
-    async def _next_message(self) -> dict[str, Any]:
-        while not self._pending:
-            await self._receive_frame()
-        raw = self._pending.popleft()
-        try:
-            message = _converter.decode(raw)
-        except (ValueError, RecursionError):
-            raise self._garbage(raw, "not JSON") from None
-        if not isinstance(message, dict):
-            raise self._garbage(raw, "not a JSON object")
-        return message
-
-    async def _receive_frame(self) -> None:
-        assert self._ws is not None, "use the stream inside `async with`"
-        msg = await self._ws.receive()
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            data: str = msg.data
-        elif msg.type is aiohttp.WSMsgType.BINARY:
-            data = bytes(msg.data).decode("utf-8", "replace")
-        elif msg.type is aiohttp.WSMsgType.ERROR:
-            error = _answers.connection_error(
-                msg.data, method="GET", url=self.safe_url, attempts=1
-            )
-            raise error from None
-        else:  # CLOSE, CLOSING, CLOSED
-            self._done = True
-            raise APIConnectionError(
-                "the hub closed the websocket", method="GET", url=self.safe_url
-            )
-        if _RS not in data:
-            raise self._garbage(data, "a frame without the SignalR record separator")
-        self._pending.extend(part for part in data.split(_RS) if part)
-
-    def _garbage(self, raw: str, what: str) -> ResponseValidationError:
-        return ResponseValidationError(f"hub sent {what}", url=self.safe_url, body=raw)
+    def _event(self, records: list[Any], *, is_snapshot: bool) -> OpenOrdersEvent:
+        orders = _converter.structure_list(records, OpenOrder, path="item", url=self.safe_url)
+        return OpenOrdersEvent(is_snapshot=is_snapshot, orders=tuple(orders))

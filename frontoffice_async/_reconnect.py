@@ -1,0 +1,265 @@
+"""Connecting until a snapshot arrives: the hub's settings, and the retry policy applied to
+connections (attempts, full-jitter backoff, the client's retry budget, a time limit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._hub_transport import HubTransport
+from ._signalr import Connection, Failure, Late
+from .auth import TokenSource
+from .errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
+from .retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_SERVER_TIMEOUT",
+    "Episode",
+    "Hub",
+    "first_item",
+    "seconds",
+]
+
+logger = logging.getLogger("frontoffice_async")
+
+T = TypeVar("T")
+
+#: Seconds of silence after which the hub counts as dead (it pings every 15 s).
+DEFAULT_SERVER_TIMEOUT: Final = 30.0
+#: Seconds for the websocket upgrade and the SignalR handshake of one connection.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 15.0
+
+
+class Hub:
+    """Where and how a client reaches the account hub; shared by the client and its views.
+
+    Holds the hub's own aiohttp session (see `HubTransport`); `aclose` ends every stream and
+    snapshot in progress and closes that session. `server_timeout` and `handshake_timeout`
+    apply to snapshots (a stream takes its own).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: Callable[[], aiohttp.ClientSession],
+        url: URL,
+        tokens: TokenSource,
+        budget: RetryBudget | None = None,
+        server_timeout: float | None = DEFAULT_SERVER_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        """The hub URL, without a query (the token is added to each upgrade only)."""
+        self.tokens = tokens
+        self.budget = budget if budget is not None else RetryBudget()
+        self.server_timeout = seconds("server_timeout", server_timeout)
+        self.handshake_timeout = seconds("handshake_timeout", handshake_timeout)
+        self.on_retry = on_retry
+        self.sleep = sleep
+        self.rand = rand
+        self.transport = HubTransport(session)
+
+    async def aclose(self) -> None:
+        """End the streams and snapshots in progress (ClientClosedError) and close the hub's
+        session. Idempotent."""
+        await self.transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Hub {self.url}>"
+
+
+async def first_item(
+    hub: Hub,
+    episode: Episode,
+    *,
+    account_id: str,
+    headers: Mapping[str, str],
+    server_timeout: float | None,
+    handshake_timeout: float | None,
+) -> tuple[Connection, list[Any]]:
+    """Connect until a connection delivers its first item (the snapshot), as `episode` allows.
+
+    The connection returned is the caller's to hang up.
+    """
+    while True:
+        episode.attempts += 1
+        connection = Connection(
+            hub.transport,
+            url=hub.url,
+            account_id=account_id,
+            headers=headers,
+            server_timeout=server_timeout,
+            handshake_timeout=handshake_timeout,
+            attempt=episode.attempts,
+        )
+        try:
+            header = await episode.header()
+            await connection.open(header, episode.deadline)
+            records = await connection.next_item(episode.deadline)
+        except Failure as exc:
+            failure = exc
+        except Late:
+            await connection.hang_up()
+            raise episode.late(None) from None
+        except BaseException:
+            await connection.hang_up()
+            raise
+        else:
+            episode.succeeded()
+            return connection, records
+        await connection.hang_up()
+        await episode.again(failure, connection.header)
+
+
+class Episode:
+    """One run of connections until a snapshot arrives: the retry policy's attempts, backoff
+    and budget, and a time limit over every wait (token provider, upgrade, items, sleeps)."""
+
+    def __init__(self, hub: Hub, policy: RetryPolicy | None, *, limit: float | None) -> None:
+        policy = policy if policy is not None else RetryPolicy()
+        self._hub = hub
+        # `decide` gets no deadline: the time left is checked here, against `limit`.
+        self._policy = attrs.evolve(policy, deadline=None)
+        # The hub ending a stream on purpose (a deploy) is not a connection error: reconnect
+        # even when the policy does not resend after those.
+        self._graceful_policy = attrs.evolve(self._policy, retry_connection_errors=True)
+        self._loop = asyncio.get_running_loop()
+        self.limit = limit
+        self.started = self._loop.time()
+        self.deadline = None if limit is None else self.started + limit
+        """Loop time by which a snapshot must have arrived (None: no limit)."""
+        self.attempts = 0
+        """Connections tried so far (the current one included)."""
+        self._refreshed = False
+        self._spent = 0
+
+    async def header(self) -> str:
+        """The `Authorization` value for the next upgrade (the provider asked if need be)."""
+        tokens = self._hub.tokens
+        header = tokens.cached()
+        if header is None:
+            header = await self._within(tokens.header(), sent=self.attempts - 1)
+        return header
+
+    async def again(self, failure: Failure, header: str) -> None:
+        """Get ready for the next connection (refresh the token after a 401, or back off), or
+        raise the error that ends the run."""
+        hub = self._hub
+        if failure.status == 401:
+            tokens = hub.tokens
+            if self._refreshed:
+                tokens.refused(header)
+            elif (
+                self.attempts < self._policy.max_attempts
+                and tokens.should_refresh(header)
+                and not self._past()
+            ):
+                # One more attempt of this run: same time limit, no budget tokens, no sleep.
+                self._refreshed = True
+                await self._within(tokens.refresh(stale=header), sent=self.attempts)
+                return
+            raise failure.error
+        if not failure.retry:
+            raise failure.error
+        decision = decide(
+            self._graceful_policy if failure.graceful else self._policy,
+            method="GET",
+            attempt=self.attempts,
+            status=failure.status,
+            timed_out=failure.timed_out,
+            retry_after=failure.retry_after,
+            elapsed=self._loop.time() - self.started,
+            budget_left=hub.budget.available,
+            rand=hub.rand(),
+        )
+        if not decision.retry:
+            raise failure.error
+        if self.deadline is not None and self._loop.time() + decision.delay >= self.deadline:
+            raise self.late(failure)
+        hub.budget.acquire(decision.cost)
+        self._spent += decision.cost
+        self._announce(failure, decision.delay)
+        await hub.sleep(decision.delay)
+        if hub.transport.closed:
+            raise ClientClosedError("the client was closed while the OpenOrders hub reconnected")
+
+    def succeeded(self) -> None:
+        """A snapshot arrived: give the retry budget back what this run took (or 1 token)."""
+        self._hub.budget.release(self._spent or NO_RETRY_REFUND)
+
+    def late(self, failure: Failure | None) -> APITimeoutError:
+        """The error for a run whose time limit passed (`failure`: the last connection's)."""
+        last = "" if failure is None else f"; the last connection: {_reason(failure)}"
+        return APITimeoutError(
+            f"no OpenOrders snapshot within {self.limit:g}s{last}",
+            method="GET",
+            url=str(self._hub.url),
+            attempts=self.attempts,
+        )
+
+    def _past(self) -> bool:
+        return self.deadline is not None and self._loop.time() >= self.deadline
+
+    async def _within(self, awaitable: Awaitable[T], *, sent: int) -> T:
+        """Await the token provider within the run's time limit (`sent`: upgrades sent)."""
+        scope = asyncio.timeout_at(self.deadline)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise APITimeoutError(
+                f"no OpenOrders snapshot within {self.limit:g}s: still waiting for the token "
+                "provider",
+                method="GET",
+                url=str(self._hub.url),
+                attempts=sent,
+            ) from None
+        except TokenProviderError as exc:
+            # The provider's failure is shared by every caller of its episode: give this run
+            # its own error (the requests it sent, the provider's exception as the cause).
+            own = TokenProviderError(str(exc), attempts=sent)
+            raise own from exc.__cause__
+
+    def _announce(self, failure: Failure, delay: float) -> None:
+        hub = self._hub
+        url = str(hub.url)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "reconnecting to %s after connection %d (%s) in %.3fs",
+                url,
+                self.attempts,
+                failure.cause,
+                delay,
+            )
+        if hub.on_retry is not None:
+            event = RetryEvent("GET", url, self.attempts, delay, failure.cause, failure.status)
+            try:
+                hub.on_retry(event)
+            except Exception:
+                logger.exception("on_retry callback failed")
+
+
+def _reason(failure: Failure) -> str:
+    error = failure.error
+    if isinstance(error, APIStatusError):
+        return f"{error.status} {error.message}"
+    return str(error.args[0]) if error.args else type(error).__name__
+
+
+def seconds(name: str, value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+    return value
