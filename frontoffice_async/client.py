@@ -8,29 +8,19 @@ Bulk calls hand `bulk` a "cancel this id" callable; cancel-all lives in `_cancel
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiohttp
-from yarl import URL
 
 from . import _cancel_all, _converter, bulk, streams
-from ._checks import (
-    check_account_id,
-    check_headers,
-    normalise_base_url,
-    order_path_segment,
-    parse_side,
-)
-from ._middleware import DEFAULT_MAX_BODY, RetryMiddleware
-from ._pipeline import Pipeline
-from ._ratelimit import RateLimiter
-from ._session import USER_AGENT, SessionHolder
-from .auth import OfflineTokenAuth, TokenProvider, TokenSource
+from ._checks import check_headers, parse_side
+from ._core import Core, Settings
+from ._middleware import DEFAULT_MAX_BODY
+from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome
 from .models import Account, OpenOrder, Order, OrderSide, StopOrder
 from .retry import RetryBudget, RetryEvent, RetryPolicy
@@ -39,10 +29,6 @@ __all__ = ["FrontOfficeClient"]
 
 T = TypeVar("T")
 
-_API: Final = "/frontoffice/api"
-_HUB_PATH: Final = "/frontoffice/ws/v4/account"
-#: What the platform's own example sends on `DELETE /v3/stop-orders/{id}` (see the docs).
-_STOP_ORDER_HEADERS: Final = {"Content-Type": "application/json; x-api-version=4.0"}
 _UNSET: Any = object()
 
 
@@ -103,73 +89,30 @@ class FrontOfficeClient:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        base = normalise_base_url(base_url)
-        if session is not None and trace_configs is not None:
-            raise ValueError(
-                "trace_configs go to the session the client creates; with "
-                "session=, add them to that session"
-            )
-        if (
-            isinstance(max_body_size, bool)
-            or not isinstance(max_body_size, int)
-            or max_body_size < 1
-        ):
-            raise ValueError(f"max_body_size must be a positive int, got {max_body_size!r}")
-        if isinstance(token, OfflineTokenAuth):
-            token.bind(base, self._session_for_auth)
-        tokens = TokenSource(token)
-        session_timeout, attempt_timeout = _split_timeout(timeout)
-        self._holder = SessionHolder(
-            session,
-            connector_limit=max(100, _check_concurrency(concurrency)),
-            timeout=session_timeout,
-            trace_configs=list(trace_configs or ()),
-        )
-        limiter = None if rate_limit is None else RateLimiter(rate_limit, clock=clock, sleep=sleep)
-        middleware = RetryMiddleware(
-            retry if retry is not None else RetryPolicy(),
-            tokens=tokens,
-            timeout=attempt_timeout,
-            budget=retry_budget,
-            limiter=limiter,
-            gate=self._holder.gate,
-            max_body=max_body_size,
+        self._core = core = Core(
+            base_url,
+            token=token,
+            retry=retry,
+            timeout=timeout,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            session=session,
+            trace_configs=trace_configs,
+            retry_budget=retry_budget,
+            max_body_size=max_body_size,
             on_retry=on_retry,
             sleep=sleep,
             clock=clock,
             rand=rand,
         )
-        self._base = base
-        self._tokens = tokens
-        self._hub = streams.Hub(
-            session=self._holder.get,
-            url=URL(base).with_scheme("wss" if base.startswith("https") else "ws") / _HUB_PATH[1:],
-            tokens=tokens,
-            budget=middleware.budget,
-            on_retry=on_retry,
-            sleep=sleep,
-            rand=rand,
-        )
-        self._pipeline = Pipeline(self._holder.get, middleware, self._holder.their_middlewares)
-        self._orders_prefix = f"{base}{_API}/v3/orders/"
-        self._stop_orders_prefix = f"{base}{_API}/v3/stop-orders/"
-        self._accounts_url = URL(f"{base}{_API}/v3/accounts", encoded=True)
-        self._is_view = False
-        self._configure(
-            account_id=None if account_id is None else check_account_id(account_id),
+        self._settings = Settings(
+            core,
+            core.pipeline,
+            account_id=account_id,
             concurrency=concurrency,
-            headers=check_headers(default_headers),
+            headers=default_headers,
         )
-
-    def _configure(
-        self, *, account_id: str | None, concurrency: int, headers: dict[str, str]
-    ) -> None:
-        self._account_id = account_id
-        self._concurrency = _check_concurrency(concurrency)
-        self._default_headers = headers
-        base_headers = {} if self._holder.owns else {"User-Agent": USER_AGENT}
-        self._base_headers = {**base_headers, **headers}
-        self._headers_by_account: dict[tuple[str, bool], dict[str, str]] = {}
+        self._is_view = False
 
     def with_options(
         self,
@@ -189,34 +132,36 @@ class FrontOfficeClient:
         Example:
             >>> await client.with_options(retry=RetryPolicy.none(), timeout=2.0).cancel_order(oid)
         """
-        view = object.__new__(FrontOfficeClient)
-        view.__dict__.update(self.__dict__)
-        view._is_view = True
-        middleware = self._pipeline.retry
+        mine = self._settings
+        pipeline = mine.pipeline
         if retry is not _UNSET or timeout is not _UNSET:
             if timeout is not _UNSET and timeout is not None and not timeout > 0:
                 raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-            middleware = middleware.evolve(
-                policy=middleware.policy if retry is _UNSET else retry,
-                timeout=middleware.timeout if timeout is _UNSET else timeout,
+            middleware = pipeline.retry
+            pipeline = pipeline.evolve(
+                middleware.evolve(
+                    policy=middleware.policy if retry is _UNSET else retry,
+                    timeout=middleware.timeout if timeout is _UNSET else timeout,
+                )
             )
-            view._pipeline = self._pipeline.evolve(middleware)
-        headers = self._default_headers
-        if default_headers is not _UNSET:
-            headers = {**headers, **check_headers(default_headers)}
-        view._configure(
-            account_id=self._account_id
-            if account_id is _UNSET
-            else (None if account_id is None else check_account_id(account_id)),
-            concurrency=self._concurrency if concurrency is _UNSET else concurrency,
-            headers=headers,
+        view = object.__new__(FrontOfficeClient)
+        view._core = self._core
+        view._is_view = True
+        view._settings = Settings(
+            self._core,
+            pipeline,
+            account_id=mine.account_id if account_id is _UNSET else account_id,
+            concurrency=mine.concurrency if concurrency is _UNSET else concurrency,
+            headers=mine.headers
+            if default_headers is _UNSET
+            else {**mine.headers, **check_headers(default_headers)},
         )
         return view
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._holder.get()
+        self._core.holder.get()
         return self
 
     async def __aexit__(
@@ -231,50 +176,44 @@ class FrontOfficeClient:
         """Close the client: no new request leaves, requests already on the wire finish
         (each within its per-attempt limit), then the session it created is closed (never a
         borrowed one). Idempotent; a view's `close()` does nothing."""
-        if self._is_view:
-            return
-        await self._hub.aclose()  # streams end at once (ClientClosedError), not with the session
-        await self._holder.close()
-        await self._tokens.aclose()
+        if not self._is_view:
+            await self._core.aclose()
 
     @property
     def closed(self) -> bool:
         """True once `close()` has run (on this client or, for a view, its parent)."""
-        return self._holder.closed
+        return self._core.holder.closed
 
     @property
     def account_id(self) -> str | None:
         """The default `accountId` of calls."""
-        return self._account_id
+        return self._settings.account_id
 
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy calls use (change it for a call with `with_options`)."""
-        return self._pipeline.retry.policy
+        return self._settings.pipeline.retry.policy
 
     @property
     def concurrency(self) -> int:
         """The default worker count of bulk calls."""
-        return self._concurrency
+        return self._settings.concurrency
 
     @property
     def retry_budget_left(self) -> int:
         """Retry tokens left in the client-wide budget (500 when idle; see `RetryBudget`)."""
-        return self._pipeline.retry.budget.available
+        return self._settings.pipeline.retry.budget.available
 
     def __repr__(self) -> str:
-        if self._holder.closed:
+        if self._core.holder.closed:
             state = "closed"
         else:
-            state = "open" if self._holder.started else "not started"
+            state = "open" if self._core.holder.started else "not started"
         kind = "view of " if self._is_view else ""
         return (
-            f"<FrontOfficeClient {kind}{self._base} account_id={self._account_id!r} "
-            f"token={self._tokens!r} {state}>"
+            f"<FrontOfficeClient {kind}{self._core.base} account_id={self._settings.account_id!r} "
+            f"token={self._core.tokens!r} {state}>"
         )
-
-    def _session_for_auth(self) -> aiohttp.ClientSession:
-        return self._holder.get()
 
     # --- single calls ---------------------------------------------------------------------------
 
@@ -286,8 +225,7 @@ class FrontOfficeClient:
         cancelled it), `ConflictError` (409) when the platform is busy with it, and
         `InvalidOrderIdError` before any request for an impossible id.
         """
-        headers = self._headers_for(self._account_for(account_id))
-        record, _ = await self._cancel(self._orders_prefix, Order, headers, order_id)
+        record, _ = await self._settings.canceller(Order, account_id)(order_id)
         return record
 
     async def cancel_stop_order(
@@ -298,15 +236,16 @@ class FrontOfficeClient:
         Sends `Content-Type: application/json; x-api-version=4.0` as the platform's own example
         does (whether the server needs it is not documented); `default_headers` can override it.
         """
-        headers = self._headers_for(self._account_for(account_id), stop=True)
-        record, _ = await self._cancel(self._stop_orders_prefix, StopOrder, headers, order_id)
+        record, _ = await self._settings.canceller(StopOrder, account_id, stop=True)(order_id)
         return record
 
     async def list_accounts(self) -> list[Account]:
         """The trading accounts the token can act on (no `accountId` needed)."""
-        self._holder.get()  # closed or wrong loop: say so before anything else
-        url = self._accounts_url
-        body, attempts = await self._pipeline.send("GET", url, self._base_headers)
+        self._core.holder.get()  # closed or wrong loop: say so before anything else
+        url = self._core.accounts_url
+        body, attempts = await self._settings.pipeline.send(
+            "GET", url, self._settings.base_headers
+        )
         return _converter.read_list(body, Account, url=url, attempts=attempts)
 
     # --- bulk -----------------------------------------------------------------------------------
@@ -331,9 +270,9 @@ class FrontOfficeClient:
         `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
         """
         return await bulk.cancel_orders(
-            self._canceller(self._orders_prefix, Order, account_id),
+            self._settings.canceller(Order, account_id),
             order_ids,
-            concurrency=self._concurrency if concurrency is None else concurrency,
+            concurrency=self._settings.concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
         )
@@ -353,9 +292,9 @@ class FrontOfficeClient:
         the ids your bot placed and cancel them with this.
         """
         return await bulk.cancel_orders(
-            self._canceller(self._stop_orders_prefix, StopOrder, account_id, stop=True),
+            self._settings.canceller(StopOrder, account_id, stop=True),
             order_ids,
-            concurrency=self._concurrency if concurrency is None else concurrency,
+            concurrency=self._settings.concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
         )
@@ -376,9 +315,9 @@ class FrontOfficeClient:
         work; wrap in `contextlib.aclosing` to do it at once.
         """
         return bulk.iter_cancel_orders(
-            self._canceller(self._orders_prefix, Order, account_id),
+            self._settings.canceller(Order, account_id),
             order_ids,
-            concurrency=self._concurrency if concurrency is None else concurrency,
+            concurrency=self._settings.concurrency if concurrency is None else concurrency,
             dedupe=dedupe,
         )
 
@@ -397,8 +336,8 @@ class FrontOfficeClient:
         before its snapshot is an error, not "no orders". Strict: a record that does not parse
         raises `ResponseValidationError` naming it."""
         wanted = None if side is None else parse_side(side)
-        records = await self._snapshot(self._account_for(account_id), timeout)
-        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._hub.url)
+        records = await self._settings.snapshot(self._settings.account_for(account_id), timeout)
+        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._core.hub.url)
         return [
             o
             for o in orders
@@ -424,12 +363,12 @@ class FrontOfficeClient:
         seconds of silence after which the hub counts as dead; `handshake_timeout`: seconds
         for the upgrade and the SignalR handshake of each connection.
         """
-        self._holder.get()
+        self._core.holder.get()
         return streams.OpenOrdersStream(
-            self._hub,
-            self._account_for(account_id),
-            policy=self._pipeline.retry.policy,
-            headers=self._base_headers,
+            self._core.hub,
+            self._settings.account_for(account_id),
+            policy=self._settings.pipeline.retry.policy,
+            headers=self._settings.base_headers,
             reconnect=reconnect,
             server_timeout=server_timeout,
             handshake_timeout=handshake_timeout,
@@ -458,18 +397,18 @@ class FrontOfficeClient:
         every outcome of every round. `dry_run=True` takes one snapshot and cancels nothing:
         the orders it would cancel are the result's `remaining`.
         """
-        account = self._account_for(account_id)
+        account = self._settings.account_for(account_id)
         wanted = None if side is None else parse_side(side)
-        cancel = self._canceller(self._orders_prefix, Order, account)
+        cancel = self._settings.canceller(Order, account)
 
         async def snapshot() -> list[Any]:
-            return await self._snapshot(account, snapshot_timeout)
+            return await self._settings.snapshot(account, snapshot_timeout)
 
         async def cancel_ids(ids: Iterable[str]) -> BulkCancelResult[Order]:
             return await bulk.cancel_orders(
                 cancel,
                 ids,
-                concurrency=self._concurrency if concurrency is None else concurrency,
+                concurrency=self._settings.concurrency if concurrency is None else concurrency,
                 on_outcome=on_outcome,
                 dedupe=False,  # a selection lists each id once
             )
@@ -479,77 +418,3 @@ class FrontOfficeClient:
         )
 
     # --- plumbing -------------------------------------------------------------------------------
-
-    async def _cancel(
-        self, prefix: str, cls: type[T], headers: Mapping[str, str], order_id: str
-    ) -> tuple[T, int]:
-        """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
-        url = URL(prefix + order_path_segment(order_id), encoded=True)
-        body, attempts = await self._pipeline.send("DELETE", url, headers, order_id=order_id)
-        return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
-
-    def _canceller(
-        self, prefix: str, cls: type[T], account_id: str | None, *, stop: bool = False
-    ) -> bulk.Canceller[T]:
-        headers = self._headers_for(self._account_for(account_id), stop=stop)
-        return functools.partial(self._cancel, prefix, cls, headers)
-
-    async def _snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
-        self._holder.get()
-        return await streams.read_snapshot(
-            self._hub,
-            account_id,
-            timeout=timeout,
-            policy=self._pipeline.retry.policy,
-            headers=self._base_headers,
-        )
-
-    def _account_for(self, account_id: str | None) -> str:
-        if account_id is None:
-            account_id = self._account_id
-            if account_id is None:
-                raise ValueError(
-                    "no account id: pass account_id= to the call or to FrontOfficeClient"
-                )
-            return account_id
-        return check_account_id(account_id)
-
-    def _headers_for(self, account_id: str, *, stop: bool = False) -> dict[str, str]:
-        self._holder.get()  # closed or wrong loop: say so before anything else
-        key = (account_id, stop)
-        headers = self._headers_by_account.get(key)
-        if headers is None:
-            extra = _STOP_ORDER_HEADERS if stop else {}
-            headers = self._headers_by_account[key] = {
-                **extra,
-                **self._base_headers,
-                "accountId": account_id,
-            }
-        return headers
-
-
-def _check_concurrency(concurrency: object) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-    return concurrency
-
-
-def _split_timeout(
-    timeout: float | aiohttp.ClientTimeout | None,
-) -> tuple[aiohttp.ClientTimeout, float | None]:
-    """(the session's timeout, the per-attempt limit the retry middleware enforces)."""
-    # The session's `total` would span every retry and sleep, so it stays unset.
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        per_attempt = timeout.total
-        session_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeout.connect,
-            sock_connect=timeout.sock_connect,
-            sock_read=timeout.sock_read,
-        )
-    else:
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        per_attempt = timeout
-        session_timeout = aiohttp.ClientTimeout(total=None)
-    return session_timeout, per_attempt

@@ -22,6 +22,7 @@ from frontoffice_async import (
 )
 from frontoffice_async._cancel_all import cancel_all
 from frontoffice_async._converter import structure
+from frontoffice_async._core import Settings
 from frontoffice_async.testing import (
     DEFAULT_ACCOUNT_ID,
     Fault,
@@ -385,18 +386,18 @@ async def test_unknown_id_in_a_snapshot_is_not_found(
 ) -> None:
     sim = frontoffice_simulator
     ids = sim.add_orders(3)
+    real = Settings.snapshot
+    calls = 0
+
+    async def snapshot(self: Settings, account_id: str, timeout: float | None) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        records = await real(self, account_id, timeout)
+        # An order the server no longer knows at all by the time we cancel it.
+        return [*records, record(UNKNOWN_ID)] if calls == 1 else records
+
+    monkeypatch.setattr(Settings, "snapshot", snapshot)
     async with client_for(sim) as client:
-        real = client._snapshot
-        calls = 0
-
-        async def snapshot(account_id: str, timeout: float | None) -> list[Any]:
-            nonlocal calls
-            calls += 1
-            records = await real(account_id, timeout)
-            # An order the server no longer knows at all by the time we cancel it.
-            return [*records, record(UNKNOWN_ID)] if calls == 1 else records
-
-        monkeypatch.setattr(client, "_snapshot", snapshot)
         result = await client.cancel_all_orders()
 
     assert [o.order_id for o in result] == [*ids, UNKNOWN_ID]

@@ -251,7 +251,7 @@ def hub_client(
         script.url, account_id=DEFAULT_ACCOUNT_ID, sleep=sleeps or Sleeps(), **kwargs
     )
     if server_timeout is not None:
-        client._hub.server_timeout = server_timeout  # what a snapshot counts as silence
+        client._core.hub.server_timeout = server_timeout  # what a snapshot counts as silence
     return client
 
 
@@ -343,7 +343,7 @@ async def test_a_handshake_that_never_comes_is_left_for_a_new_connection(
 ) -> None:
     script = await hubs.start(Conn(handshake_reply=None), Conn([SNAPSHOT]))
     async with hub_client(script) as client:
-        client._hub.handshake_timeout = 0.05
+        client._core.hub.handshake_timeout = 0.05
         orders = await client.open_orders(timeout=5)
     assert [order.order_id for order in orders] == [ORDER_ID]
     assert script.attempts == 2
