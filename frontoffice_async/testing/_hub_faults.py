@@ -50,7 +50,7 @@ _FIELDS_OF_KIND: dict[HubFaultKind, frozenset[str]] = {
 }
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class HubFault:
     """One failure to inflict on one OpenOrders hub connection.
 
@@ -105,6 +105,17 @@ class HubFault:
                 raise TypeError(f"remove must be a bool, got {self.remove!r}")
             if self.remove and self.value is not None:
                 raise ValueError("value cannot be set when remove=True removes the key")
+
+    def __repr__(self) -> str:
+        # As the named constructor that builds it: short in test ids and logs, and eval-able.
+        name = "close_with_error" if self.error is not None else self.kind.value
+        used = _FIELDS_OF_KIND[self.kind] - ({"error"} if self.error is None else set())
+        args = ", ".join(
+            f"{field.name}={getattr(self, field.name)!r}"
+            for field in attrs.fields(HubFault)[1:]
+            if field.name in used
+        )
+        return f"HubFault.{name}({args})"
 
     @classmethod
     def refuse(cls, status: int = 503) -> HubFault:

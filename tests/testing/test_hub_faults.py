@@ -58,6 +58,27 @@ def test_named_constructors() -> None:
 
 
 @pytest.mark.parametrize(
+    "fault",
+    [
+        HubFault.refuse(401),
+        HubFault.close(),
+        HubFault.close(allow_reconnect=None),
+        HubFault.close_with_error("boom", allow_reconnect=False),
+        HubFault.complete(),
+        HubFault.drop(),
+        HubFault.silence(pings=False),
+        HubFault.bad_record("orderId", None),
+        HubFault.bad_record("orderId", remove=True),
+        HubFault.duplicate(),
+    ],
+    ids=repr,
+)
+def test_repr_is_the_constructor_call(fault: HubFault) -> None:
+    assert repr(fault).startswith("HubFault.")
+    assert eval(repr(fault), {"HubFault": HubFault}) == fault  # noqa: S307
+
+
+@pytest.mark.parametrize(
     ("build", "error", "field"),
     [
         (lambda: HubFault.refuse(200), ValueError, "status"),
