@@ -11,8 +11,6 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses, core
 
-pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
-
 DATA = Path(__file__).parent / "data"
 
 
