@@ -289,8 +289,9 @@ class FaultPlan:
                 f"choose from {sorted(_FAULT_ENDPOINTS)}"
             )
         _check_entries("hub", self.hub, HubFault)
-        _check_entries("hub_rates", self.hub_rates, HubFault)
         for fault, rate in self.hub_rates.items():
+            if not isinstance(fault, HubFault):
+                raise TypeError(f"hub_rates keys must be HubFault values, got {fault!r}")
             _check_rate(f"hub_rates[{fault!r}]", rate)
         hub_total = math.fsum(self.hub_rates.values())
         if hub_total > 1.0 + 1e-9:

@@ -107,7 +107,7 @@ def test_hub_fault_validation_names_the_field(
     ("kwargs", "error", "field"),
     [
         ({"hub": [HubFault.drop(), Fault.reset()]}, TypeError, r"hub\[1\]"),
-        ({"hub_rates": {Fault.reset(): 0.1}}, TypeError, "hub_rates"),
+        ({"hub_rates": {Fault.reset(): 0.1}}, TypeError, "hub_rates keys"),
         ({"hub_rates": {HubFault.drop(): 1.5}}, ValueError, "hub_rates"),
         ({"hub_rates": {HubFault.drop(): "0.1"}}, TypeError, "hub_rates"),
         ({"hub_rates": {HubFault.drop(): 0.6, HubFault.complete(): 0.6}}, ValueError, "1"),
