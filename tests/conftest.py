@@ -1,7 +1,8 @@
 """Fixtures: the simulator with a sentinel token, and aioresponses (with its shim).
 
 Helpers that are not fixtures live in tests/support.py; the simulator's own fixtures
-(`frontoffice_simulator`, `frontoffice_simulator_factory`) come from its pytest plugin.
+(`frontoffice_simulator`, `frontoffice_simulator_factory`) come from its pytest plugin, which
+the package registers as a `pytest11` entry point.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from .support import SENTINEL_TOKEN
 if TYPE_CHECKING:  # the plugin module is imported by pytest itself, so its asserts are rewritten
     from frontoffice_async.testing import FrontOfficeSimulator
     from frontoffice_async.testing.pytest_plugin import SimulatorFactory
-
-pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
 
 
 @pytest.fixture

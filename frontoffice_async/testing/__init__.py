@@ -1,12 +1,12 @@
 """Test your trading bot against `FrontOfficeSimulator`, a loopback Front Office server.
 
-See docs/simulator.md; pytest users enable `frontoffice_async.testing.pytest_plugin`.
+See docs/simulator.md; the pytest fixtures load by themselves once the package is installed.
 """
 
 from frontoffice_async.testing._book import SimulatedOrder
 from frontoffice_async.testing._log import RecordedRequest, SimulatorStats
 from frontoffice_async.testing._simulator import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
-from frontoffice_async.testing.faults import Fault, FaultKind, FaultPlan
+from frontoffice_async.testing.faults import Fault, FaultKind, FaultPlan, HubFault, HubFaultKind
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -14,6 +14,8 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "FrontOfficeSimulator",
+    "HubFault",
+    "HubFaultKind",
     "RecordedRequest",
     "SimulatedOrder",
     "SimulatorStats",

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 from aiohttp import web
 
+from frontoffice_async.testing._hub_faults import HubFault
 from frontoffice_async.testing.faults import FaultKind
 
 __all__ = ["ENTRY_KEY", "LogEntry", "RecordedRequest", "RequestLog", "SimulatorStats"]
@@ -39,6 +40,8 @@ class RecordedRequest:
     fault: FaultKind | None
     #: When the request arrived, in event-loop time (`loop.time()`).
     started_at: float
+    #: The hub fault a hub connection got from `FaultPlan.hub`/`hub_rates`; None otherwise.
+    hub_fault: HubFault | None = None
 
 
 @attrs.frozen
@@ -66,6 +69,7 @@ class LogEntry:
     started_at: float
     status: int | None = None
     fault: FaultKind | None = None
+    hub_fault: HubFault | None = None
     #: Set when the handler closed the connection instead of answering.
     dropped: bool = False
 
@@ -81,6 +85,7 @@ class LogEntry:
             status=self.status,
             fault=self.fault,
             started_at=self.started_at,
+            hub_fault=self.hub_fault,
         )
 
 

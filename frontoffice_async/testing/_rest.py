@@ -14,9 +14,10 @@ from aiohttp import web
 
 from frontoffice_async.testing import _wire
 from frontoffice_async.testing._book import OrderBook, OrderKind
+from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._log import ENTRY_KEY
 from frontoffice_async.testing._tokens import Grant, TokenRegistry
-from frontoffice_async.testing.faults import Fault, FaultKind, _FaultDispenser
+from frontoffice_async.testing.faults import Fault, FaultKind
 
 __all__ = [
     "ACCOUNTS_PATH",
@@ -51,7 +52,7 @@ class Responder:
     """Builds error answers, applies faults and pauses, and drops connections."""
 
     def __init__(
-        self, *, dispenser: _FaultDispenser, closing: asyncio.Event, trace_ids: _wire.TraceIds
+        self, *, dispenser: FaultDispenser, closing: asyncio.Event, trace_ids: _wire.TraceIds
     ) -> None:
         self._dispenser = dispenser
         self._closing = closing

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self
@@ -15,11 +16,13 @@ from aiohttp import web
 
 from frontoffice_async.testing import _wire
 from frontoffice_async.testing._book import OrderBook, OrderKind, SimulatedOrder
+from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._hub import HubEndpoint
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
 from frontoffice_async.testing._rest import Responder, RestApi
+from frontoffice_async.testing._signals import caught_signals
 from frontoffice_async.testing._tokens import TokenRegistry
-from frontoffice_async.testing.faults import FaultPlan, _FaultDispenser
+from frontoffice_async.testing.faults import FaultPlan
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "FrontOfficeSimulator"]
 
@@ -59,6 +62,8 @@ class FrontOfficeSimulator:
         offline_token: Enables `POST /frontoffice/api/v4/access-token` for this token.
         access_token_ttl: Lifetime in seconds of the tokens that exchange issues.
         ping_interval: Seconds of silence after which the hub sends a SignalR ping.
+        client_timeout: Seconds a hub client may send nothing before the hub closes its
+            connection (ASP.NET Core's ClientTimeoutInterval); None never closes.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class FrontOfficeSimulator:
         offline_token: str | None = None,
         access_token_ttl: float = 3600.0,
         ping_interval: float = 15.0,
+        client_timeout: float | None = 30.0,
     ) -> None:
         self._account_ids = _check_accounts(accounts)
         if token is not None and (not isinstance(token, str) or not token.strip()):
@@ -85,6 +91,8 @@ class FrontOfficeSimulator:
         _check_seconds("latency", latency, allow_zero=True)
         _check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
         _check_seconds("ping_interval", ping_interval, allow_zero=False)
+        if client_timeout is not None:
+            _check_seconds("client_timeout", client_timeout, allow_zero=False)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be 0..65535, got {port!r}")
         self._host = host
@@ -93,8 +101,11 @@ class FrontOfficeSimulator:
         self._token = self._tokens.issue(self._account_ids, token=token)
         self._book = OrderBook(seed)
         self._log = RequestLog()
-        self._dispenser = _FaultDispenser(_check_plan(faults))
+        self._dispenser = FaultDispenser(_check_plan(faults))
+        # Set when closing starts (pending sleeps end, `serve_until_stopped` returns) and
+        # when it is done (a second `close()` waits for the first).
         self._closing = asyncio.Event()
+        self._closed_event = asyncio.Event()
         responder = Responder(
             dispenser=self._dispenser, closing=self._closing, trace_ids=_wire.TraceIds(seed)
         )
@@ -108,7 +119,12 @@ class FrontOfficeSimulator:
             access_token_ttl=access_token_ttl,
         )
         self._hub = HubEndpoint(
-            book=self._book, tokens=self._tokens, responder=responder, ping_interval=ping_interval
+            book=self._book,
+            tokens=self._tokens,
+            responder=responder,
+            dispenser=self._dispenser,
+            ping_interval=ping_interval,
+            client_timeout=client_timeout,
         )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -147,15 +163,62 @@ class FrontOfficeSimulator:
         self._runner = runner
 
     async def close(self) -> None:
-        """Stop the server: pending sleeps end, hub connections close. Idempotent."""
+        """Stop the server gracefully. Idempotent; a second call waits for the first.
+
+        Pending sleeps (latency, SLOW faults) end at once. Every hub connection gets the
+        SignalR Close message `{"type":7,"allowReconnect":true}` and a normal websocket
+        close, as ASP.NET Core sends on shutdown; a client that does not answer the close
+        within half a second is cut off, so `close()` never hangs on a peer.
+        """
         if self._closed:
+            await self._closed_event.wait()
             return
         self._closed = True
         self._url = None
         self._closing.set()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            self._closed_event.set()
+
+    async def serve_until_stopped(
+        self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
+    ) -> signal.Signals | None:
+        """Serve until SIGINT or SIGTERM arrives, then close gracefully; return that signal.
+
+        Starts the simulator first if needed. Returns None when `close()` was called from
+        elsewhere; closes the simulator too when the awaiting task is cancelled. The signal
+        handlers live only for the call and the previous ones are put back. On Windows, or
+        outside the main thread, no handler can be installed: then only cancellation (Ctrl-C
+        under `asyncio.run`) or `close()` stops it.
+
+        For example, a script that a process manager may stop with SIGTERM:
+
+        ```python
+        async def main() -> None:
+            sim = FrontOfficeSimulator(port=8080)
+            await sim.start()
+            sim.add_orders(100)
+            print(sim.url, sim.token)
+            await sim.serve_until_stopped()  # hub clients get a graceful Close
+        ```
+        """
+        if self._runner is None:
+            await self.start()
+        received: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig)
+            self._closing.set()
+
+        try:
+            with caught_signals(signals, on_signal):
+                await self._closing.wait()
+        finally:
+            await self.close()
+        return received[0] if received else None
 
     @property
     def url(self) -> str:

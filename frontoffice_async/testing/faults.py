@@ -1,6 +1,7 @@
-"""Fault plans for the simulator: which request fails, how, and reproducibly so.
+"""Fault plans for the simulator: which request or hub connection fails, how, reproducibly.
 
-A `FaultPlan` is a frozen value; the simulator asks it for the fault of each eligible request.
+A `FaultPlan` is a frozen value; the simulator asks it for the fault of each eligible request
+and of each OpenOrders hub connection.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Fault", "FaultKind", "FaultPlan"]
+from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
+
+__all__ = ["Fault", "FaultKind", "FaultPlan", "HubFault", "HubFaultKind"]
 
 # The endpoint names a plan may target: the `endpoint` values of `RecordedRequest`.
 _FAULT_ENDPOINTS: frozenset[str] = frozenset(
@@ -190,10 +193,28 @@ def _convert_endpoints(names: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _check_entries(name: str, entries: Iterable[object]) -> None:
+def _convert_hub(entries: Iterable[HubFault | None]) -> tuple[HubFault | None, ...]:
+    return tuple(entries)
+
+
+def _convert_hub_rates(rates: Mapping[HubFault, float]) -> Mapping[HubFault, float]:
+    # The caller's order is kept: the cumulative draw walks it.
+    return types.MappingProxyType(dict(rates))
+
+
+def _check_entries(
+    name: str, entries: Iterable[object], kind: type[Fault] | type[HubFault] = Fault
+) -> None:
     for index, entry in enumerate(entries):
-        if entry is not None and not isinstance(entry, Fault):
-            raise TypeError(f"{name}[{index}] must be a Fault or None, got {entry!r}")
+        if entry is not None and not isinstance(entry, kind):
+            raise TypeError(f"{name}[{index}] must be a {kind.__name__} or None, got {entry!r}")
+
+
+def _check_rate(name: str, rate: object) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise TypeError(f"{name} must be a number, got {rate!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
 
 
 @attrs.frozen
@@ -208,11 +229,17 @@ class FaultPlan:
     3. after the sequence, each kind in `rates` strikes with its probability, drawn from
        `(seed, order id or endpoint, n)` so the outcome does not depend on arrival order.
 
+    Hub connections (upgrades of the OpenOrders hub that pass the token check) have their own
+    count: the n-th one gets the n-th entry of `hub`, and after that each `HubFault` in
+    `hub_rates` strikes with its probability, drawn from `(seed, n)`.
+
     For example:
 
     ```python
     FaultPlan(scripts={order_id: [Fault.rate_limited(), Fault.reset(), None]})
     FaultPlan.uniform(0.2, seed=7)
+    FaultPlan(hub=[HubFault.close(), None, HubFault.refuse(503)])
+    FaultPlan(hub_rates={HubFault.drop(): 0.1, HubFault.silence(): 0.05}, seed=3)
     ```
     """
 
@@ -231,13 +258,16 @@ class FaultPlan:
     endpoints: frozenset[str] = attrs.field(
         default=_DEFAULT_ENDPOINTS, converter=_convert_endpoints
     )
+    #: Hub faults in connection order: the n-th hub connection gets the n-th entry.
+    hub: Sequence[HubFault | None] = attrs.field(default=(), converter=_convert_hub)
+    #: After `hub`: each fault strikes a hub connection with its probability.
+    hub_rates: Mapping[HubFault, float] = attrs.field(
+        factory=dict, converter=_convert_hub_rates, hash=False
+    )
 
     def __attrs_post_init__(self) -> None:
         for kind, rate in self.rates.items():
-            if isinstance(rate, bool) or not isinstance(rate, int | float):
-                raise TypeError(f"rates[{kind.name}] must be a number, got {rate!r}")
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"rates[{kind.name}] must be between 0 and 1, got {rate!r}")
+            _check_rate(f"rates[{kind.name}]", rate)
         if FaultKind.RESPONSE in self.rates:
             raise ValueError("rates cannot hold RESPONSE; script Fault.response() instead")
         total = math.fsum(self.rates.values())
@@ -258,6 +288,14 @@ class FaultPlan:
                 f"endpoints: unknown endpoint(s) {sorted(unknown)}; "
                 f"choose from {sorted(_FAULT_ENDPOINTS)}"
             )
+        _check_entries("hub", self.hub, HubFault)
+        for fault, rate in self.hub_rates.items():
+            if not isinstance(fault, HubFault):
+                raise TypeError(f"hub_rates keys must be HubFault values, got {fault!r}")
+            _check_rate(f"hub_rates[{fault!r}]", rate)
+        hub_total = math.fsum(self.hub_rates.values())
+        if hub_total > 1.0 + 1e-9:
+            raise ValueError(f"hub_rates must add up to at most 1, got {hub_total!r}")
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -308,6 +346,21 @@ class FaultPlan:
                 return self._fault_of_kind(kind)
         return None
 
+    def draw_hub(self, n: int) -> HubFault | None:
+        """The rate-drawn hub fault for the `n`-th hub connection (counted from 0).
+
+        A pure function of `(seed, n)` and `hub_rates`, walked in the mapping's order.
+        """
+        if not self.hub_rates:
+            return None
+        point = _unit_interval(f"{self.seed}:hub-connection:{n}")
+        cumulative = 0.0
+        for fault, rate in self.hub_rates.items():
+            cumulative += rate
+            if point < cumulative:
+                return fault
+        return None
+
     def _fault_of_kind(self, kind: FaultKind) -> Fault:
         if kind is FaultKind.RATE_LIMITED:
             return Fault(kind, retry_after=self.retry_after)
@@ -320,36 +373,3 @@ def _unit_interval(text: str) -> float:
     """A uniform float in [0, 1) derived from `text`, stable across runs and platforms."""
     digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-class _FaultDispenser:
-    """The run-time state of a plan: how many requests each order id and endpoint has seen."""
-
-    def __init__(self, plan: FaultPlan) -> None:
-        self.plan = plan
-        self._per_key: dict[str, int] = {}
-        self._sequence_index = 0
-
-    def replace(self, plan: FaultPlan) -> None:
-        """Switch to `plan`, starting its scripts and sequence from the beginning."""
-        self.plan = plan
-        self._per_key.clear()
-        self._sequence_index = 0
-
-    def next_fault(self, endpoint: str, order_id: str | None) -> Fault | None:
-        """The fault for the next request on `endpoint` (naming `order_id`, if any)."""
-        plan = self.plan
-        if endpoint not in plan.endpoints:
-            return None
-        # Order ids and endpoint names live in one counter map; prefixes keep them apart.
-        key = f"order:{order_id}" if order_id is not None else f"endpoint:{endpoint}"
-        n = self._per_key.get(key, 0)
-        self._per_key[key] = n + 1
-        if order_id is not None and order_id in plan.scripts:
-            script = plan.scripts[order_id]
-            return script[n] if n < len(script) else None
-        index = self._sequence_index
-        self._sequence_index += 1
-        if index < len(plan.sequence):
-            return plan.sequence[index]
-        return plan.draw(order_id if order_id is not None else endpoint, n)

@@ -20,10 +20,8 @@ from frontoffice_async.testing import (
     FaultPlan,
     FrontOfficeSimulator,
 )
-from frontoffice_async.testing.faults import _FaultDispenser
+from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
-
-pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
 
 ORDERS = "/frontoffice/api/v3/orders"
 ACCOUNTS = "/frontoffice/api/v3/accounts"
@@ -170,7 +168,7 @@ def test_dispenser_scripts_then_sequence_then_rates() -> None:
         sequence=[Fault.server_error(), None],
         rates={FaultKind.UNAVAILABLE: 1.0},
     )
-    dispenser = _FaultDispenser(plan)
+    dispenser = FaultDispenser(plan)
     script = [dispenser.next_fault("cancel_order", "a") for _ in range(5)]
     assert script == [Fault.reset(), None, Fault.malformed(), None, None]
     others = [dispenser.next_fault("cancel_order", "b") for _ in range(3)]

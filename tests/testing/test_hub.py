@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,64 +16,26 @@ from aiohttp import WSMsgType
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, Fault, FaultPlan, FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
+from ._hubclient import (
+    HANDSHAKE,
+    HUB,
+    ORDERS,
+    RS,
+    SECOND_ACCOUNT_ID,
+    Hub,
+    auth,
+    hub_url,
+    invocation,
+    subscribe,
+)
 
-SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
-HUB = "/frontoffice/ws/v4/account"
-RS = "\x1e"
-HANDSHAKE = '{"protocol":"json","version":1}' + RS
 STREAM_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "open_orders_stream.txt"
-
-
-def invocation(account_id: str = DEFAULT_ACCOUNT_ID, invocation_id: str = "0") -> str:
-    message = {
-        "type": 4,
-        "target": "OpenOrders",
-        "arguments": [account_id],
-        "invocationId": invocation_id,
-    }
-    return json.dumps(message) + RS
-
-
-class Hub:
-    """A minimal SignalR reader: splits frames into messages, optionally skipping pings."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.pending: list[Any] = []
-        self.frames: list[str] = []
-
-    async def next(self, *, skip_pings: bool = True, timeout: float = 2.0) -> Any:
-        while True:
-            while self.pending:
-                message = self.pending.pop(0)
-                if not (skip_pings and message == {"type": 6}):
-                    return message
-            frame = await self.ws.receive(timeout=timeout)
-            assert frame.type is WSMsgType.TEXT, frame
-            assert frame.data.endswith(RS)
-            self.frames.append(frame.data)
-            self.pending.extend(json.loads(part) for part in frame.data.split(RS)[:-1])
 
 
 @pytest_asyncio.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
-
-
-def hub_url(sim: FrontOfficeSimulator, token: str | None = None) -> str:
-    return f"{sim.url}{HUB}?access_token={token or sim.token}"
-
-
-async def subscribe(
-    session: aiohttp.ClientSession, sim: FrontOfficeSimulator, account_id: str = DEFAULT_ACCOUNT_ID
-) -> tuple[aiohttp.ClientWebSocketResponse, Hub]:
-    ws = await session.ws_connect(hub_url(sim))
-    hub = Hub(ws)
-    await ws.send_str(HANDSHAKE + invocation(account_id))  # two messages, one frame
-    assert await hub.next() == {}
-    return ws, hub
 
 
 async def test_snapshot_then_updates(
@@ -111,27 +72,27 @@ async def test_snapshot_then_updates(
             documented = [json.loads(part) for part in frame.split(RS) if part]
             assert list(item) == list(documented[0]["item"][0])
 
-        async with session.delete(
-            f"{sim.url}/frontoffice/api/v3/orders/{first}",
-            headers={"Authorization": f"Bearer {sim.token}", "accountId": DEFAULT_ACCOUNT_ID},
-        ) as resp:
+        async with session.delete(f"{sim.url}{ORDERS}/{first}", headers=auth(sim)) as resp:
             assert resp.status == 200
         update = await hub.next()
-        assert update["type"] == 2
-        assert (update["item"]["orderId"], update["item"]["status"]) == (first, "Cancelled")
-        assert update["item"]["cancellationDate"] is not None
+        assert (update["type"], update["invocationId"]) == (2, "0")
+        # Updates are arrays too, as the platform documents `item`.
+        [cancelled] = update["item"]
+        assert (cancelled["orderId"], cancelled["status"]) == (first, "Cancelled")
+        assert cancelled["cancellationDate"] is not None
+        assert list(cancelled) == list(item)
 
         added = sim.add_orders(1)[0]
-        assert (await hub.next())["item"]["orderId"] == added
+        assert [o["orderId"] for o in (await hub.next())["item"]] == [added]
         sim.update_order(second, status="Working")
-        assert (await hub.next())["item"]["status"] == "Working"
+        assert [o["status"] for o in (await hub.next())["item"]] == ["Working"]
         sim.add_orders(1, account_id=SECOND_ACCOUNT_ID)  # another account: no item
         sim.update_order(added, status="Expired")
-        assert (await hub.next())["item"]["orderId"] == added
+        assert [o["orderId"] for o in (await hub.next())["item"]] == [added]
 
     hub_record = sim.requests[0]
     assert (hub_record.endpoint, hub_record.status, hub_record.path) == ("hub", 101, HUB)
-    assert hub_record.token == sim.token
+    assert (hub_record.token, hub_record.hub_fault) == (sim.token, None)
 
 
 async def test_empty_snapshot_is_a_list(
@@ -182,7 +143,7 @@ async def test_stream_errors_complete_the_invocation(
         assert await hub.next() == {"type": 2, "invocationId": "3", "item": []}
 
 
-async def test_cancel_invocation_stops_the_stream(
+async def test_cancel_invocation_completes_and_stops_the_stream(
     session: aiohttp.ClientSession, frontoffice_simulator_factory: SimulatorFactory
 ) -> None:
     sim = await frontoffice_simulator_factory(ping_interval=0.05)
@@ -190,8 +151,11 @@ async def test_cancel_invocation_stops_the_stream(
     async with ws:
         assert (await hub.next())["item"] == []
         await ws.send_str(json.dumps({"type": 5, "invocationId": "0"}) + RS)
+        # As ASP.NET Core: a cancelled stream ends with a Completion without error.
+        assert await hub.next() == {"type": 3, "invocationId": "0"}
         await ws.send_str('{"type":6}' + RS)  # a client ping is accepted silently
-        # A round trip proves the hub has handled the cancel before the order arrives.
+        # Cancelling an id that runs no stream is ignored: no second Completion.
+        await ws.send_str(json.dumps({"type": 5, "invocationId": "0"}) + RS)
         await ws.send_str(json.dumps({"type": 4, "target": "X", "invocationId": "9"}) + RS)
         assert (await hub.next())["invocationId"] == "9"
         sim.add_orders(1)
@@ -214,7 +178,7 @@ async def test_close_message_closes_the_connection(
     ("handshake", "error"),
     [
         ('{"protocol":"messagepack","version":1}', "The protocol 'messagepack' is not supported."),
-        ('{"protocol":"json","version":2}', "version 2"),
+        ('{"protocol":"json","version":3}', "does not support version 3 of the 'json' protocol"),
         ("not json", "handshake"),
     ],
 )
@@ -258,7 +222,7 @@ async def test_hub_faults_when_enabled(
         assert await Hub(ws).next() == {}
 
 
-async def test_close_with_a_client_still_connected(session: aiohttp.ClientSession) -> None:
+async def test_close_with_a_client_that_never_answers(session: aiohttp.ClientSession) -> None:
     sim = FrontOfficeSimulator()
     async with sim:
         sim.add_orders(1)
@@ -268,18 +232,131 @@ async def test_close_with_a_client_still_connected(session: aiohttp.ClientSessio
     # The client was not reading: the simulator gave up waiting for its close answer.
     assert time.perf_counter() - started < 1.0
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    closing = await ws.receive(timeout=2)
-    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    # What it had sent by then still arrives: the Close message, then the close frame.
+    messages, end = await hub.until_closed()
+    assert messages == [{"type": 7, "allowReconnect": True}]
+    assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
     await ws.close()
 
 
-async def test_close_while_the_client_reads(session: aiohttp.ClientSession) -> None:
+async def test_close_sends_a_signalr_close_then_a_normal_close(
+    session: aiohttp.ClientSession,
+) -> None:
     async with FrontOfficeSimulator() as sim:
+        sim.add_orders(1)
         ws, hub = await subscribe(session, sim)
         assert (await hub.next())["type"] == 2
-        reader = asyncio.create_task(ws.receive(timeout=2))
+        reader = asyncio.create_task(hub.until_closed())
         await asyncio.sleep(0.01)
-    message = await reader
-    assert (message.type, message.data) == (WSMsgType.CLOSE, 1001)
+        started = time.perf_counter()
+    # A client that answers the close at once does not make close() wait out its grace.
+    assert time.perf_counter() - started < 0.4
+    messages, end = await reader
+    # What ASP.NET Core sends on a graceful shutdown; nothing follows it.
+    assert messages == [{"type": 7, "allowReconnect": True}]
+    assert hub.frames[-1] == '{"type":7,"allowReconnect":true}' + RS
+    assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
     await ws.close()
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_close_before_the_handshake_sends_no_close_message(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FrontOfficeSimulator() as sim:
+        ws = await session.ws_connect(hub_url(sim))
+        reader = asyncio.create_task(Hub(ws).until_closed())
+        await asyncio.sleep(0.01)
+    messages, end = await reader
+    assert messages == []
+    assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
+    await ws.close()
+
+
+async def test_binary_frames_are_read_as_utf8_json(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    sim = frontoffice_simulator
+    order_id = sim.add_orders(1)[0]
+    async with session.ws_connect(hub_url(sim)) as ws:
+        hub = Hub(ws)
+        stream = json.loads(invocation().rstrip(RS)) | {"invocationId": "ü€"}
+        data = (HANDSHAKE + json.dumps(stream, ensure_ascii=False) + RS).encode()
+        # Frames split inside a record and inside the euro sign's three UTF-8 bytes.
+        euro = data.index("€".encode())
+        for chunk in (data[:7], data[7 : euro + 1], data[euro + 1 :]):
+            await ws.send_bytes(chunk)
+        assert await hub.next() == {}
+        snapshot = await hub.next()
+        assert snapshot["invocationId"] == "ü€"
+        assert [o["orderId"] for o in snapshot["item"]] == [order_id]
+        cancel = json.dumps({"type": 5, "invocationId": "ü€"}, ensure_ascii=False) + RS
+        await ws.send_bytes(cancel.encode())
+        assert await hub.next() == {"type": 3, "invocationId": "ü€"}
+
+
+async def test_invalid_utf8_closes_with_an_error(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    async with session.ws_connect(hub_url(frontoffice_simulator)) as ws:
+        hub = Hub(ws)
+        await ws.send_str(HANDSHAKE)
+        assert await hub.next() == {}
+        await ws.send_bytes(b'{"type":6,"x":"\xff\xfe"}\x1e')
+        messages, end = await hub.until_closed()
+        [close] = messages
+        assert close["type"] == 7
+        assert "not valid UTF-8" in close["error"]
+        assert "allowReconnect" not in close  # ASP.NET Core writes it only when true
+        assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
+
+
+async def test_unknown_and_non_streaming_invocations_complete_with_errors(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    async with session.ws_connect(hub_url(frontoffice_simulator)) as ws:
+        hub = Hub(ws)
+        await ws.send_str(HANDSHAKE)
+        assert await hub.next() == {}
+        call = {"type": 1, "target": "OpenOrders", "arguments": [DEFAULT_ACCOUNT_ID]}
+        await ws.send_str(json.dumps({**call, "invocationId": "1"}) + RS)
+        assert "non-streaming invocation" in (await hub.next())["error"]
+        await ws.send_str(json.dumps(call) + RS)  # no invocationId: nothing to answer
+        # Hub method names are case-insensitive in ASP.NET Core.
+        lower = json.loads(invocation(invocation_id="2").rstrip(RS))
+        await ws.send_str(json.dumps({**lower, "target": "openorders"}) + RS)
+        assert await hub.next() == {"type": 2, "invocationId": "2", "item": []}
+
+
+async def test_handshake_version_2_is_accepted(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    async with session.ws_connect(hub_url(frontoffice_simulator)) as ws:
+        await ws.send_str('{"protocol":"json","version":2}' + RS)
+        assert await Hub(ws).next() == {}
+
+
+async def test_a_silent_client_is_closed_after_client_timeout(
+    session: aiohttp.ClientSession, frontoffice_simulator_factory: SimulatorFactory
+) -> None:
+    sim = await frontoffice_simulator_factory(client_timeout=0.15, ping_interval=0.05)
+    ws, hub = await subscribe(session, sim)
+    async with ws:
+        assert (await hub.next())["type"] == 2
+        # Pinging keeps the connection: three pings 0.1 s apart outlive the timeout.
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            await ws.send_str('{"type":6}' + RS)
+        assert not ws.closed
+        started = time.perf_counter()
+        messages, end = await hub.until_closed()
+        assert 0.1 <= time.perf_counter() - started < 1.0
+    assert messages == [
+        {
+            "type": 7,
+            "error": "Connection closed with an error. OperationCanceledException: Client "
+            "hasn't sent a message/ping within the configured ClientTimeoutInterval.",
+            "allowReconnect": True,
+        }
+    ]
+    assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)

@@ -28,8 +28,6 @@ from frontoffice_async.testing import pytest_plugin as plugin
 from frontoffice_async.testing._tokens import TokenRegistry
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-pytest_plugins = ["frontoffice_async.testing.pytest_plugin"]
-
 SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
 SAMPLES = Path(__file__).resolve().parents[1] / "data"  # copies of shared/api/samples
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$")
@@ -120,6 +118,8 @@ def test_public_names_are_pinned_and_documented() -> None:
         "FaultKind",
         "FaultPlan",
         "FrontOfficeSimulator",
+        "HubFault",
+        "HubFaultKind",
         "RecordedRequest",
         "SimulatedOrder",
         "SimulatorStats",
@@ -155,6 +155,7 @@ async def test_lifecycle() -> None:
         ({"accounts": ("a", "a")}, "accounts"),
         ({"latency": -1}, "latency"),
         ({"ping_interval": 0}, "ping_interval"),
+        ({"client_timeout": 0}, "client_timeout"),
         ({"access_token_ttl": float("nan")}, "access_token_ttl"),
         ({"port": 70000}, "port"),
         ({"token": "  "}, "token"),
