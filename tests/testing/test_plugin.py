@@ -44,7 +44,7 @@ def test_the_docs_pytest_examples_pass_in_their_own_session(pytester: pytest.Pyt
         path.write_text(body, encoding="utf-8")
     # No conftest.py and no -p: the entry point alone brings the fixtures.
     result = pytester.runpytest_inprocess("-W", "error")
-    result.assert_outcomes(passed=6, warnings=0)
+    result.assert_outcomes(passed=8, warnings=0)
 
 
 def test_strict_mode_and_a_leftover_pytest_plugins_line(pytester: pytest.Pytester) -> None:
