@@ -60,7 +60,8 @@ class FrontOfficeClient:
             `trace_configs`, cookies and middlewares are the caller's business.
         default_headers: Extra headers on every request (not `Authorization`/`accountId`).
         trace_configs: `aiohttp.TraceConfig`s for the session the client creates (e.g.
-            OpenTelemetry); with `session=`, configure that session instead.
+            OpenTelemetry); with `session=`, configure that session instead. Not applied to
+            the OpenOrders hub's websocket upgrade, whose URL holds the token.
         retry_budget: A `RetryBudget` to share with other clients (default: one of its own).
         max_body_size: Bytes of a response body read at most, after decompression.
         on_retry: Called with a `RetryEvent` before each resend.
