@@ -157,6 +157,7 @@ class RetryMiddleware:
                     # One more attempt of this call: same deadline, no budget tokens.
                     response.release()
                     refreshed = True
+                    self._announce(request, attempt, 0.0, "401", 401)
                     await self._wait(
                         self.tokens.refresh(stale=header),
                         request,
@@ -309,6 +310,18 @@ class RetryMiddleware:
         status: int | None,
     ) -> None:
         self.budget.acquire(decision.cost)
+        self._announce(request, attempt, decision.delay, cause, status)
+        await self._sleep(decision.delay)
+
+    def _announce(
+        self,
+        request: aiohttp.ClientRequest,
+        attempt: int,
+        delay: float,
+        cause: str,
+        status: int | None,
+    ) -> None:
+        """The DEBUG log line and the `on_retry` event of a resend."""
         url = _safe_url(request)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -317,16 +330,15 @@ class RetryMiddleware:
                 url,
                 attempt,
                 cause,
-                decision.delay,
+                delay,
             )
         if self.on_retry is not None:
-            event = RetryEvent(request.method, url, attempt, decision.delay, cause, status)
+            event = RetryEvent(request.method, url, attempt, delay, cause, status)
             try:
                 self.on_retry(event)
             except Exception:
                 # A broken progress hook must not abort a cancel in flight.
                 logger.exception("on_retry callback failed")
-        await self._sleep(decision.delay)
 
     def _late(
         self, request: aiohttp.ClientRequest, exchange: Exchange, what: str

@@ -323,9 +323,13 @@ async def test_401_refresh_counts_as_an_attempt_and_does_not_restart_the_loop(
         if event.attempt == 1:
             sim.revoke_token(issued[0])  # so attempt 2 gets a 401
 
-    async with client_for(
-        sim, token=provider, retry=FAST, sleep=sleeps, on_retry=revoke_once
-    ) as client:
+    events: list[RetryEvent] = []
+
+    def watch(event: RetryEvent) -> None:
+        events.append(event)
+        revoke_once(event)
+
+    async with client_for(sim, token=provider, retry=FAST, sleep=sleeps, on_retry=watch) as client:
         with pytest.raises(ServerError) as caught:
             await client.cancel_order(order_id)
         budget = client.retry_budget_left
@@ -334,6 +338,7 @@ async def test_401_refresh_counts_as_an_attempt_and_does_not_restart_the_loop(
     assert caught.value.attempts == 4
     assert len(issued) == 2
     assert len(sleeps.delays) == 2  # backoff for the 503s only; the refresh is immediate
+    assert [(e.attempt, e.cause, e.delay) for e in events][1] == (2, "401", 0.0)
     assert budget == 500 - 2 * 5  # the refresh spent no budget
 
 
