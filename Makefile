@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The bench extra too: the bench smoke test runs every contender so none can rot.
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
+	# The recipes extra: tests/test_recipes.py runs the FastAPI and OpenTelemetry recipes.
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench,recipes]'
 	@touch $(STAMP)
 
 test: $(STAMP)
