@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOWER  := .venv-lower
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clean test-lower-bounds
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
@@ -23,6 +24,16 @@ test: $(STAMP)
 	$(BIN)/pytest
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
+# The test suite against the declared minimum of every runtime dependency
+# (.ci/lower-bounds.txt), in a fresh venv of its own. No lint, docs build or bench smoke test.
+test-lower-bounds:
+	rm -rf $(LOWER)
+	$(PYTHON) -m venv $(LOWER)
+	$(LOWER)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWER)/bin/python -m pip install --quiet -c .ci/lower-bounds.txt -e '.[dev,recipes]'
+	$(LOWER)/bin/python -m pip list --format=freeze | grep -i -E '^(aiohttp|attrs|cattrs|yarl|multidict)=='
+	$(LOWER)/bin/pytest --ignore=tests/test_bench_smoke.py
+
 demo: $(STAMP)
 	$(BIN)/python -m frontoffice_async demo
 
@@ -30,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWER) site .mypy_cache .ruff_cache
