@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOWER  := .venv-lower
 
-.PHONY: test demo bench clean test-lower-bounds
+.PHONY: test demo bench clean docs test-lower-bounds
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
@@ -23,6 +23,15 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
+# The docs site, built strictly into site/; `make docs SERVE=1` serves it with live reload.
+docs: $(STAMP)
+ifdef SERVE
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+else
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@echo "docs built: open site/index.html"
+endif
 
 # The test suite against the declared minimum of every runtime dependency
 # (.ci/lower-bounds.txt), in a fresh venv of its own. No lint, docs build or bench smoke test.
