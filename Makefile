@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOWER  := .venv-lower
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench clean docs test-lower-bounds
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The bench extra too: the bench smoke test runs every contender so none can rot.
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
+	# The recipes extra: tests/test_recipes.py runs the FastAPI and OpenTelemetry recipes.
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench,recipes]'
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -22,6 +24,25 @@ test: $(STAMP)
 	$(BIN)/pytest
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
+# The docs site, built strictly into site/; `make docs SERVE=1` serves it with live reload.
+docs: $(STAMP)
+ifdef SERVE
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+else
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@echo "docs built: open site/index.html"
+endif
+
+# The test suite against the declared minimum of every runtime dependency
+# (.ci/lower-bounds.txt), in a fresh venv of its own. No lint, docs build or bench smoke test.
+test-lower-bounds:
+	rm -rf $(LOWER)
+	$(PYTHON) -m venv $(LOWER)
+	$(LOWER)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWER)/bin/python -m pip install --quiet -c .ci/lower-bounds.txt -e '.[dev,recipes]'
+	$(LOWER)/bin/python -m pip list --format=freeze | grep -i -E '^(aiohttp|attrs|cattrs|yarl|multidict)=='
+	$(LOWER)/bin/pytest --ignore=tests/test_bench_smoke.py
+
 demo: $(STAMP)
 	$(BIN)/python -m frontoffice_async demo
 
@@ -29,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWER) site .mypy_cache .ruff_cache

@@ -4,8 +4,8 @@ Conventions for docs/*.md:
 
 - A fenced block whose info string starts with `python` is executed. Fence a block that must
   not run as `text`, `pycon`, `console` (or any other language), or put the HTML comment
-  `<!-- no-test -->` on the line just before its fence (e.g. a FastAPI recipe: FastAPI is not
-  a dependency).
+  `<!-- no-test -->` on the line just before its fence (e.g. a recipe included from
+  tests/recipes/, which tests/test_recipes.py runs).
 - Each block runs in a fresh namespace against a fresh `FrontOfficeSimulator`, with these names
   bound: `BASE_URL` (`simulator.url`), `TOKEN` (`simulator.token`), `ACCOUNT_ID` (the first
   account), `ORDER_ID` (one open order), `ORDER_IDS` (ten more open orders), `OFFLINE_TOKEN`

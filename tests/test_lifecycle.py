@@ -7,47 +7,15 @@ import asyncio
 import gc
 import tracemalloc
 import warnings
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import test_utils, web
 
 from frontoffice_async import ClientClosedError, FrontOfficeClient, Order
 from frontoffice_async.testing import FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
 from .support import client_for, library_tasks
-
-CLIENT_KEY = web.AppKey("frontoffice", FrontOfficeClient)
-
-
-async def test_aiohttp_cleanup_ctx_recipe(frontoffice_simulator: FrontOfficeSimulator) -> None:
-    sim = frontoffice_simulator
-    made: list[FrontOfficeClient] = []
-
-    async def frontoffice_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with FrontOfficeClient(
-            sim.url, token=sim.token, account_id=sim.account_ids[0]
-        ) as client:
-            app[CLIENT_KEY] = client
-            made.append(client)
-            yield
-
-    async def cancel(request: web.Request) -> web.Response:
-        order = await request.app[CLIENT_KEY].cancel_order(request.match_info["id"])
-        return web.json_response({"status": order.status})
-
-    app = web.Application()
-    app.cleanup_ctx.append(frontoffice_ctx)
-    app.router.add_post("/cancel/{id}", cancel)
-    ids = sim.add_orders(20)
-    async with test_utils.TestClient(test_utils.TestServer(app)) as http:
-        responses = await asyncio.gather(*(http.post(f"/cancel/{i}") for i in ids))
-        bodies = [await r.json() for r in responses]
-    assert bodies == [{"status": "Cancelled"}] * 20
-    assert made[0].closed  # the app's cleanup closed it
-    assert sim.open_order_ids() == []
 
 
 async def test_no_task_outlives_the_client(sim: FrontOfficeSimulator) -> None:
