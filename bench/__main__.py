@@ -1,6 +1,6 @@
 """`python -m bench`: client CPU per cancel against a fast server, and the library's targets.
 
-Prints a table, writes JSON (bench/results/latest.json) and a PNG bar plot.
+Prints a table with PASS/MISS per target, writes JSON (bench/results/latest.json) and a PNG.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import _measure, _report, _server
-from ._clients import CONTENDERS, Target
+import attrs
+
+from . import _cancel_all, _measure, _report, _rounds, _server
+from ._clients import Target
+from ._contenders import CONTENDERS
+from ._stats import client_core, pin, server_core
 
 __all__ = ["main"]
 
@@ -27,47 +31,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement once, print the report, write the JSON and the plot."""
     args = _parse(argv)
     quick = args.quick
-    n = args.n if args.n is not None else (200 if quick else 5000)
-    repeat = args.repeat if args.repeat is not None else (1 if quick else 5)
-    stream_n = args.stream_n if args.stream_n is not None else (1000 if quick else 100_000)
+    if args.no_pin or client_core() is None:
+        cores: tuple[int | None, int | None] = (None, None)
+    else:
+        cores = (client_core(), server_core())
+    pin(cores[0])
+    options = _rounds.RaceOptions(
+        n=args.n or (200 if quick else 5000),
+        concurrency=args.concurrency,
+        rounds=args.rounds or (3 if quick else 7),
+    )
+    stream_n = args.stream_n or (1000 if quick else 100_000)
     results: dict[str, Any] = {
         "machine": _machine(),
-        "params": {"n": n, "concurrency": args.concurrency, "repeat": repeat, "quick": quick},
+        "params": {
+            **attrs.asdict(options),
+            "quick": quick,
+            "client_core": cores[0],
+            "server_core": cores[1],
+        },
     }
-
-    with _server.start("fast") as server:
+    with _server.start("fast", cpu=cores[1]) as server:
         target = Target(server.url, server.token, server.account_id)
-        contenders = asyncio.run(
-            _measure.measure_contenders(
-                CONTENDERS, target, n=n, concurrency=args.concurrency, repeat=repeat
-            )
-        )
-        for contender in CONTENDERS:
-            contenders[contender.key] = {"label": contender.label, **contenders[contender.key]}
-        results["contenders"] = contenders
+        race = asyncio.run(_rounds.race(CONTENDERS, target, options))
+        results["calibration_us"] = race["calibration_us"]
+        results.update(_report.summarise_race(race))
         results["stream"] = asyncio.run(
             _measure.measure_stream(target, n=stream_n, concurrency=args.concurrency)
         )
-
-    results["parsing"] = _measure.measure_parsing(number=2000 if quick else 20_000)
-    try:
-        results["cancel_all"] = _measure.measure_cancel_all(
-            orders=100 if quick else 1000,
-            latency=0.02,
-            concurrency=50,
-            repeat=1 if quick else 3,
-        )
-    except ImportError as exc:  # the simulator is optional while it is being written
-        results["cancel_all"] = None
-        results["cancel_all_skipped"] = str(exc)
-    results["imports"] = _measure.measure_imports(
-        ["aiohttp", "frontoffice_async"], repeat=1 if quick else 7
+    results["parse"] = _measure.measure_parse(number=2000 if quick else 20_000)
+    results["cancel_all"] = _cancel_all.measure_cancel_all(
+        orders=100 if quick else 1000,
+        latency=0.02,
+        concurrency=50,
+        rounds=1 if quick else 7,
+        server_cpu=cores[1],
     )
+    results["imports"] = _measure.measure_imports(repeat=1 if quick else 9)
+    results["help"] = _measure.measure_help(repeat=1 if quick else 7)
 
     results["machine"]["loadavg_after"] = _loadavg()
-    targets = _report.evaluate(results)
-    print(_report.format_report(results, targets))
-    _report.write_json(args.json, results, targets)
+    goals = _report.evaluate(results)
+    print(_report.format_report(results, goals))
+    _report.write_json(args.json, results, goals)
     print(f"\nwrote {args.json}")
     if args.plot is not None:
         _report.write_plot(args.plot, results)
@@ -77,10 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--n", type=_positive, help="cancels per contender run (5000)")
+    parser.add_argument("--n", type=_positive, help="cancels per contender and round (5000)")
     parser.add_argument("--concurrency", type=_positive, default=64, help="in flight (64)")
-    parser.add_argument("--repeat", type=_positive, help="runs per contender; median (5)")
+    parser.add_argument("--rounds", type=_positive, help="rounds of the CPU race (7)")
     parser.add_argument("--stream-n", type=_positive, help="ids for the memory test (100000)")
+    parser.add_argument("--no-pin", action="store_true", help="let the OS place the processes")
     parser.add_argument(
         "--json", type=Path, default=_RESULTS / "latest.json", help="where to write results"
     )
@@ -88,7 +95,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plot", type=Path, default=_RESULTS / "bench_cpu.png", help="where to write the PNG"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small N, one repetition: checks it runs"
+        "--quick", action="store_true", help="small counts, few rounds: checks that it runs"
     )
     return parser.parse_args(argv)
 
@@ -111,7 +118,7 @@ def _machine() -> dict[str, Any]:
     except OSError:
         model = platform.processor() or "unknown"
     versions: dict[str, str | None] = {}
-    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs"):
+    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs", "attrs"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
