@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import sys
@@ -17,9 +18,9 @@ from typing import Any
 
 import attrs
 
-from . import _cancel_all, _measure, _report, _rounds, _server
+from . import _cancel_all, _measure, _profile, _report, _rounds, _server, _study
 from ._clients import Target
-from ._contenders import CONTENDERS
+from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS
 from ._stats import client_core, pin, server_core
 
 __all__ = ["main"]
@@ -30,6 +31,19 @@ _RESULTS = Path(__file__).parent / "results"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement once, print the report, write the JSON and the plot."""
     args = _parse(argv)
+    if args.study:
+        return _run_study(args)
+    if args.callgrind_child:
+        key, url, n, concurrency = args.callgrind_child
+        _profile.callgrind_child(key, url, int(n), int(concurrency))
+        return 0
+    if args.profile:
+        keys = [FLOOR, *LIBRARY, PEERS[1]]
+        n = args.n or (500 if args.quick else 20_000)
+        print(f"N={n} concurrency={args.concurrency}; self time per cancel, cProfile on")
+        print(_profile.profile_main(n=n, concurrency=args.concurrency, keys=keys,
+                                    callgrind=not args.quick))  # fmt: skip
+        return 0
     quick = args.quick
     if args.no_pin or client_core() is None:
         cores: tuple[int | None, int | None] = (None, None)
@@ -81,6 +95,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _run_study(args: argparse.Namespace) -> int:
+    """`--study`: what makes runs differ (see `_study`)."""
+    n = args.n or (200 if args.quick else 5000)
+    rounds = args.rounds or (2 if args.quick else 7)
+    study = _study.run_study(n=n, concurrency=args.concurrency, rounds=rounds)
+    print(f"N={n} concurrency={args.concurrency} rounds={rounds}; median (min-max) over rounds")
+    print(_study.format_study(study))
+    default = args.json == _RESULTS / "latest.json"
+    path = _RESULTS / "study.json" if default else args.json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": _machine(), "study": study}
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}")
+    return 0
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--n", type=_positive, help="cancels per contender and round (5000)")
@@ -97,6 +127,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small counts, few rounds: checks that it runs"
     )
+    parser.add_argument(
+        "--study", action="store_true", help="what makes runs differ: one change at a time"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile and callgrind of the hot path"
+    )
+    parser.add_argument("--callgrind-child", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

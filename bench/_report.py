@@ -52,7 +52,7 @@ def summarise_race(race: dict[str, Any]) -> dict[str, Any]:
         }
         for mode in LIBRARY
     }
-    return {"contenders": contenders, "library_vs_peer": versus}
+    return {"contenders": contenders, "library_vs_peer": versus, "redone": race["redone"]}
 
 
 def _spread(d: dict[str, Any]) -> Spread:
@@ -102,7 +102,7 @@ def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
         f"{p['client_core']}, servers on core {p['server_core']}; median (min-max) over rounds",
         "",
         f"{'contender':<40} {'CPU µs/request':>20} {'x raw, per round':>18} {'req/s':>7} "
-        f"{'client':>6} {'server':>6}",
+        f"{'client':>6} {'server':>6} {'others':>6}",
     ]
     for row in results["contenders"].values():
         cpu, ratio = _spread(row["cpu_us"]), _spread(row["ratio"])
@@ -110,13 +110,18 @@ def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
         lines.append(
             f"{row['label'] + share:<40} {cpu.text('.1f'):>20} {ratio.text():>18} "
             f"{row['requests_per_s']:>7.0f} {row['client_busy']:>6.0%} {row['server_busy']:>6.0%}"
+            f" {row['others_busy']['median']:>6.0%}"
         )
     lines.append("")
     for mode, versus in results["library_vs_peer"].items():
         parts = [f"{key} {_spread(s).text()}" for key, s in versus.items()]
         lines.append(f"{mode} / peer, per round: " + "; ".join(parts))
     speed = _spread(results["calibration_us"])
-    lines.append(f"machine speed (fixed loop, µs, per round): {speed.text('.0f')}")
+    redone = results["redone"]
+    lines.append(
+        f"machine speed (fixed loop, µs, per round): {speed.text('.0f')}; rounds redone "
+        f"because other processes were busy: {len(redone)}"
+    )
     parse = results["parse"]
     lines.append(
         "peer parse per body: json.loads {json_loads_us:.1f} µs, with parse_float=Decimal "

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Spread", "calibrate", "client_core", "pin", "server_core"]
+__all__ = ["Spread", "busy_seconds", "calibrate", "client_core", "pin", "server_core"]
 
 
 @attrs.frozen
@@ -81,3 +81,18 @@ def calibrate(loops: int = 200_000) -> float:
     for i in range(loops):
         total += i * i % 7
     return (time.process_time() - start) * 1e6 if total >= 0 else 0.0
+
+
+def busy_seconds() -> float:
+    """CPU seconds all processes have used, on all cores (Linux only; else 0).
+
+    Minus what the client and the server used, it is what others did during a run.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    # user, nice, system: time charged to processes. Interrupts are left out: the loopback
+    # traffic of the bench itself is handled there, charged to no process.
+    return sum(fields[:3]) / os.sysconf("SC_CLK_TCK")
