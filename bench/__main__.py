@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.profile:
         keys = [FLOOR, *LIBRARY, PEERS[1]]
-        n = args.n or (500 if args.quick else 20_000)
+        n = args.n or (500 if args.quick else 10_000)
         print(f"N={n} concurrency={args.concurrency}; self time per cancel, cProfile on")
         print(_profile.profile_main(n=n, concurrency=args.concurrency, keys=keys,
                                     callgrind=not args.quick))  # fmt: skip

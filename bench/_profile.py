@@ -93,7 +93,7 @@ def profile_main(*, n: int, concurrency: int, keys: list[str], callgrind: bool) 
         lines += ["", _package_table(by_package)]
         if callgrind and shutil.which("valgrind"):
             lines += ["", "callgrind instructions per cancel (Ir, from runs of 1,000 and 3,000):"]
-            for contender in chosen:
+            for contender in chosen[:1] + chosen[1:2] + chosen[-1:]:  # floor, library, peer
                 per = _callgrind_per_cancel(contender.key, server.url, concurrency)
                 lines.append(f"  {per:>10,.0f}  {contender.label}")
     return "\n".join(lines)
