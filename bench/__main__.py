@@ -1,12 +1,13 @@
 """`python -m bench`: client CPU per cancel against a fast server, and the library's targets.
 
-Prints a table, writes JSON (bench/results/latest.json) and a PNG bar plot.
+Prints a table with PASS/MISS per target, writes JSON (bench/results/latest.json) and a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import sys
@@ -15,8 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import _measure, _report, _server
-from ._clients import CONTENDERS, Target
+import attrs
+
+from . import _cancel_all, _measure, _profile, _report, _rounds, _server, _study
+from ._clients import Target
+from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS
+from ._stats import client_core, pin, server_core
 
 __all__ = ["main"]
 
@@ -26,48 +31,63 @@ _RESULTS = Path(__file__).parent / "results"
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement once, print the report, write the JSON and the plot."""
     args = _parse(argv)
+    if args.study:
+        return _run_study(args)
+    if args.callgrind_child:
+        key, url, n, concurrency = args.callgrind_child
+        _profile.callgrind_child(key, url, int(n), int(concurrency))
+        return 0
+    if args.profile:
+        keys = [FLOOR, *LIBRARY, PEERS[1]]
+        n = args.n or (500 if args.quick else 10_000)
+        print(f"N={n} concurrency={args.concurrency}; self time per cancel, cProfile on")
+        print(_profile.profile_main(n=n, concurrency=args.concurrency, keys=keys,
+                                    callgrind=not args.quick))  # fmt: skip
+        return 0
     quick = args.quick
-    n = args.n if args.n is not None else (200 if quick else 5000)
-    repeat = args.repeat if args.repeat is not None else (1 if quick else 5)
-    stream_n = args.stream_n if args.stream_n is not None else (1000 if quick else 100_000)
+    if args.no_pin or client_core() is None:
+        cores: tuple[int | None, int | None] = (None, None)
+    else:
+        cores = (client_core(), server_core())
+    pin(cores[0])
+    options = _rounds.RaceOptions(
+        n=args.n or (200 if quick else 5000),
+        concurrency=args.concurrency,
+        rounds=args.rounds or (3 if quick else 7),
+    )
+    stream_n = args.stream_n or (1000 if quick else 100_000)
     results: dict[str, Any] = {
         "machine": _machine(),
-        "params": {"n": n, "concurrency": args.concurrency, "repeat": repeat, "quick": quick},
+        "params": {
+            **attrs.asdict(options),
+            "quick": quick,
+            "client_core": cores[0],
+            "server_core": cores[1],
+        },
     }
-
-    with _server.start("fast") as server:
+    with _server.start("fast", cpu=cores[1]) as server:
         target = Target(server.url, server.token, server.account_id)
-        contenders = asyncio.run(
-            _measure.measure_contenders(
-                CONTENDERS, target, n=n, concurrency=args.concurrency, repeat=repeat
-            )
-        )
-        for contender in CONTENDERS:
-            contenders[contender.key] = {"label": contender.label, **contenders[contender.key]}
-        results["contenders"] = contenders
+        race = asyncio.run(_rounds.race(CONTENDERS, target, options))
+        results["calibration_us"] = race["calibration_us"]
+        results.update(_report.summarise_race(race))
         results["stream"] = asyncio.run(
             _measure.measure_stream(target, n=stream_n, concurrency=args.concurrency)
         )
-
-    results["parsing"] = _measure.measure_parsing(number=2000 if quick else 20_000)
-    try:
-        results["cancel_all"] = _measure.measure_cancel_all(
-            orders=100 if quick else 1000,
-            latency=0.02,
-            concurrency=50,
-            repeat=1 if quick else 3,
-        )
-    except ImportError as exc:  # the simulator is optional while it is being written
-        results["cancel_all"] = None
-        results["cancel_all_skipped"] = str(exc)
-    results["imports"] = _measure.measure_imports(
-        ["aiohttp", "frontoffice_async"], repeat=1 if quick else 7
+    results["parse"] = _measure.measure_parse(number=2000 if quick else 20_000)
+    results["cancel_all"] = _cancel_all.measure_cancel_all(
+        orders=100 if quick else 1000,
+        latency=0.02,
+        concurrency=50,
+        rounds=1 if quick else 7,
+        server_cpu=cores[1],
     )
+    results["imports"] = _measure.measure_imports(repeat=1 if quick else 9)
+    results["help"] = _measure.measure_help(repeat=1 if quick else 7)
 
     results["machine"]["loadavg_after"] = _loadavg()
-    targets = _report.evaluate(results)
-    print(_report.format_report(results, targets))
-    _report.write_json(args.json, results, targets)
+    goals = _report.evaluate(results)
+    print(_report.format_report(results, goals))
+    _report.write_json(args.json, results, goals)
     print(f"\nwrote {args.json}")
     if args.plot is not None:
         _report.write_plot(args.plot, results)
@@ -75,12 +95,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _run_study(args: argparse.Namespace) -> int:
+    """`--study`: what makes runs differ (see `_study`)."""
+    n = args.n or (200 if args.quick else 5000)
+    rounds = args.rounds or (2 if args.quick else 7)
+    study = _study.run_study(n=n, concurrency=args.concurrency, rounds=rounds)
+    print(f"N={n} concurrency={args.concurrency} rounds={rounds}; median (min-max) over rounds")
+    print(_study.format_study(study))
+    default = args.json == _RESULTS / "latest.json"
+    path = _RESULTS / "study.json" if default else args.json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": _machine(), "study": study}
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}")
+    return 0
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--n", type=_positive, help="cancels per contender run (5000)")
+    parser.add_argument("--n", type=_positive, help="cancels per contender and round (5000)")
     parser.add_argument("--concurrency", type=_positive, default=64, help="in flight (64)")
-    parser.add_argument("--repeat", type=_positive, help="runs per contender; median (5)")
+    parser.add_argument("--rounds", type=_positive, help="rounds of the CPU race (7)")
     parser.add_argument("--stream-n", type=_positive, help="ids for the memory test (100000)")
+    parser.add_argument("--no-pin", action="store_true", help="let the OS place the processes")
     parser.add_argument(
         "--json", type=Path, default=_RESULTS / "latest.json", help="where to write results"
     )
@@ -88,8 +125,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plot", type=Path, default=_RESULTS / "bench_cpu.png", help="where to write the PNG"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small N, one repetition: checks it runs"
+        "--quick", action="store_true", help="small counts, few rounds: checks that it runs"
     )
+    parser.add_argument(
+        "--study", action="store_true", help="what makes runs differ: one change at a time"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile and callgrind of the hot path"
+    )
+    parser.add_argument("--callgrind-child", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -111,7 +155,7 @@ def _machine() -> dict[str, Any]:
     except OSError:
         model = platform.processor() or "unknown"
     versions: dict[str, str | None] = {}
-    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs"):
+    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs", "attrs"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

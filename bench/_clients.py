@@ -1,4 +1,5 @@
-"""The contenders: each sends the same DELETEs at the same concurrency and parses the JSON.
+"""The floor, the library and the other libraries: each sends the same DELETEs at the same
+concurrency and parses the JSON (the equal-work peer is in `_peer`).
 
 Each opens its client outside the measured window and yields `run(ids)`, which is timed.
 """
@@ -16,15 +17,28 @@ import attrs
 
 from frontoffice_async import FrontOfficeClient
 
-__all__ = ["CONTENDERS", "RAW", "Contender", "Runner", "Target"]
+__all__ = [
+    "ATTEMPTS",
+    "RETRY_STATUSES",
+    "Contender",
+    "Runner",
+    "Target",
+    "aiohttp_tenacity",
+    "connector",
+    "fo_cancel_orders",
+    "fo_gather",
+    "httpx_client",
+    "pool",
+    "raw_aiohttp",
+]
 
 #: Cancels some ids; returns how many came back as a parsed cancelled order.
 Runner = Callable[[Sequence[str]], Awaitable[int]]
 
 _ORDERS_PATH: Final = "/frontoffice/api/v3/orders/"
 # The library's defaults, so every retrying contender is configured alike.
-_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-_ATTEMPTS: Final = 4
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+ATTEMPTS: Final = 4
 
 
 @attrs.frozen
@@ -51,29 +65,38 @@ class Contender:
     key: str
     label: str
     open: Callable[[Target, int], contextlib.AbstractAsyncContextManager[Runner]]
-    #: Runs at most this many repetitions (for a contender too slow to repeat in budget).
-    max_repeat: int | None = None
+    #: Sends this share of the round's ids (for a contender too slow for all of them); the
+    #: ratios compare CPU per request, so a smaller count is still a fair comparison.
+    share: float = 1.0
 
 
 def _is_cancelled(body: Any) -> bool:
     return bool(body["order"]["status"] == "Cancelled")
 
 
-async def _pool(ids: Iterable[str], concurrency: int, one: Callable[[str], Awaitable[Any]]) -> int:
-    """`concurrency` workers pulling from one iterator: the cheapest fair way to bound work."""
+async def pool(
+    ids: Iterable[str],
+    concurrency: int,
+    one: Callable[[str], Awaitable[Any]],
+    check: Callable[[Any], bool] = _is_cancelled,
+) -> int:
+    """`concurrency` workers pulling from one iterator: the cheapest fair way to bound work.
+
+    Returns how many answers pass `check` (came back as a cancelled order).
+    """
     shared: Iterator[str] = iter(ids)
     done = [0]
 
     async def worker() -> None:
         for order_id in shared:  # `next` never awaits, so workers cannot take the same id
-            if _is_cancelled(await one(order_id)):
+            if check(await one(order_id)):
                 done[0] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return done[0]
 
 
-def _connector(concurrency: int) -> aiohttp.TCPConnector:
+def connector(concurrency: int) -> aiohttp.TCPConnector:
     # The same pool size the library picks for itself.
     return aiohttp.TCPConnector(limit=max(100, concurrency))
 
@@ -83,22 +106,27 @@ async def raw_aiohttp(target: Target, concurrency: int) -> AsyncIterator[Runner]
     """The floor: one session, `session.delete`, `json.loads`, no retries or typed records."""
     headers = target.headers
     prefix = target.orders_prefix
-    async with aiohttp.ClientSession(connector=_connector(concurrency)) as session:
+    async with aiohttp.ClientSession(connector=connector(concurrency)) as session:
 
         async def one(order_id: str) -> Any:
             async with session.delete(prefix + order_id, headers=headers) as response:
                 response.raise_for_status()
                 return json.loads(await response.read())
 
-        yield lambda ids: _pool(ids, concurrency, one)
+        yield lambda ids: pool(ids, concurrency, one)
+
+
+def _client(target: Target, concurrency: int) -> FrontOfficeClient:
+    # The library's defaults (retry policy, 10 s per attempt), as a user would start it.
+    return FrontOfficeClient(
+        target.url, token=target.token, account_id=target.account_id, concurrency=concurrency
+    )
 
 
 @contextlib.asynccontextmanager
 async def fo_cancel_orders(target: Target, concurrency: int) -> AsyncIterator[Runner]:
     """`client.cancel_orders(ids)`: retry and auth middlewares on, parsing to `Order`."""
-    async with FrontOfficeClient(
-        target.url, token=target.token, account_id=target.account_id
-    ) as client:
+    async with _client(target, concurrency) as client:
 
         async def run(ids: Sequence[str]) -> int:
             result = await client.cancel_orders(ids, concurrency=concurrency)
@@ -110,9 +138,7 @@ async def fo_cancel_orders(target: Target, concurrency: int) -> AsyncIterator[Ru
 @contextlib.asynccontextmanager
 async def fo_gather(target: Target, concurrency: int) -> AsyncIterator[Runner]:
     """`asyncio.gather` of `client.cancel_order` calls, bounded by a semaphore."""
-    async with FrontOfficeClient(
-        target.url, token=target.token, account_id=target.account_id
-    ) as client:
+    async with _client(target, concurrency) as client:
 
         async def run(ids: Sequence[str]) -> int:
             gate = asyncio.Semaphore(concurrency)
@@ -142,26 +168,7 @@ async def httpx_client(target: Target, concurrency: int) -> AsyncIterator[Runner
             response.raise_for_status()
             return json.loads(response.content)
 
-        yield lambda ids: _pool(ids, concurrency, one)
-
-
-@contextlib.asynccontextmanager
-async def aiohttp_retry_client(target: Target, concurrency: int) -> AsyncIterator[Runner]:
-    """aiohttp-retry's `RetryClient` with exponential backoff on the library's statuses."""
-    from aiohttp_retry import ExponentialRetry, RetryClient  # noqa: PLC0415
-
-    headers = target.headers
-    prefix = target.orders_prefix
-    options = ExponentialRetry(attempts=_ATTEMPTS, statuses=set(_RETRY_STATUSES))
-    session = aiohttp.ClientSession(connector=_connector(concurrency))
-    async with RetryClient(client_session=session, retry_options=options) as client:
-
-        async def one(order_id: str) -> Any:
-            async with client.delete(prefix + order_id, headers=headers) as response:
-                response.raise_for_status()
-                return json.loads(await response.read())
-
-        yield lambda ids: _pool(ids, concurrency, one)
+        yield lambda ids: pool(ids, concurrency, one)
 
 
 @contextlib.asynccontextmanager
@@ -172,12 +179,12 @@ async def aiohttp_tenacity(target: Target, concurrency: int) -> AsyncIterator[Ru
     headers = target.headers
     prefix = target.orders_prefix
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(_ATTEMPTS),
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
         wait=tenacity.wait_random_exponential(multiplier=0.1, max=5.0),
         retry=tenacity.retry_if_exception_type((aiohttp.ClientError, OSError)),
         reraise=True,
     )
-    async with aiohttp.ClientSession(connector=_connector(concurrency)) as session:
+    async with aiohttp.ClientSession(connector=connector(concurrency)) as session:
 
         async def one(order_id: str) -> Any:
             # A copy per call, as tenacity's own decorator does: the loop state is per call.
@@ -188,18 +195,4 @@ async def aiohttp_tenacity(target: Target, concurrency: int) -> AsyncIterator[Ru
                         return json.loads(await response.read())
             raise AssertionError("unreachable: reraise=True raises the last error")
 
-        yield lambda ids: _pool(ids, concurrency, one)
-
-
-RAW: Final = Contender("raw_aiohttp", "raw aiohttp (floor)", raw_aiohttp)
-
-#: In report order; the first is the floor the others are compared with.
-CONTENDERS: Final[tuple[Contender, ...]] = (
-    RAW,
-    Contender("fo_cancel_orders", "frontoffice_async cancel_orders", fo_cancel_orders),
-    Contender("fo_gather", "frontoffice_async gather(cancel_order)", fo_gather),
-    Contender("aiohttp_retry", "aiohttp + aiohttp-retry", aiohttp_retry_client),
-    Contender("aiohttp_tenacity", "aiohttp + tenacity", aiohttp_tenacity),
-    # ~1.5 ms of CPU per request at concurrency 64: one run of N=5000 takes ~10 s alone.
-    Contender("httpx", "httpx AsyncClient", httpx_client, max_repeat=1),
-)
+        yield lambda ids: pool(ids, concurrency, one)

@@ -1,180 +1,196 @@
-"""Turn the measurements into targets with PASS/MISS, a printed table, JSON and a PNG bar plot."""
+"""Targets with PASS/MISS, the printed report, the JSON file and the PNG plot."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
-__all__ = ["Target", "evaluate", "format_report", "write_json", "write_plot"]
+from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS
+from ._rounds import per_round_ratios, summarise
+from ._stats import Spread
 
-_FLOOR: Final = "raw_aiohttp"
-_OURS: Final = "fo_cancel_orders"
+__all__ = ["Goal", "evaluate", "format_report", "summarise_race", "write_json", "write_plot"]
 
 
 @attrs.frozen
-class Target:
-    """One goal: `value` must be at most (or at least) `limit`."""
+class Goal:
+    """One target: the median `value` must be at most `limit`; `spread` is shown beside it."""
 
     name: str
     value: float | None
     limit: float
-    at_least: bool = False
     unit: str = "x"
+    spread: str = ""
 
     @property
     def passed(self) -> bool | None:
-        if self.value is None:
-            return None
-        return self.value >= self.limit if self.at_least else self.value <= self.limit
+        return None if self.value is None else self.value <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "passed": self.passed}
 
 
-def evaluate(results: dict[str, Any]) -> list[Target]:
-    """The five targets, each from the result it is about (None when it was not measured)."""
-    contenders: dict[str, dict[str, Any]] = results["contenders"]
-    floor = contenders[_FLOOR]["cpu_us_per_request"]
-    ours = contenders[_OURS]["cpu_us_per_request"]
-    httpx = contenders.get("httpx")
+def summarise_race(race: dict[str, Any]) -> dict[str, Any]:
+    """Per contender: medians and spreads; per library mode: ratios to each peer and to the
+    cheaper peer of each round."""
+    runs: dict[str, list[dict[str, float]]] = race["runs"]
+    floor = runs[FLOOR]
+    contenders = {
+        c.key: {"label": c.label, "share": c.share, **summarise(runs[c.key], floor)}
+        for c in CONTENDERS
+        if c.key in runs
+    }
+    pairs = zip(*(runs[p] for p in PEERS), strict=True)
+    cheaper = [min(pair, key=lambda r: r["cpu_us"]) for pair in pairs]
+    versus = {
+        mode: {
+            "cheaper_peer": Spread.of(per_round_ratios(runs[mode], cheaper)).as_dict(),
+            **{p: Spread.of(per_round_ratios(runs[mode], runs[p])).as_dict() for p in PEERS},
+        }
+        for mode in LIBRARY
+    }
+    return {"contenders": contenders, "library_vs_peer": versus, "redone": race["redone"]}
+
+
+def _spread(d: dict[str, Any]) -> Spread:
+    return Spread(d["median"], d["low"], d["high"], d["n"])
+
+
+def evaluate(results: dict[str, Any]) -> list[Goal]:
+    """Every target, from the measurement it is about (None when it was not measured)."""
+    goals: list[Goal] = []
+    contenders = results["contenders"]
+    for mode in LIBRARY:
+        label = contenders[mode]["label"].removeprefix("frontoffice_async ")
+        peer = _spread(results["library_vs_peer"][mode]["cheaper_peer"])
+        raw = _spread(contenders[mode]["ratio"])
+        goals.append(Goal(f"{label}: CPU vs equal-work peer", peer.median, 0.90, spread=_r(peer)))
+        goals.append(Goal(f"{label}: CPU vs raw aiohttp + json", raw.median, 1.10, spread=_r(raw)))
+    stream = results["stream"]
+    goals.append(
+        Goal(f"{stream['ids']:,} ids, iter_cancel_orders dedupe=True: traced peak",
+             stream["peak_mib"], 10.0, unit=" MiB")
+    )  # fmt: skip
     cancel_all = results.get("cancel_all")
-    return [
-        Target("per-cancel client CPU vs raw aiohttp", ours / floor, 1.10),
-        Target(
-            "httpx CPU vs ours",
-            None if httpx is None else httpx["cpu_us_per_request"] / ours,
-            20.0,
-            at_least=True,
-        ),
-        Target("Order structuring vs hand-written", results["parsing"]["ratio"], 1.30),
-        Target(
-            f"{results['stream']['ids']:,}-id streaming peak memory",
-            results["stream"]["peak_mib"],
-            10.0,
-            unit=" MiB",
-        ),
-        Target(
-            "cancel-all wall vs ideal",
-            None if cancel_all is None else cancel_all["ratio"],
-            1.15,
-        ),
-    ]
+    ratio = None if cancel_all is None else _spread(cancel_all["ratio"])
+    goals.append(
+        Goal("cancel-all wall vs raw aiohttp (snapshot, DELETEs, verify snapshot)",
+             None if ratio is None else ratio.median, 1.05,
+             spread="" if ratio is None else _r(ratio))
+    )  # fmt: skip
+    extra = _spread(results["imports"]["extra_ms"])
+    goals.append(
+        Goal("import frontoffice_async minus import aiohttp", extra.median, 15.0, " ms", _r(extra))
+    )
+    help_ = _spread(results["help"]["wall_ms"])
+    goals.append(Goal("frontoffice --help, fresh process", help_.median, 300.0, " ms", _r(help_)))
+    return goals
 
 
-def format_report(results: dict[str, Any], targets: list[Target]) -> str:
-    """The human-readable summary: contenders table, the other measurements, the targets."""
-    params = results["params"]
-    contenders: dict[str, dict[str, Any]] = results["contenders"]
-    floor = contenders[_FLOOR]["cpu_us_per_request"]
+def _r(s: Spread) -> str:
+    return f"{s.low:.2f}-{s.high:.2f}" if s.high < 10 else f"{s.low:.0f}-{s.high:.0f}"
+
+
+def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
+    """The human-readable summary: the race table, the other measurements, the targets."""
+    p = results["params"]
     lines = [
-        f"N={params['n']} concurrency={params['concurrency']} repeat={params['repeat']} "
-        f"(medians); server in its own process",
+        f"N={p['n']} concurrency={p['concurrency']} rounds={p['rounds']}; client on core "
+        f"{p['client_core']}, servers on core {p['server_core']}; median (min-max) over rounds",
         "",
-        f"{'contender':<40} {'CPU µs/req':>10} {'x raw':>7} {'req/s':>8} "
-        f"{'client busy':>11} {'server busy':>11} {'runs':>4}",
+        f"{'contender':<40} {'CPU µs/request':>20} {'x raw, per round':>18} {'req/s':>7} "
+        f"{'client':>6} {'server':>6} {'others':>6}",
     ]
-    for row in contenders.values():
-        cpu = row["cpu_us_per_request"]
+    for row in results["contenders"].values():
+        cpu, ratio = _spread(row["cpu_us"]), _spread(row["ratio"])
+        share = "" if row["share"] == 1 else f" ({row['share']:.0%} of N)"
         lines.append(
-            f"{row['label']:<40} {cpu:>10.1f} {cpu / floor:>7.2f} {row['requests_per_s']:>8.0f} "
-            f"{row['client_busy']:>11.0%} {row['server_busy']:>11.0%} {row['repeat']:>4}"
+            f"{row['label'] + share:<40} {cpu.text('.1f'):>20} {ratio.text():>18} "
+            f"{row['requests_per_s']:>7.0f} {row['client_busy']:>6.0%} {row['server_busy']:>6.0%}"
+            f" {row['others_busy']['median']:>6.0%}"
         )
-    parsing = results["parsing"]
-    lines += [
-        "",
-        f"Order structuring: cattrs {parsing['structure_us']:.1f} µs, "
-        f"hand-written {parsing['hand_us']:.1f} µs ({parsing['ratio']:.2f}x)",
-        f"Body parsing: library (_converter.loads) {parsing['library_loads_us']:.1f} µs, "
-        f"json.loads {parsing['json_plain_us']:.1f} µs",
-    ]
+    lines.append("")
+    for mode, versus in results["library_vs_peer"].items():
+        parts = [f"{key} {_spread(s).text()}" for key, s in versus.items()]
+        lines.append(f"{mode} / peer, per round: " + "; ".join(parts))
+    speed = _spread(results["calibration_us"])
+    redone = results["redone"]
+    lines.append(
+        f"machine speed (fixed loop, µs, per round): {speed.text('.0f')}; rounds redone "
+        f"because other processes were busy: {len(redone)}"
+    )
+    parse = results["parse"]
+    lines.append(
+        "peer parse per body: json.loads {json_loads_us:.1f} µs, with parse_float=Decimal "
+        "{json_decimal_us:.1f} µs, Order building {parse_order_us:.1f} µs".format(**parse)
+    )
     stream = results["stream"]
     lines.append(
-        f"Streaming {stream['ids']:,} ids through iter_cancel_orders: peak "
-        f"{stream['peak_mib']:.2f} MiB (tracemalloc; {stream['wall_s_traced']:.1f} s traced); "
-        f"with dedupe=False {stream['peak_mib_no_dedupe']:.2f} MiB"
+        f"streaming {stream['ids']:,} ids: peak {stream['peak_mib']:.2f} MiB; with "
+        f"dedupe=False {stream['peak_mib_no_dedupe']:.2f} MiB"
     )
-    cancel_all = results.get("cancel_all")
-    if cancel_all is None:
-        lines.append(f"cancel-all: skipped ({results.get('cancel_all_skipped', 'not run')})")
-    else:
-        lines += _cancel_all_lines(cancel_all)
+    lines += _cancel_all_lines(results.get("cancel_all"))
     imports = results["imports"]
+    aiohttp_ms, ours_ms = _spread(imports["aiohttp_ms"]), _spread(imports["frontoffice_async_ms"])
     lines.append(
-        "import time (-X importtime, cumulative): "
-        + ", ".join(f"{name} {ms:.0f} ms" for name, ms in imports.items())
+        f"import (-X importtime, cumulative): aiohttp {aiohttp_ms.text('.0f', ' ms')}, "
+        f"frontoffice_async {ours_ms.text('.0f', ' ms')}"
     )
-    lines += ["", "Targets:"]
-    for target in targets:
-        verdict = {True: "PASS", False: "MISS", None: "SKIP"}[target.passed]
-        sign = "≥" if target.at_least else "≤"
-        value = "n/a" if target.value is None else f"{target.value:.2f}{target.unit}"
-        lines.append(
-            f"  {verdict}  {target.name}: {value} (target {sign} {target.limit:g}{target.unit})"
-        )
+    lines += ["", "Targets (median of the rounds; range in brackets):"]
+    for goal in goals:
+        verdict = {True: "PASS", False: "MISS", None: "SKIP"}[goal.passed]
+        value = "n/a" if goal.value is None else f"{goal.value:.2f}{goal.unit}"
+        spread = f" ({goal.spread})" if goal.spread else ""
+        limit = f"{goal.limit:g}{goal.unit}"
+        lines.append(f"  {verdict}  {goal.name}: {value}{spread}, target ≤ {limit}")
     return "\n".join(lines)
 
 
-def _cancel_all_lines(c: dict[str, Any]) -> list[str]:
-    lines = [
+def _cancel_all_lines(c: dict[str, Any] | None) -> list[str]:
+    if c is None:
+        return ["cancel-all: not measured"]
+    lib, raw = _spread(c["library_wall_s"]), _spread(c["raw_wall_s"])
+    return [
         f"cancel-all of {c['orders']} orders, {c['latency_s'] * 1000:g} ms latency, concurrency "
-        f"{c['concurrency']}: {c['wall_s']:.3f} s vs ideal {c['ideal_s']:.3f} s "
-        f"({c['ratio']:.2f}x); snapshot alone {c['snapshot_s']:.3f} s",
+        f"{c['concurrency']} (ideal {c['ideal_s']:.3f} s): library {lib.text('.3f', ' s')}, "
+        f"raw {raw.text('.3f', ' s')}",
+        f"  raw snapshot alone {_spread(c['raw_snapshot_s']).text('.3f', ' s')}; library vs raw "
+        f"without its verify snapshot {_spread(c['ratio_one_snapshot']).text()}",
     ]
-    cpu = f"  client CPU {c['client_cpu_s']:.2f} s"
-    if c["server_cpu_s"] is not None:
-        cpu += f", simulator CPU {c['server_cpu_s']:.2f} s"
-    lines.append(
-        f"{cpu}; raw aiohttp, same DELETEs without the snapshot: "
-        f"{c['raw_aiohttp_wall_s']:.3f} s ({c['raw_aiohttp_ratio']:.2f}x ideal)"
-    )
-    return lines
 
 
-def write_json(path: Path, results: dict[str, Any], targets: list[Target]) -> None:
+def write_json(path: Path, results: dict[str, Any], goals: list[Goal]) -> None:
     """Everything measured, plus the targets, as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {**results, "targets": [t.as_dict() for t in targets]}
+    document = {**results, "targets": [g.as_dict() for g in goals]}
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def write_plot(path: Path, results: dict[str, Any]) -> None:
-    """A horizontal bar chart of client CPU µs per request, with the floor and the 1.10x line."""
+    """Per-round CPU ratios to raw aiohttp: bars at the median, whiskers at min and max."""
     import matplotlib  # noqa: PLC0415 -- slow to import; only when a plot is wanted
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    contenders: dict[str, dict[str, Any]] = results["contenders"]
-    params = results["params"]
-    rows = list(contenders.values())
-    labels = [
-        row["label"]
-        if row["repeat"] == params["repeat"]
-        else f"{row['label']} ({row['repeat']} run)"
-        for row in rows
-    ]
-    values = [row["cpu_us_per_request"] for row in rows]
-    floor = contenders[_FLOOR]["cpu_us_per_request"]
-    colors = ["#2b7bba" if key.startswith("fo_") else "#9a9a9a" for key in contenders]
+    rows = list(results["contenders"].values())
+    spreads = [_spread(row["ratio"]) for row in rows]
+    medians = [s.median for s in spreads]
+    errors = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
+    colors = ["#2b7bba" if "frontoffice" in row["label"] else "#9a9a9a" for row in rows]
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.8), layout="constrained")
-    bars = ax.barh(labels, values, color=colors)
+    bars = ax.barh([row["label"] for row in rows], medians, xerr=errors, color=colors)
     ax.invert_yaxis()
-    ax.bar_label(bars, labels=[f"{v:.0f} µs ({v / floor:.2f}x)" for v in values], padding=3)
-    ax.axvline(
-        floor * 1.10, color="#d62728", linestyle="--", linewidth=1, label="1.10x raw aiohttp"
-    )
-    # Log scale: httpx is an order of magnitude off, and the differences that matter are small.
+    ax.bar_label(bars, labels=[f"{m:.2f}x" for m in medians], padding=12)
+    ax.axvline(1.10, color="#d62728", linestyle="--", linewidth=1, label="1.10x raw aiohttp")
     ax.set_xscale("log")
-    ax.set_xlim(min(values) / 2, max(values) * 4)
-    ax.set_xlabel("client CPU per DELETE + JSON parse (µs, log scale, lower is better)")
-    ax.set_title(
-        f"Client CPU per cancel: N={params['n']}, concurrency={params['concurrency']}, "
-        f"median of {params['repeat']}"
-    )
-    ax.legend(loc="upper right")
+    ax.set_xlabel("client CPU per cancel / raw aiohttp's in the same round (log scale)")
+    p = results["params"]
+    ax.set_title(f"N={p['n']}, concurrency={p['concurrency']}, {p['rounds']} rounds")
+    ax.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

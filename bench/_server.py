@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["ORDER_BODY", "ServerProcess", "ServerStats", "fetch_stats", "start"]
+__all__ = ["ORDER_BODY", "ORDER_BYTES", "ServerProcess", "ServerStats", "fetch_stats", "start"]
 
 #: The cancel response, shaped like `shared/api/samples/cancel_order_200.json`.
 ORDER_BODY: Final[dict[str, Any]] = {
@@ -42,12 +43,18 @@ ORDER_BODY: Final[dict[str, Any]] = {
     }
 }
 
-_BODY: Final = json.dumps(ORDER_BODY, separators=(",", ":")).encode()
-_OK: Final = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: application/json; charset=utf-8\r\n"
-    b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
-)
+#: What the fast server answers by default, as bytes.
+ORDER_BYTES: Final = json.dumps(ORDER_BODY, separators=(",", ":")).encode()
+
+
+def _ok(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Content-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
 _NOT_FOUND: Final = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 _CANCEL_PREFIX: Final = b"DELETE /frontoffice/api/v3/orders/"
 _STATS_PATH: Final = b"GET /_stats "
@@ -57,7 +64,8 @@ _HEAD_END: Final = b"\r\n\r\n"
 class _FastProtocol(asyncio.Protocol):
     """HTTP/1.1 keep-alive, just enough of it: split requests, skip bodies, answer."""
 
-    def __init__(self, counter: list[int]) -> None:
+    def __init__(self, counter: list[int], ok: bytes) -> None:
+        self._ok = ok
         self._buffer = b""
         self._counter = counter
         self._transport: asyncio.Transport | None = None
@@ -87,7 +95,7 @@ class _FastProtocol(asyncio.Protocol):
     def _answer(self, head: bytes) -> bytes:
         if head.startswith(_CANCEL_PREFIX):
             self._counter[0] += 1
-            return _OK
+            return self._ok
         if head.startswith(_STATS_PATH):
             stats = json.dumps({"cpu": time.process_time(), "requests": self._counter[0]})
             body = stats.encode()
@@ -104,10 +112,12 @@ def _content_length(head: bytes) -> int:
     return int(lowered[at + 17 : value_end if value_end >= 0 else None].strip())
 
 
-async def _serve_fast() -> None:
+async def _serve_fast(body: bytes) -> None:
     loop = asyncio.get_running_loop()
-    counter = [0]
-    server = await loop.create_server(lambda: _FastProtocol(counter), "127.0.0.1", 0, backlog=1024)
+    counter, ok = [0], _ok(body)
+    server = await loop.create_server(
+        lambda: _FastProtocol(counter, ok), "127.0.0.1", 0, backlog=1024
+    )
     port = server.sockets[0].getsockname()[1]
     print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
     async with server:
@@ -161,10 +171,24 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def start(mode: str = "fast", *, orders: int = 0, latency: float = 0.0) -> Iterator[ServerProcess]:
-    """Run `python -m bench._server MODE` and yield its URL (and credentials, for `sim`)."""
+def start(
+    mode: str = "fast",
+    *,
+    orders: int = 0,
+    latency: float = 0.0,
+    cpu: int | None = None,
+    body: Path | None = None,
+) -> Iterator[ServerProcess]:
+    """Run `python -m bench._server MODE` and yield its URL (and credentials, for `sim`).
+
+    `cpu` pins the server to that core; `body` is a file the fast server answers with.
+    """
     args = [sys.executable, "-m", "bench._server", mode, f"--orders={orders}"]
     args.append(f"--latency={latency}")
+    if cpu is not None:
+        args.append(f"--cpu={cpu}")
+    if body is not None:
+        args.append(f"--body={body}")
     # Our own interpreter and fixed arguments: nothing untrusted reaches the command line.
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
     try:
@@ -213,9 +237,14 @@ def _main() -> None:
     parser.add_argument("mode", choices=["fast", "sim"])
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--cpu", type=int, help="run on this core only")
+    parser.add_argument("--body", type=Path, help="a JSON file to answer every cancel with")
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     if args.mode == "fast":
-        asyncio.run(_serve_fast())
+        body = ORDER_BYTES if args.body is None else args.body.read_bytes()
+        asyncio.run(_serve_fast(body))
     else:
         asyncio.run(_serve_sim(args.orders, args.latency))
 

@@ -1,0 +1,34 @@
+"""The contenders of the CPU-per-cancel race, in report order; the first is the floor."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._clients import (
+    Contender,
+    aiohttp_tenacity,
+    fo_cancel_orders,
+    fo_gather,
+    httpx_client,
+    raw_aiohttp,
+)
+from ._peer import peer_aiohttp_retry, peer_hand
+
+__all__ = ["CONTENDERS", "FLOOR", "LIBRARY", "PEERS"]
+
+FLOOR: Final = "raw_aiohttp"
+#: The library's two ways of cancelling many orders; each has the CPU targets.
+LIBRARY: Final = ("fo_cancel_orders", "fo_gather")
+#: The equal-work peer's variants; the targets compare with the cheaper one of each round.
+PEERS: Final = ("peer_aiohttp_retry", "peer_hand")
+
+CONTENDERS: Final[tuple[Contender, ...]] = (
+    Contender(FLOOR, "raw aiohttp + json (floor)", raw_aiohttp),
+    Contender(LIBRARY[0], "frontoffice_async cancel_orders", fo_cancel_orders),
+    Contender(LIBRARY[1], "frontoffice_async gather(cancel_order)", fo_gather),
+    Contender(PEERS[0], "peer: aiohttp-retry + Order parse", peer_aiohttp_retry),
+    Contender(PEERS[1], "peer: hand retry loop + Order parse", peer_hand),
+    Contender("aiohttp_tenacity", "aiohttp + tenacity + json", aiohttp_tenacity),
+    # ~1.2 ms of CPU per request at concurrency 64: a tenth of the ids keeps it in budget.
+    Contender("httpx", "httpx AsyncClient + json", httpx_client, share=0.1),
+)
