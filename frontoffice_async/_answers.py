@@ -11,9 +11,11 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
+from typing import Final
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -25,6 +27,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    FrontOfficeError,
     OrderNotActiveError,
     OrderNotFoundError,
     PermissionDeniedError,
@@ -33,13 +36,22 @@ from .errors import (
 )
 
 __all__ = [
+    "HIDDEN",
     "clip",
     "connection_error",
     "describe_body",
+    "mask",
     "one_line",
     "retry_after_seconds",
+    "scrub",
     "status_error",
 ]
+
+#: What a secret found in a peer's text is replaced with (no angle brackets: an HTML
+#: excerpt would strip them).
+HIDDEN: Final = "[hidden]"
+#: Shorter "secrets" are not searched for: masking every "t" of a message helps no one.
+_MIN_SECRET = 6
 
 EXCERPT = 200  # characters of a peer's text shown in a message
 _BODY_KEPT = 4096  # characters of a body kept on an error; a proxy page can be megabytes
@@ -154,10 +166,41 @@ def forget_credentials(exc: BaseException) -> None:
     if not isinstance(info, aiohttp.RequestInfo) or "Authorization" not in info.headers:
         return
     headers = CIMultiDict(info.headers)
-    headers["Authorization"] = "<hidden>"
-    exc.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
-        info.url, info.method, CIMultiDictProxy(headers), info.real_url
-    )
+    headers["Authorization"] = HIDDEN
+    masked = aiohttp.RequestInfo(info.url, info.method, CIMultiDictProxy(headers), info.real_url)
+    exc.request_info = masked  # type: ignore[attr-defined]
+    # ClientResponseError keeps the same RequestInfo as its first argument, too.
+    exc.args = tuple(masked if arg is info else arg for arg in exc.args)
+
+
+def mask(text: str, secrets: Collection[str]) -> str:
+    """`text` with each secret, raw or percent-encoded (as in a URL or a form), replaced."""
+    for secret in secrets:
+        if len(secret) < _MIN_SECRET:
+            continue
+        for form in {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}:
+            if form in text:
+                text = text.replace(form, HIDDEN)
+    return text
+
+
+def scrub(error: FrontOfficeError, secrets: Collection[str]) -> FrontOfficeError:
+    """Mask `secrets` in everything an error of ours shows: a server may echo a token back."""
+    if not secrets:
+        return error
+    for name in ("message", "body", "trace_id", "url"):
+        value = getattr(error, name, None)
+        if isinstance(value, str):
+            setattr(error, name, mask(value, secrets))
+    headers = getattr(error, "headers", None)
+    if isinstance(headers, Mapping) and any(
+        mask(v, secrets) != v for v in headers.values() if isinstance(v, str)
+    ):
+        error.headers = {  # type: ignore[attr-defined]
+            k: mask(v, secrets) if isinstance(v, str) else v for k, v in headers.items()
+        }
+    error.args = tuple(mask(a, secrets) if isinstance(a, str) else a for a in error.args)
+    return error
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -213,8 +256,12 @@ def describe_body(text: str) -> tuple[str, str | None]:
 
 
 def one_line(text: str, limit: int = EXCERPT) -> str:
-    """`text` with every run of whitespace (newlines included) made one space, clipped."""
-    return clip(_SPACE.sub(" ", text[: limit * 4]).strip(), limit)
+    """`text` with every run of whitespace (newlines included) made one space, other
+    non-printable characters (ESC, bidi overrides) escaped, and clipped."""
+    text = _SPACE.sub(" ", text[: limit * 4]).strip()
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return clip(text, limit)
 
 
 def clip(text: str, limit: int) -> str:

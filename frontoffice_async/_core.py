@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 from yarl import URL
 
-from . import _converter, streams
+from . import _answers, _converter, streams
 from ._checks import check_account_id, check_headers, normalise_base_url, order_path_segment
 from ._middleware import RetryMiddleware
 from ._pipeline import Pipeline
@@ -21,6 +21,7 @@ from ._ratelimit import RateLimiter
 from ._session import USER_AGENT, SessionHolder
 from .auth import OfflineTokenAuth, TokenProvider, TokenSource
 from .bulk import Canceller
+from .errors import ResponseValidationError
 from .retry import RetryBudget, RetryEvent, RetryPolicy
 
 __all__ = ["Core", "Settings", "check_concurrency"]
@@ -191,7 +192,12 @@ class Settings:
         """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
         url = URL(prefix + order_path_segment(order_id), encoded=True)
         body, attempts = await self.pipeline.send("DELETE", url, headers, order_id=order_id)
-        return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
+        try:
+            return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
+        except ResponseValidationError as error:
+            # The body is kept on the error: a server that echoes the token must not show it.
+            _answers.scrub(error, self.pipeline.retry.tokens.secrets)
+            raise
 
     async def snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
         """The raw records of the account's OpenOrders snapshot (see `streams`)."""

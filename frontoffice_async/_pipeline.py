@@ -55,52 +55,57 @@ class Pipeline:
         `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
         `OrderNotActiveError`).
         """
-        session = self._session()
-        if session.closed:
-            raise ClientClosedError("the aiohttp session passed as session= is closed")
-        exchange = Exchange(self.retry)
-        theirs = self._theirs
         try:
-            response = await session.request(
-                method,
-                url,
-                headers=headers,
-                allow_redirects=False,
-                # Whatever the session says: our callers get our typed errors, not aiohttp's.
-                raise_for_status=False,
-                middlewares=(*theirs, exchange) if theirs else (exchange,),
-            )
-        except FrontOfficeError:
-            raise
-        except (aiohttp.ClientError, OSError) as exc:  # raised outside our middleware
-            raise _answers.connection_error(
-                exc, method=method, url=str(url), attempts=exchange.attempts
-            ) from exc
-        attempts = exchange.attempts
-        body = exchange.body
-        if not attempts:
-            # A middleware of a borrowed session answered without calling ours (a cache, a
-            # test double): the body is still unread, and it counts as one attempt.
-            body = await response.read()
-            response.release()
-            attempts = 1
-        status = response.status
-        if 200 <= status < 300:
-            if exchange.truncated:
-                raise ResponseValidationError(
-                    f"the body is larger than the {self.retry.max_body} bytes allowed",
-                    url=str(url),
-                    body=body[:4096].decode("utf-8", "replace"),
-                    attempts=attempts,
+            session = self._session()
+            if session.closed:
+                raise ClientClosedError("the aiohttp session passed as session= is closed")
+            exchange = Exchange(self.retry)
+            theirs = self._theirs
+            try:
+                response = await session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    # Whatever the session says: our callers get our typed errors, not aiohttp's.
+                    raise_for_status=False,
+                    middlewares=(*theirs, exchange) if theirs else (exchange,),
                 )
-            return body, attempts
-        raise _answers.status_error(
-            status=status,
-            method=method,
-            url=str(url),
-            headers=response.headers,
-            body=body,
-            attempts=attempts,
-            order_id=order_id,
-            after_retry=exchange.ambiguous,
-        )
+            except FrontOfficeError:
+                raise
+            except (aiohttp.ClientError, OSError) as exc:  # raised outside our middleware
+                raise _answers.connection_error(
+                    exc, method=method, url=str(url), attempts=exchange.attempts
+                ) from exc
+            attempts = exchange.attempts
+            body = exchange.body
+            if not attempts:
+                # A middleware of a borrowed session answered without calling ours (a cache, a
+                # test double): the body is still unread, and it counts as one attempt.
+                body = await response.read()
+                response.release()
+                attempts = 1
+            status = response.status
+            if 200 <= status < 300:
+                if exchange.truncated:
+                    raise ResponseValidationError(
+                        f"the body is larger than the {self.retry.max_body} bytes allowed",
+                        url=str(url),
+                        body=body[:4096].decode("utf-8", "replace"),
+                        attempts=attempts,
+                    )
+                return body, attempts
+            raise _answers.status_error(
+                status=status,
+                method=method,
+                url=str(url),
+                headers=response.headers,
+                body=body,
+                attempts=attempts,
+                order_id=order_id,
+                after_retry=exchange.ambiguous,
+            )
+        except FrontOfficeError as error:
+            # A server (or a proxy) may echo the token back: it must not reach the caller.
+            _answers.scrub(error, self.retry.tokens.secrets)
+            raise

@@ -14,6 +14,7 @@ import binascii
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
@@ -80,6 +81,7 @@ class TokenSource:
         "_clock",
         "_fetch_task",
         "_header",
+        "_known",
         "_provider",
         "_refresh_at",
         "_refused",
@@ -92,8 +94,11 @@ class TokenSource:
     ) -> None:
         self._provider: TokenProvider | None
         self._header: str | None
+        # The last tokens handed out: what an error must never show, should a server echo one.
+        self._known: deque[str] = deque(maxlen=4)
         if isinstance(token, str):
             self._header = _bearer(token)
+            self._known.append(self._header.removeprefix("Bearer "))
             self._provider = None
         elif callable(token):
             self._header = None
@@ -110,6 +115,11 @@ class TokenSource:
         self._refused_until = -math.inf
         self.refreshes = 0
         """How many times the provider was asked (for tests and metrics)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The tokens lately in use (raw, without "Bearer "), for masking echoes of them."""
+        return tuple(self._known)
 
     @property
     def can_refresh(self) -> bool:
@@ -192,6 +202,7 @@ class TokenSource:
             # Never schedule in the past: a clock skew must not cause a refresh loop.
             self._refresh_at = max(expiry - REFRESH_MARGIN, now + 1.0)
         self._header = header
+        self._known.append(header.removeprefix("Bearer "))
         return header
 
     def __repr__(self) -> str:
@@ -259,11 +270,13 @@ class OfflineTokenAuth:
                 body = await response.read()
                 status, headers = response.status, response.headers
         except (aiohttp.ClientError, OSError) as exc:
-            raise _answers.connection_error(exc, method="POST", url=str(url), attempts=1) from exc
+            error = _answers.connection_error(exc, method="POST", url=str(url), attempts=1)
+            raise _answers.scrub(error, (self._offline_token,)) from exc
         if not 200 <= status < 300:
-            raise _answers.status_error(
+            refused = _answers.status_error(
                 status=status, method="POST", url=str(url), headers=headers, body=body, attempts=1
             )
+            raise _answers.scrub(refused, (self._offline_token,))
         try:
             data = json.loads(body)
         except ValueError:

@@ -16,12 +16,13 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from . import _cancel_all, _converter, bulk, streams
+from . import _answers, _cancel_all, _converter, bulk, streams
 from ._checks import check_headers, parse_side
 from ._core import Core, Settings
 from ._middleware import DEFAULT_MAX_BODY
 from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome
+from .errors import ResponseValidationError
 from .models import Account, OpenOrder, Order, OrderSide, StopOrder
 from .retry import RetryBudget, RetryEvent, RetryPolicy
 
@@ -244,10 +245,13 @@ class FrontOfficeClient:
         """The trading accounts the token can act on (no `accountId` needed)."""
         self._core.holder.get()  # closed or wrong loop: say so before anything else
         url = self._core.accounts_url
-        body, attempts = await self._settings.pipeline.send(
-            "GET", url, self._settings.base_headers
-        )
-        return _converter.read_list(body, Account, url=url, attempts=attempts)
+        pipeline = self._settings.pipeline
+        body, attempts = await pipeline.send("GET", url, self._settings.base_headers)
+        try:
+            return _converter.read_list(body, Account, url=url, attempts=attempts)
+        except ResponseValidationError as error:
+            _answers.scrub(error, pipeline.retry.tokens.secrets)  # a server may echo the token
+            raise
 
     # --- bulk -----------------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ retry events, and every error, its causes, contexts, arguments, notes and traceb
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from urllib.parse import quote
 
 import attrs
 import pytest
@@ -17,8 +19,10 @@ from frontoffice_async import (
     RetryPolicy,
 )
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
+from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from .support import FAST, assert_secret_absent, no_sleep
+from ._rawserver import RawServer, http
+from .support import FAST, SENTINEL_TOKEN, assert_secret_absent, client_for, no_sleep
 
 TOKEN = "eyJhbGciOiJub25lIn0.SENTINEL-BEARER-91f3.sig"
 OFFLINE = "SENTINEL-OFFLINE-5d2a"
@@ -101,3 +105,62 @@ async def test_no_string_the_library_produces_holds_a_token(
     for text in produced:
         for secret in SECRETS:
             assert secret not in text
+
+
+ECHO_TOKEN = "tok-ECHO+SENTINEL/7f3a=9&x%41"  # characters that URL-encoding changes
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (401, b'{"detail": "token rejected: Bearer @TOKEN@"}', {}),
+        (400, b"<html><title>bad request for /x?access_token=@QUOTED@</title></html>", {}),
+        (500, b'{"title": "oops", "traceId": "@TOKEN@"}', {"WWW-Authenticate": "Bearer @TOKEN@"}),
+        (200, b'{"order": {"orderId": "@TOKEN@"}}', {}),  # a 2xx that is not an order
+    ],
+)
+async def test_a_server_that_echoes_the_token_never_gets_it_shown(
+    frontoffice_simulator_factory: SimulatorFactory,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
+    sim = await frontoffice_simulator_factory(token=ECHO_TOKEN)
+    echoed = body.replace(b"@TOKEN@", ECHO_TOKEN.encode()).replace(
+        b"@QUOTED@", quote(ECHO_TOKEN).encode()
+    )
+    sent = {k: v.replace("@TOKEN@", ECHO_TOKEN) for k, v in headers.items()}
+    [order_id] = sim.add_orders(1)
+    sim.faults = FaultPlan(scripts={order_id: [Fault.response(status, echoed, sent)]})
+    async with client_for(sim, retry=RetryPolicy.none()) as client:
+        with pytest.raises(FrontOfficeError) as caught:
+            await client.cancel_order(order_id)
+        result = await client.cancel_orders([order_id])  # the second answer is the plain 400
+    assert_secret_absent(caught.value, ECHO_TOKEN, quote(ECHO_TOKEN), quote(ECHO_TOKEN, safe=""))
+    assert "[hidden]" in str(caught.value) or "[hidden]" in caught.value.body  # type: ignore[attr-defined]
+    assert ECHO_TOKEN not in json.dumps(result.as_dict())
+
+
+async def test_a_broken_status_line_keeps_no_token_in_its_cause() -> None:
+    async with (
+        RawServer([http("HTTP/1.1 abc OK")]) as server,
+        client_for(server.url, retry=RetryPolicy.none()) as client,
+    ):
+        with pytest.raises(FrontOfficeError) as caught:
+            await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")
+    cause = caught.value.__cause__
+    assert cause is not None and cause.args  # aiohttp's error, with its RequestInfo
+    assert_secret_absent(caught.value, SENTINEL_TOKEN)
+
+
+async def test_an_offline_token_echoed_by_the_exchange_is_hidden() -> None:
+    offline = "OFFLINE-SENTINEL-42abc"
+    echo = Fault.response(400, f'{{"detail": "unknown offline token {offline}"}}'.encode())
+    async with FrontOfficeSimulator(offline_token=offline) as sim:
+        sim.faults = FaultPlan(sequence=[echo], endpoints=frozenset({"access_token"}))
+        auth = OfflineTokenAuth(offline)
+        async with FrontOfficeClient(sim.url, token=auth, account_id="a") as client:
+            with pytest.raises(FrontOfficeError) as caught:
+                await client.list_accounts()
+    assert_secret_absent(caught.value, offline)
+    assert "[hidden]" in str(caught.value)
