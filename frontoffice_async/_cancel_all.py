@@ -100,11 +100,13 @@ async def cancel_all(
     merged: dict[str, CancelOutcome[Order]] = {}
     passes = attempts = 0
     pending = selection.ids
-    while not dry_run and pending and passes < rounds:
+    stopped_by = None
+    while not dry_run and pending and passes < rounds and stopped_by is None:
         passes += 1
         failed: list[str] = []
         result = await cancel(pending)
         attempts += result.attempts
+        stopped_by = result.stopped_by
         for outcome in result:
             earlier = merged.get(outcome.order_id)
             # "Cancelled" by any round wins; otherwise the latest round says what happened.
@@ -112,6 +114,10 @@ async def cancel_all(
                 merged[outcome.order_id] = outcome
             if outcome.failed:
                 failed.append(outcome.order_id)
+        if stopped_by is not None:
+            # A revoked token or a forbidden account: another round would only send the same
+            # refused requests again. What this round tried is what may still be open.
+            break
         selection = select(await snapshot(), market_id, side)
         # What still matches, and what failed even if the hub no longer lists it: a lost
         # answer's order then comes back "not active" instead of staying a false failure.
@@ -124,9 +130,10 @@ async def cancel_all(
         remaining=remaining,
         unreadable=unreadable,
         # A dry run that selects nothing has verified the account as well as any run could.
-        verified=not selection.ids and not unreadable,
+        verified=not selection.ids and not unreadable and stopped_by is None,
         filtered_out=filtered_out,
         attempts=attempts,
+        stopped_by=stopped_by,
     )
 
 

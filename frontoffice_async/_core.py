@@ -15,6 +15,7 @@ from yarl import URL
 
 from . import _answers, _converter, streams
 from ._checks import check_account_id, check_headers, normalise_base_url, order_path_segment
+from ._gate import Halt
 from ._middleware import RetryMiddleware
 from ._pipeline import Pipeline
 from ._ratelimit import RateLimiter
@@ -187,11 +188,17 @@ class Settings:
         return functools.partial(self._cancel, prefix, cls, headers)
 
     async def _cancel(
-        self, prefix: str, cls: type[T], headers: Mapping[str, str], order_id: str
+        self,
+        prefix: str,
+        cls: type[T],
+        headers: Mapping[str, str],
+        order_id: str,
+        halt: Halt | None = None,
     ) -> tuple[T, int]:
         """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
         url = URL(prefix + order_path_segment(order_id), encoded=True)
-        body, attempts = await self.pipeline.send("DELETE", url, headers, order_id=order_id)
+        send = self.pipeline.send
+        body, attempts = await send("DELETE", url, headers, order_id=order_id, halt=halt)
         try:
             return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
         except ResponseValidationError as error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["Gate"]
+__all__ = ["Gate", "Halt", "Halted"]
 
 
 class Gate:
@@ -39,3 +39,22 @@ class Gate:
         if self.in_flight:
             self._idle = asyncio.Event()
             await self._idle.wait()
+
+
+class Halt:
+    """One bulk call's stop signal: once `error` is set (a 401 the refresh did not cure, a
+    403, a failing token provider), the call's requests stop before they leave, even those
+    already waiting for a rate-limiter slot, a token or a backoff."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+
+class Halted(Exception):
+    """Raised instead of sending when the call's `Halt` is set; `attempts` were sent before."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts

@@ -20,11 +20,16 @@ import aiohttp
 from multidict import istr
 
 from . import _answers
-from ._gate import Gate
+from ._gate import Gate, Halt, Halted
 from ._ratelimit import RateLimiter, SlotTooLate
 from ._timer import AttemptTimers
 from .auth import TokenSource
-from .errors import APITimeoutError, ClientClosedError, TokenProviderError
+from .errors import (
+    APITimeoutError,
+    ClientClosedError,
+    TokenProviderError,
+    _TokenProviderTimeoutError,
+)
 from .retry import NO_RETRY_REFUND, RetryBudget, RetryDecision, RetryEvent, RetryPolicy, decide
 
 __all__ = ["DEFAULT_MAX_BODY", "Exchange", "RetryMiddleware"]
@@ -37,6 +42,7 @@ DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
 T = TypeVar("T")
 _Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
 _AUTHORIZATION: Final = istr("Authorization")
+_PROVIDER: Final = "the token provider"
 
 
 class Exchange:
@@ -44,10 +50,11 @@ class Exchange:
     learned for the caller (requests sent, whether one may have reached the server without
     an answer, the body read, and whether that body was cut at the size cap)."""
 
-    __slots__ = ("_retry", "ambiguous", "attempts", "body", "truncated")
+    __slots__ = ("_retry", "ambiguous", "attempts", "body", "halt", "truncated")
 
-    def __init__(self, retry: RetryMiddleware) -> None:
+    def __init__(self, retry: RetryMiddleware, halt: Halt | None = None) -> None:
         self._retry = retry
+        self.halt = halt
         self.attempts = 0
         self.ambiguous = False
         self.body = b""
@@ -163,7 +170,7 @@ class RetryMiddleware:
                         request,
                         exchange,
                         deadline_at,
-                        "the token provider",
+                        _PROVIDER,
                     )
                     continue
             if status not in policy.retry_statuses:
@@ -190,15 +197,15 @@ class RetryMiddleware:
         tokens = self.tokens
         header = tokens.cached()  # the fast path: no await while a token is fresh
         if header is None:
-            header = await self._wait(
-                tokens.header(), request, exchange, deadline_at, "the token provider"
-            )
+            header = await self._wait(tokens.header(), request, exchange, deadline_at, _PROVIDER)
         if self.limiter is not None:
             try:
                 await self.limiter.acquire(deadline_at)
             except SlotTooLate:
                 raise self._late(request, exchange, "the rate limiter's next slot") from None
             header = tokens.cached() or header  # a refresh may have landed meanwhile
+        if exchange.halt is not None and exchange.halt.error is not None:
+            raise Halted(exchange.attempts)  # the bulk call failed fast meanwhile
         if self.gate.closing:
             raise ClientClosedError(
                 "the client was closed before the request could be sent",
@@ -344,7 +351,9 @@ class RetryMiddleware:
         self, request: aiohttp.ClientRequest, exchange: Exchange, what: str
     ) -> APITimeoutError:
         deadline = self.policy.deadline
-        return APITimeoutError(
+        # A provider that does not answer in time will not for the next id either.
+        kind = _TokenProviderTimeoutError if what == _PROVIDER else APITimeoutError
+        return kind(
             f"deadline of {deadline:g}s exceeded waiting for {what}",
             method=request.method,
             url=_safe_url(request),

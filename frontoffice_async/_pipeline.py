@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from . import _answers
+from ._gate import Halt
 from ._middleware import Exchange, RetryMiddleware
 from .errors import ClientClosedError, FrontOfficeError, ResponseValidationError
 
@@ -49,17 +50,19 @@ class Pipeline:
         headers: Mapping[str, str],
         *,
         order_id: str | None = None,
+        halt: Halt | None = None,
     ) -> tuple[bytes, int]:
         """The 2xx body and the attempts it took, or the typed error of the answer.
 
         `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
-        `OrderNotActiveError`).
+        `OrderNotActiveError`). `halt` is the bulk call's stop signal (`Halted` is raised
+        instead of sending once it is set).
         """
         try:
             session = self._session()
             if session.closed:
                 raise ClientClosedError("the aiohttp session passed as session= is closed")
-            exchange = Exchange(self.retry)
+            exchange = Exchange(self.retry, halt)
             theirs = self._theirs
             try:
                 response = await session.request(

@@ -22,7 +22,12 @@ import aiohttp
 from yarl import URL
 
 from . import _answers
-from .errors import FrontOfficeError, ResponseValidationError, TokenProviderError
+from .errors import (
+    ClientClosedError,
+    FrontOfficeError,
+    ResponseValidationError,
+    TokenProviderError,
+)
 
 __all__ = ["OfflineTokenAuth", "TokenProvider", "TokenSource", "jwt_expiry"]
 
@@ -36,6 +41,9 @@ DEFAULT_LIFETIME: Final = 55 * 60.0
 #: After a freshly fetched token is refused too, the provider is not asked again for this
 #: long: a provider that keeps handing out a revoked token is asked once, not once per call.
 REFUSED_COOLDOWN: Final = 10.0
+#: After the provider fails, callers within this many seconds share that failure instead of
+#: asking again: one provider call per episode, however many ids need a token at once.
+FAILED_COOLDOWN: Final = 1.0
 ACCESS_TOKEN_PATH: Final = "/frontoffice/api/v4/access-token"  # noqa: S105 -- a path
 
 
@@ -79,6 +87,8 @@ class TokenSource:
 
     __slots__ = (
         "_clock",
+        "_closing",
+        "_failed_until",
         "_fetch_task",
         "_header",
         "_known",
@@ -113,6 +123,8 @@ class TokenSource:
         self._fetch_task: asyncio.Task[str] | None = None
         self._refused: str | None = None
         self._refused_until = -math.inf
+        self._failed_until = -math.inf
+        self._closing = False
         self.refreshes = 0
         """How many times the provider was asked (for tests and metrics)."""
 
@@ -162,16 +174,34 @@ class TokenSource:
         if header is not None and header != stale and self.cached() is not None:
             return header
         task = self._fetch_task
-        if task is None or task.done():
+        if task is None or (task.done() and not self._failed_lately(task)):
             task = asyncio.get_running_loop().create_task(
                 self._fetch(self._provider), name="frontoffice-token-provider"
             )
             task.add_done_callback(_retrieve)
             self._fetch_task = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and self._closing and not (caller and caller.cancelling()):
+                # `aclose()` stopped the provider, not our caller: say so, do not cancel it.
+                raise ClientClosedError(
+                    "the client was closed while the token provider was running"
+                ) from None
+            raise
+
+    def _failed_lately(self, task: asyncio.Task[str]) -> bool:
+        return (
+            not task.cancelled()
+            and task.exception() is not None
+            and self._clock() < self._failed_until
+        )
 
     async def aclose(self) -> None:
-        """Stop a provider call still running (the client is closing)."""
+        """Stop a provider call still running (the client is closing): its waiters get
+        `ClientClosedError`."""
+        self._closing = True
         task, self._fetch_task = self._fetch_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -180,7 +210,14 @@ class TokenSource:
     async def _fetch(self, provider: TokenProvider) -> str:
         self.refreshes += 1
         try:
-            token = await provider()
+            return self._accept(await self._ask(provider))
+        except TokenProviderError:
+            self._failed_until = self._clock() + FAILED_COOLDOWN
+            raise
+
+    async def _ask(self, provider: TokenProvider) -> object:
+        try:
+            return await provider()
         except FrontOfficeError as exc:  # our own OfflineTokenAuth: its text is safe to show
             raise TokenProviderError(f"the token provider failed: {exc}") from exc
         except Exception as exc:
@@ -188,6 +225,8 @@ class TokenSource:
             raise TokenProviderError(
                 f"the token provider raised {type(exc).__name__} (see __cause__)"
             ) from exc
+
+    def _accept(self, token: object) -> str:
         try:
             header = _bearer(token)
         except (TypeError, ValueError) as exc:
@@ -195,7 +234,7 @@ class TokenSource:
                 f"the token provider returned no usable token: {exc}"
             ) from None
         now = self._clock()
-        expiry = jwt_expiry(token)
+        expiry = jwt_expiry(header.removeprefix("Bearer "))
         if expiry is None:
             self._refresh_at = now + DEFAULT_LIFETIME
         else:

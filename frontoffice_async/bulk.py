@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar, overload
 import attrs
 
 from ._converter import to_plain
+from ._gate import Halt, Halted
 from ._ids import DistinctIds
 from .errors import (
     AuthenticationError,
@@ -36,6 +37,7 @@ from .errors import (
     OrdersStillOpenError,
     PermissionDeniedError,
     TokenProviderError,
+    _TokenProviderTimeoutError,
 )
 from .models import OpenOrder
 
@@ -44,10 +46,16 @@ __all__ = ["BulkCancelResult", "CancelOutcome", "Canceller"]
 logger = logging.getLogger("frontoffice_async")
 
 T = TypeVar("T")
-#: Cancels one id: the record and the attempts it took, or a `FrontOfficeError`.
-Canceller = Callable[[str], Awaitable[tuple[T, int]]]
+#: Cancels one id, unless the call's `Halt` is set by then (`Halted`): the record and the
+#: attempts it took, or a `FrontOfficeError`.
+Canceller = Callable[[str, Halt | None], Awaitable[tuple[T, int]]]
 #: After one of these, the next request would fail the same way: send nothing more.
-_FATAL = (AuthenticationError, PermissionDeniedError, TokenProviderError)
+_FATAL = (
+    AuthenticationError,
+    PermissionDeniedError,
+    TokenProviderError,
+    _TokenProviderTimeoutError,
+)
 
 
 @attrs.frozen
@@ -128,6 +136,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
         "filtered_out",
         "remaining",
         "rounds",
+        "stopped_by",
         "unreadable",
         "verified",
     )
@@ -143,9 +152,13 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
         verified: bool = False,
         filtered_out: Mapping[str, int] | None = None,
         attempts: int | None = None,
+        stopped_by: FrontOfficeError | None = None,
     ) -> None:
         self._outcomes = tuple(outcomes)
         self._attempts = attempts
+        self.stopped_by = stopped_by
+        """The error that made the call stop sending (a 401 the refresh did not cure, a 403,
+        a failing token provider), or None: the ids after it got it without a request."""
         self.elapsed = elapsed
         """Wall-clock seconds the call took."""
         self.rounds = rounds
@@ -228,6 +241,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
             "remaining": [to_plain(o) for o in self.remaining],
             "unreadable": list(self.unreadable),
             "filtered_out": dict(self.filtered_out),
+            "stopped_by": None if self.stopped_by is None else _error_as_dict(self.stopped_by),
         }
 
     def __repr__(self) -> str:
@@ -275,10 +289,12 @@ async def cancel_orders(
                 logger.exception("on_outcome callback failed")
 
     started = time.perf_counter()
-    await _Pool(cancel, order_ids, concurrency, keep, dedupe).run()
+    pool = _Pool(cancel, order_ids, concurrency, keep, dedupe)
+    await pool.run()
     # Indexes are dense (0..n-1 over distinct ids), so this is first-seen order.
     ordered = [received[i] for i in range(len(received))]
-    return BulkCancelResult(ordered, elapsed=time.perf_counter() - started)
+    stopped_by = pool.halt.error if isinstance(pool.halt.error, FrontOfficeError) else None
+    return BulkCancelResult(ordered, elapsed=time.perf_counter() - started, stopped_by=stopped_by)
 
 
 async def iter_cancel_orders(
@@ -326,7 +342,11 @@ class _Done:
 
 
 class _Pool(Generic[T]):
-    """The workers of one bulk call, and why they stopped early, if they did."""
+    """The workers of one bulk call, and why they stopped early, if they did.
+
+    Workers start one at a time, each as the one before takes an id, so a huge `concurrency`
+    over three ids costs three workers, not a million.
+    """
 
     def __init__(
         self,
@@ -344,8 +364,10 @@ class _Pool(Generic[T]):
         self._ids = DistinctIds(order_ids, dedupe=dedupe)
         self._concurrency = concurrency
         self._sink = sink
-        #: A 401 after refresh, a 403 or a token-provider failure: send nothing more.
-        self._fatal: FrontOfficeError | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._workers = 0
+        #: Set by a 401 after refresh, a 403 or a token-provider failure: send nothing more.
+        self.halt = Halt()
         #: The input failed, or a bug: stop taking ids, raise it once the in-flight ones end.
         self._abort: BaseException | None = None
         self._closed: ClientClosedError | None = None
@@ -354,12 +376,18 @@ class _Pool(Generic[T]):
         """Run the workers until the input ends or the call must stop; then raise why."""
         if self._concurrency:
             async with asyncio.TaskGroup() as group:
-                for n in range(self._concurrency):
-                    group.create_task(self._work(), name=f"frontoffice-bulk-worker-{n}")
+                self._group = group
+                self._spawn()
         if self._abort is not None:
             raise self._abort
         if self._closed is not None:
             raise ClientClosedError(f"{self._closed.args[0]}: the bulk cancel stopped")
+
+    def _spawn(self) -> None:
+        if self._group is not None and self._workers < self._concurrency:
+            self._workers += 1
+            name = f"frontoffice-bulk-worker-{self._workers}"
+            self._group.create_task(self._work(), name=name)
 
     async def _work(self) -> None:
         ids = self._ids
@@ -372,6 +400,7 @@ class _Pool(Generic[T]):
                 return
             if item is None:
                 return
+            self._spawn()  # an id came: the next one may too
             index, order_id = item
             try:
                 outcome = await self._outcome(order_id)
@@ -383,17 +412,21 @@ class _Pool(Generic[T]):
                 await done
 
     async def _outcome(self, order_id: str) -> CancelOutcome[T]:
-        fatal = self._fatal
-        if fatal is not None:
+        fatal = self.halt.error
+        if isinstance(fatal, FrontOfficeError):
             return CancelOutcome(order_id, error=fatal, attempts=0)
         try:
-            record, attempts = await self._cancel(order_id)
+            record, attempts = await self._cancel(order_id, self.halt)
+        except Halted as stopped:  # it waited (limiter, token, backoff) while the call failed
+            error = self.halt.error
+            assert isinstance(error, FrontOfficeError)
+            return CancelOutcome(order_id, error=error, attempts=stopped.attempts)
         except FrontOfficeError as exc:
             error = _light(exc)
             if isinstance(error, ClientClosedError):
                 self._closed = error
-            elif isinstance(error, _FATAL) and self._fatal is None:
-                self._fatal = error
+            elif isinstance(error, _FATAL) and self.halt.error is None:
+                self.halt.error = error
             return CancelOutcome(order_id, error=error, attempts=getattr(error, "attempts", 0))
         return CancelOutcome(order_id, order=record, attempts=attempts)
 

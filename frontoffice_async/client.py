@@ -227,7 +227,7 @@ class FrontOfficeClient:
         cancelled it), `ConflictError` (409) when the platform is busy with it, and
         `InvalidOrderIdError` before any request for an impossible id.
         """
-        record, _ = await self._settings.canceller(Order, account_id)(order_id)
+        record, _ = await self._settings.canceller(Order, account_id)(order_id, None)
         return record
 
     async def cancel_stop_order(
@@ -238,7 +238,9 @@ class FrontOfficeClient:
         Sends `Content-Type: application/json; x-api-version=4.0` as the platform's own example
         does (whether the server needs it is not documented); `default_headers` can override it.
         """
-        record, _ = await self._settings.canceller(StopOrder, account_id, stop=True)(order_id)
+        record, _ = await self._settings.canceller(StopOrder, account_id, stop=True)(
+            order_id, None
+        )
         return record
 
     async def list_accounts(self) -> list[Account]:

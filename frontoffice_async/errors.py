@@ -120,6 +120,10 @@ class APITimeoutError(APIConnectionError, TimeoutError):
     whole call exceeded the policy's deadline."""
 
 
+class _TokenProviderTimeoutError(APITimeoutError):
+    """The token provider was still running at the call's deadline (a bulk call stops)."""
+
+
 class APIStatusError(FrontOfficeError):
     """The server answered with a non-2xx status.
 

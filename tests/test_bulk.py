@@ -16,6 +16,7 @@ import pytest
 
 from frontoffice_async import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     BulkCancelError,
     BulkCancelResult,
@@ -35,6 +36,7 @@ from frontoffice_async import (
     bulk,
 )
 from frontoffice_async._converter import structure
+from frontoffice_async._gate import Halt
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
@@ -74,7 +76,7 @@ def sample_order() -> Order:
     return structure(json.loads(sample("cancel_order_200.json"))["order"], Order)
 
 
-async def instant(order_id: str) -> tuple[Order, int]:
+async def instant(order_id: str, halt: Halt | None) -> tuple[Order, int]:
     """A canceller that answers at once: measures the pool, not HTTP."""
     return SAMPLE, 1
 
@@ -641,7 +643,7 @@ async def test_an_aborted_call_reports_every_id_it_took(
 async def test_a_bug_in_the_canceller_stops_the_pool_cleanly() -> None:
     calls = 0
 
-    async def cancel(order_id: str) -> tuple[Order, int]:
+    async def cancel(order_id: str, halt: Halt | None) -> tuple[Order, int]:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0)
@@ -685,23 +687,24 @@ async def test_close_during_a_bulk_call_reports_what_was_sent_then_raises(
     assert len(delivered) < len(ids)
 
 
-@pytest.mark.parametrize(("ids", "workers"), [(["A"], 1), (["A", "B", "C"], 3), ([], 0)])
-async def test_concurrency_is_capped_by_the_number_of_ids(ids: list[str], workers: int) -> None:
-    seen: set[str] = set()
-    peak = 0
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+@pytest.mark.parametrize("ids", [[], ["A"], ["A", "B", "C"]])
+async def test_a_huge_concurrency_over_a_few_ids_costs_a_few_workers(
+    ids: list[str], kind: str
+) -> None:
+    names: set[str] = set()
 
-    async def cancel(order_id: str) -> tuple[Order, int]:
-        nonlocal peak
-        seen.add(asyncio.current_task().get_name())  # type: ignore[union-attr]
-        peak = max(peak, len(library_tasks()))
+    async def cancel(order_id: str, halt: Halt | None) -> tuple[Order, int]:
+        names.update(t.get_name() for t in library_tasks())
         await asyncio.sleep(0)
         return SAMPLE, 1
 
     started = time.perf_counter()
-    result = await bulk.cancel_orders(cancel, ids, concurrency=1_000_000)
-    assert len(result) == len(ids)
-    assert len(seen) == workers
-    assert time.perf_counter() - started < 1.0
+    result = await bulk.cancel_orders(cancel, as_input(kind, ids), concurrency=1_000_000)
+    assert [o.order_id for o in result] == ids
+    workers = {n for n in names if n.startswith("frontoffice-bulk-worker")}
+    assert len(workers) <= len(ids) + 1  # at most one waiting for an id that never comes
+    assert time.perf_counter() - started < 1.0  # a million workers took 22 s and 1 GiB
 
 
 async def test_resending_the_failures_gives_no_false_failures(
@@ -741,3 +744,62 @@ async def test_as_dict_is_json_ready(frontoffice_simulator: FrontOfficeSimulator
     assert second["error"]["trace_id"].startswith("00-")
     assert third["category"] == "not_found"
     assert sim.token not in json.dumps(document)
+
+
+async def test_closing_while_the_token_provider_runs_reports_every_id_taken(
+    sim: FrontOfficeSimulator,
+) -> None:
+    started = asyncio.Event()
+
+    async def slow_provider() -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return sim.token
+
+    ids = sim.add_orders(5)
+    delivered: list[CancelOutcome[Order]] = []
+    client = client_for(sim, token=slow_provider, concurrency=2)
+    bulk_call = asyncio.create_task(client.cancel_orders(ids, on_outcome=delivered.append))
+    single = asyncio.create_task(client.cancel_order(ids[-1]))
+    await started.wait()
+    await client.close()
+    with pytest.raises(ClientClosedError):
+        await bulk_call
+    with pytest.raises(ClientClosedError):  # not a CancelledError nobody asked for
+        await single
+    assert not single.cancelled()
+    assert delivered and all(isinstance(o.error, ClientClosedError) for o in delivered)
+    assert sim.requests == []
+
+
+async def test_fail_fast_also_stops_requests_waiting_for_the_rate_limiter(
+    sim: FrontOfficeSimulator,
+) -> None:
+    ids = sim.add_orders(20, account_id=SECOND_ACCOUNT_ID)
+    token = sim.issue_token([sim.account_ids[0]])  # 403 on the second account
+    # Real time: the 403 (a millisecond away) must come while the others wait for a slot.
+    async with client_for(
+        sim, token=token, rate_limit=100, sleep=asyncio.sleep, concurrency=8
+    ) as client:
+        result = await client.cancel_orders(ids, account_id=SECOND_ACCOUNT_ID)
+    assert len(sim.requests) == 1  # the others were waiting for a slot when the 403 came
+    assert sum(o.attempts for o in result) == 1
+    assert isinstance(result.stopped_by, PermissionDeniedError)
+    assert all(isinstance(o.error, PermissionDeniedError) for o in result)
+
+
+async def test_a_hung_token_provider_fails_the_bulk_call_fast() -> None:
+    async def hung() -> str:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    policy = RetryPolicy(deadline=0.2)
+    async with FrontOfficeSimulator() as sim:
+        ids = sim.add_orders(40)
+        async with client_for(sim, token=hung, retry=policy, concurrency=4) as client:
+            started = time.perf_counter()
+            result = await client.cancel_orders(ids)
+            elapsed = time.perf_counter() - started
+    assert elapsed < 1.0  # one deadline, not one per id (40 ids, 4 workers: 2 s)
+    assert all(isinstance(o.error, APITimeoutError) and o.attempts == 0 for o in result)
+    assert result.stopped_by is not None

@@ -19,11 +19,13 @@ from frontoffice_async import (
     OrderNotFoundError,
     OrderSide,
     OrdersStillOpenError,
+    PermissionDeniedError,
     bulk,
 )
 from frontoffice_async._cancel_all import cancel_all
 from frontoffice_async._converter import structure
 from frontoffice_async._core import Settings
+from frontoffice_async._gate import Halt
 from frontoffice_async.testing import (
     DEFAULT_ACCOUNT_ID,
     Fault,
@@ -235,7 +237,7 @@ class FakeAccount:
         return listed
 
     def canceller(self) -> Callable[[Sequence[str]], Awaitable[BulkCancelResult[Order]]]:
-        async def cancel_one(order_id: str) -> tuple[Order, int]:
+        async def cancel_one(order_id: str, halt: Halt | None) -> tuple[Order, int]:
             if order_id in self.refuse:
                 raise self.refuse[order_id]
             if order_id in self.cancelled:
@@ -455,3 +457,19 @@ async def test_the_promise_holds_with_a_hostile_hub_too(
         named = {o.order_id for o in result.remaining} | {o.order_id for o in result.failed}
         # An order the last snapshot listed without a readable id cannot be named, only counted.
         assert len(still_open - named) <= len(result.unreadable)
+
+
+async def test_a_forbidden_account_is_not_asked_again_in_the_next_rounds(
+    sim: FrontOfficeSimulator,
+) -> None:
+    sim.add_orders(50)
+    # The hub lets this token read the account, but the REST API refuses its cancels.
+    sim.faults = FaultPlan(sequence=[Fault.response(403)] * 500)
+    async with client_for(sim, concurrency=8) as client:
+        result = await client.cancel_all_orders(rounds=3)
+    assert sum(cancel_requests(sim).values()) <= 8  # one wave, not one per round
+    assert result.rounds == 1 and not result.verified
+    assert isinstance(result.stopped_by, PermissionDeniedError)
+    assert len(result.remaining) == 50
+    with pytest.raises(BulkCancelError):
+        result.raise_for_failures()

@@ -42,6 +42,7 @@ RESULT_KEYS = {
     "remaining",
     "unreadable",
     "filtered_out",
+    "stopped_by",
 }
 CONFLICT = Fault.response(409, b'{"title":"Conflict","status":409}')
 
