@@ -148,7 +148,6 @@ class RetryMiddleware:
                 decision = self._decide(request, attempt, None, timed_out, None, started)
                 if not decision.retry:
                     raise self._final_error(exc, request, exchange, deadline_at) from exc
-                exchange.ambiguous = True
                 cause = "timeout" if timed_out else type(exc).__name__
                 await self._pause(request, attempt, decision, cause, None)
                 spent += decision.cost
@@ -232,25 +231,40 @@ class RetryMiddleware:
         expiry = self._timers.arm(limit)
         gate = self.gate
         gate.enter()
-        exchange.attempts += 1
+        # aiohttp sets `request.response` once the request is written: an attempt that ends
+        # before (no connection free in the pool, connection refused) reached no server, so
+        # it is not counted and cannot make a later 400/404 look like our own doing.
+        request.response = None
         try:
             response = await handler(request)
+            exchange.attempts += 1
             exchange.body, exchange.truncated = await _read_capped(response, self.max_body)
         except asyncio.CancelledError:
-            if response is not None:
-                response.close()
+            self._fail(request, response, exchange)
             if expiry is None or not expiry.caused():
                 raise
             raise TimeoutError from None
         except BaseException:
-            if response is not None:
-                response.close()
+            self._fail(request, response, exchange)
             raise
         finally:
             if expiry is not None:
                 expiry.disarm()
             gate.leave()
         return response
+
+    @staticmethod
+    def _fail(
+        request: aiohttp.ClientRequest,
+        response: aiohttp.ClientResponse | None,
+        exchange: Exchange,
+    ) -> None:
+        """An attempt failed: close its response; count it, as ambiguous, if it was sent."""
+        if response is not None:
+            response.close()  # counted already: the server answered
+        elif getattr(request, "response", None) is not None:  # typed as always None
+            exchange.attempts += 1
+            exchange.ambiguous = True  # it may have reached the server and taken effect
 
     async def _wait(
         self,

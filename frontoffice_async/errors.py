@@ -405,4 +405,6 @@ class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
 
 
 def _attempts(n: int) -> str:
+    if n == 0:
+        return "nothing sent"
     return "1 attempt" if n == 1 else f"{n} attempts"

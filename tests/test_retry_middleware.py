@@ -473,3 +473,25 @@ async def test_a_closed_borrowed_session_is_one_clear_error(sim: FrontOfficeSimu
         with pytest.raises(RuntimeError, match="closed"):
             await client.cancel_orders(ids)
     assert sim.requests == []
+
+
+async def test_an_attempt_that_never_got_a_connection_is_not_counted(
+    sim: FrontOfficeSimulator,
+) -> None:
+    # One connection in the pool, held by a slow answer: the other call's first attempt times
+    # out waiting for it, so nothing was sent. Its later 400 is not "after a retry".
+    [slow] = sim.add_orders(1)
+    [done] = sim.add_orders(1, status="Completed")
+    sim.faults = FaultPlan(scripts={slow: [Fault.slow(0.4)]})
+    policy = attrs.evolve(FAST, max_attempts=4)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session,
+        client_for(sim, session=session, retry=policy, timeout=0.15) as client,
+    ):
+        holder = asyncio.create_task(client.cancel_order(slow))
+        await asyncio.sleep(0.05)
+        with pytest.raises(OrderNotActiveError) as caught:
+            await client.cancel_order(done)
+        await holder
+    assert caught.value.attempts == len(sim.requests_for(done)) == 1
+    assert caught.value.after_retry is False
