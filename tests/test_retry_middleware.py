@@ -488,7 +488,8 @@ async def test_an_attempt_that_never_got_a_connection_is_not_counted(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session,
         client_for(sim, session=session, retry=policy, timeout=0.15) as client,
     ):
-        holder = asyncio.create_task(client.cancel_order(slow))
+        patient = client.with_options(timeout=2.0)
+        holder = asyncio.create_task(patient.cancel_order(slow))
         await asyncio.sleep(0.05)
         with pytest.raises(OrderNotActiveError) as caught:
             await client.cancel_order(done)
