@@ -85,11 +85,13 @@ def status_error(
     `after_retry` says an earlier attempt of the call may have reached the server.
     """
     text = body.decode("utf-8", "replace")
-    message, trace_id = describe_body(text)
+    message, trace_id, from_the_api = _describe(text)
     if not message:
         message = _reason(status)
     kept = clip(text, _BODY_KEPT)
-    if order_id is not None and status in (400, 404):
+    # Only the API's own answer (JSON, or no body) says something about the order; an HTML or
+    # text page comes from a proxy, a WAF or an HTTP parser, and the order may still be live.
+    if order_id is not None and status in (400, 404) and from_the_api:
         cls = OrderNotActiveError if status == 400 else OrderNotFoundError
         return cls(
             message,
@@ -233,26 +235,32 @@ def describe_body(text: str) -> tuple[str, str | None]:
     ProblemDetails `detail`/`title` (+ `errors`), the legacy `errors[].message`, a plain
     `message`, or an excerpt of a non-JSON (HTML) body.
     """
+    message, trace_id, _ = _describe(text)
+    return message, trace_id
+
+
+def _describe(text: str) -> tuple[str, str | None, bool]:
+    """`describe_body`, and whether the body is the API's own (a JSON object, or empty)."""
     stripped = text.strip()
     if not stripped:
-        return "", None
+        return "", None, True
     try:
         data = json.loads(stripped)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return _excerpt(stripped), None
+        return _excerpt(stripped), None, False
     if not isinstance(data, dict):
-        return _excerpt(stripped), None
+        return _excerpt(stripped), None, False
     trace = data.get("traceId")
     trace_id = one_line(trace, 100) if isinstance(trace, str) and trace.strip() else None
     for key in ("detail", "title", "message"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
             message = _with_field_errors(one_line(value, EXCERPT), data.get("errors"))
-            return clip(message, 2 * EXCERPT), trace_id
+            return clip(message, 2 * EXCERPT), trace_id, True
     field_errors = _field_errors(data.get("errors"))
     if field_errors:
-        return field_errors, trace_id
-    return _excerpt(stripped), trace_id
+        return field_errors, trace_id, True
+    return _excerpt(stripped), trace_id, True
 
 
 def one_line(text: str, limit: int = EXCERPT) -> str:

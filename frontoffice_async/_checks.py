@@ -21,8 +21,27 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH: Final = 128
-# Set by the client or the retry middleware; a caller's value would be overwritten or unsafe.
-_RESERVED_HEADERS: Final = frozenset(("authorization", "accountid", "host"))
+# Set by the client, the retry middleware or aiohttp; or they change how the request is framed
+# or forwarded, so a server or proxy could refuse it with a 400 that says nothing of the order.
+_RESERVED_HEADERS: Final = frozenset(
+    (
+        "authorization",
+        "accountid",
+        "host",
+        "connection",
+        "content-length",
+        "expect",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+#: Bytes of extra headers at most: servers refuse requests whose headers exceed 8 KiB.
+_MAX_HEADERS_SIZE: Final = 4096
 
 
 def order_path_segment(order_id: object) -> str:
@@ -86,8 +105,10 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             # Never echo the value: it may be a secret.
             raise ValueError(f"default_headers[{name!r}] holds control or non-ASCII characters")
         if name.casefold() in _RESERVED_HEADERS:
-            raise ValueError(f"default_headers cannot set {name}: the client sets it")
+            raise ValueError(f"default_headers cannot set {name}: the client or aiohttp sets it")
         checked[name] = value
+    if sum(len(n) + len(v) + 4 for n, v in checked.items()) > _MAX_HEADERS_SIZE:
+        raise ValueError(f"default_headers: more than {_MAX_HEADERS_SIZE} bytes in all")
     return checked
 
 

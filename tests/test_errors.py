@@ -97,7 +97,11 @@ async def test_status_and_body_shape(
     with pytest.raises(APIStatusError) as caught:
         await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")
     error = caught.value
-    assert type(error) is CLASSES[status]
+    expected_class = CLASSES[status]
+    if status in (400, 404) and shape in ("html", "invalid_json"):
+        # A page, not the API's own JSON answer: it says nothing of the order.
+        expected_class = BadRequestError if status == 400 else APIStatusError
+    assert type(error) is expected_class
     assert error.status == status
     assert error.method == "DELETE"
     assert error.url == f"{BASE}/frontoffice/api/v3/orders/01K2PF9XS29WN4JZRHMCTTQYJB"
