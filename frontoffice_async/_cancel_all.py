@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from . import _answers, _converter
+from ._checks import check_rounds
 from .bulk import BulkCancelResult, CancelOutcome
 from .errors import ResponseValidationError
 from .models import OpenOrder, Order, OrderSide
@@ -92,8 +93,7 @@ async def cancel_all(
     dry_run: bool = False,
 ) -> BulkCancelResult[Order]:
     """Cancel what the snapshots show, up to `rounds` passes; see `cancel_all_orders`."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    check_rounds(rounds)
     started = time.perf_counter()
     selection = select(await snapshot(), market_id, side)
     filtered_out = selection.filtered_out

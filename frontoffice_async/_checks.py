@@ -15,6 +15,8 @@ __all__ = [
     "MAX_ID_LENGTH",
     "check_account_id",
     "check_headers",
+    "check_market_id",
+    "check_rounds",
     "normalise_base_url",
     "order_path_segment",
     "parse_side",
@@ -75,6 +77,25 @@ def check_account_id(account_id: object) -> str:
             f"account_id {account_id[:40]!r} holds spaces, control or non-ASCII chars"
         )
     return account_id
+
+
+def check_market_id(market_id: object) -> str | None:
+    """A market filter: None (every market) or a non-empty str such as `spot.eth_usdt`."""
+    if market_id is None:
+        return None
+    if not isinstance(market_id, str):
+        raise TypeError(f"market_id must be a str or None, got {type(market_id).__name__}")
+    if not market_id.strip():
+        # "" matches no order: a cancel-all would verify an empty selection and succeed.
+        raise ValueError("market_id must be a non-empty str or None (None: every market)")
+    return market_id
+
+
+def check_rounds(rounds: object) -> int:
+    """`rounds` if it is a positive int, else ValueError."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    return rounds
 
 
 def parse_side(side: object) -> OrderSide:

@@ -6,7 +6,9 @@ retry middleware), the OpenOrders hub, and the URLs the endpoints use.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -25,7 +27,7 @@ from .bulk import Canceller
 from .errors import ResponseValidationError
 from .retry import RetryBudget, RetryEvent, RetryPolicy
 
-__all__ = ["Core", "Settings", "check_concurrency"]
+__all__ = ["Core", "Settings", "check_concurrency", "check_timeout"]
 
 T = TypeVar("T")
 _API: Final = "/frontoffice/api"
@@ -44,6 +46,7 @@ class Core:
         "hub",
         "orders_prefix",
         "pipeline",
+        "runners",
         "stop_orders_prefix",
         "tokens",
     )
@@ -111,14 +114,24 @@ class Core:
             sleep=sleep,
             rand=rand,
         )
+        #: The worker tasks of `iter_cancel_orders` calls still running (see `aclose`).
+        self.runners: set[asyncio.Task[None]] = set()
         self.orders_prefix = f"{base}{_API}/v3/orders/"
         self.stop_orders_prefix = f"{base}{_API}/v3/stop-orders/"
         self.accounts_url = URL(f"{base}{_API}/v3/accounts", encoded=True)
 
     async def aclose(self) -> None:
-        """Streams end at once (`ClientClosedError`); requests on the wire finish; then the
-        session the client created is closed and a running token provider call stopped."""
+        """Streams end at once (`ClientClosedError`), abandoned `iter_cancel_orders` workers
+        stop, requests on the wire finish; then the session the client created is closed
+        and a running token provider call stopped."""
         await self.hub.aclose()
+        # An `iter_cancel_orders` whose consumer left without closing it would keep its
+        # workers waiting for a reader forever: they end with the client.
+        runners = list(self.runners)
+        for runner in runners:
+            runner.cancel()
+        if runners:
+            await asyncio.wait(runners)
         await self.holder.close()
         await self.tokens.aclose()
 
@@ -231,7 +244,7 @@ def split_timeout(
     """(the session's timeout, the per-attempt limit the retry middleware enforces)."""
     # The session's `total` would span every retry and sleep, so it stays unset.
     if isinstance(timeout, aiohttp.ClientTimeout):
-        per_attempt = timeout.total
+        per_attempt = check_timeout(timeout.total)
         session_timeout = aiohttp.ClientTimeout(
             total=None,
             connect=timeout.connect,
@@ -239,8 +252,20 @@ def split_timeout(
             sock_read=timeout.sock_read,
         )
     else:
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        per_attempt = timeout
+        per_attempt = check_timeout(timeout)
         session_timeout = aiohttp.ClientTimeout(total=None)
     return session_timeout, per_attempt
+
+
+def check_timeout(timeout: object) -> float | None:
+    """A per-attempt limit: seconds > 0 and finite, an `aiohttp.ClientTimeout` (its
+    `total`), or None for none."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        timeout = timeout.total
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be > 0 seconds and finite, or None, got {timeout!r}")
+    return float(timeout)

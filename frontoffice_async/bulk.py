@@ -303,8 +303,13 @@ async def iter_cancel_orders(
     *,
     concurrency: int,
     dedupe: bool = True,
+    owner: set[asyncio.Task[None]] | None = None,
 ) -> AsyncGenerator[CancelOutcome[T], None]:
-    """Yield outcomes in completion order; see `FrontOfficeClient.iter_cancel_orders`."""
+    """Yield outcomes in completion order; see `FrontOfficeClient.iter_cancel_orders`.
+
+    The workers run in a task of their own, kept in `owner` while it runs, so that whoever
+    owns the set (the client) can stop it when a consumer walked away without closing us.
+    """
     # Bounded: a slow consumer makes the workers wait instead of piling outcomes up.
     queue: asyncio.Queue[CancelOutcome[T] | _Done] = asyncio.Queue(maxsize=concurrency)
 
@@ -322,6 +327,9 @@ async def iter_cancel_orders(
         await queue.put(_Done(None))
 
     runner = asyncio.create_task(run(), name="frontoffice-bulk-runner")
+    if owner is not None:
+        owner.add(runner)
+        runner.add_done_callback(owner.discard)
     try:
         while True:
             item = await queue.get()

@@ -17,8 +17,8 @@ from typing import Any, Self, TypeVar
 import aiohttp
 
 from . import _answers, _cancel_all, _converter, bulk, streams
-from ._checks import check_headers, parse_side
-from ._core import Core, Settings
+from ._checks import check_headers, check_market_id, check_rounds, parse_side
+from ._core import Core, Settings, check_concurrency, check_timeout
 from ._middleware import DEFAULT_MAX_BODY
 from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome
@@ -121,7 +121,7 @@ class FrontOfficeClient:
         *,
         account_id: str | None = _UNSET,
         retry: RetryPolicy = _UNSET,
-        timeout: float | None = _UNSET,
+        timeout: float | aiohttp.ClientTimeout | None = _UNSET,
         default_headers: Mapping[str, str] = _UNSET,
         concurrency: int = _UNSET,
     ) -> FrontOfficeClient:
@@ -136,14 +136,14 @@ class FrontOfficeClient:
         """
         mine = self._settings
         pipeline = mine.pipeline
+        if retry is not _UNSET and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if retry is not _UNSET or timeout is not _UNSET:
-            if timeout is not _UNSET and timeout is not None and not timeout > 0:
-                raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
             middleware = pipeline.retry
             pipeline = pipeline.evolve(
                 middleware.evolve(
                     policy=middleware.policy if retry is _UNSET else retry,
-                    timeout=middleware.timeout if timeout is _UNSET else timeout,
+                    timeout=middleware.timeout if timeout is _UNSET else check_timeout(timeout),
                 )
             )
         view = object.__new__(FrontOfficeClient)
@@ -319,13 +319,15 @@ class FrontOfficeClient:
         Memory stays bounded by `concurrency` plus the compact set of ids seen (about 80
         bytes per distinct ULID); with `dedupe=False` it is O(concurrency) for any number of
         ids, and a repeated id is sent again. Leaving the loop early cancels the remaining
-        work; wrap in `contextlib.aclosing` to do it at once.
+        work when the generator is closed: wrap it in `contextlib.aclosing` to do that at
+        once (otherwise at the latest when the client closes).
         """
         return bulk.iter_cancel_orders(
             self._settings.canceller(Order, account_id),
             order_ids,
             concurrency=self._settings.concurrency if concurrency is None else concurrency,
             dedupe=dedupe,
+            owner=self._core.runners,
         )
 
     # --- open orders and cancel-all -------------------------------------------------------------
@@ -343,6 +345,7 @@ class FrontOfficeClient:
         before its snapshot is an error, not "no orders". Strict: a record that does not parse
         raises `ResponseValidationError` naming it."""
         wanted = None if side is None else parse_side(side)
+        market_id = check_market_id(market_id)
         records = await self._settings.snapshot(self._settings.account_for(account_id), timeout)
         orders = _converter.structure_list(records, OpenOrder, path="item", url=self._core.hub.url)
         return [
@@ -406,6 +409,10 @@ class FrontOfficeClient:
         """
         account = self._settings.account_for(account_id)
         wanted = None if side is None else parse_side(side)
+        market_id = check_market_id(market_id)
+        workers = self._settings.concurrency if concurrency is None else concurrency
+        check_concurrency(workers)  # before the snapshot: a bad argument sends nothing
+        check_rounds(rounds)
         cancel = self._settings.canceller(Order, account)
 
         async def snapshot() -> list[Any]:
@@ -415,7 +422,7 @@ class FrontOfficeClient:
             return await bulk.cancel_orders(
                 cancel,
                 ids,
-                concurrency=self._settings.concurrency if concurrency is None else concurrency,
+                concurrency=workers,
                 on_outcome=on_outcome,
                 dedupe=False,  # a selection lists each id once
             )

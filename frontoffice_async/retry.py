@@ -5,6 +5,7 @@ No I/O here: `_middleware.RetryMiddleware` runs the attempts and asks `decide`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 import attrs
@@ -20,13 +21,19 @@ NO_RETRY_REFUND: Final = 1
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:  # also rejects NaN
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
+    if not 0 <= value < math.inf:  # also rejects NaN
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
 def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number of seconds or None, got {value!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be > 0 and finite, or None, got {value!r}")
 
 
 @attrs.frozen

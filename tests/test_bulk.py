@@ -803,3 +803,19 @@ async def test_a_hung_token_provider_fails_the_bulk_call_fast() -> None:
     assert elapsed < 1.0  # one deadline, not one per id (40 ids, 4 workers: 2 s)
     assert all(isinstance(o.error, APITimeoutError) and o.attempts == 0 for o in result)
     assert result.stopped_by is not None
+
+
+async def test_an_abandoned_iterator_does_not_outlive_its_client(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    sim = await frontoffice_simulator_factory(latency=0.005)
+    ids = sim.add_orders(200)
+    async with client_for(sim, concurrency=8) as client:
+        outcomes = client.iter_cancel_orders(ids)
+        async for _ in outcomes:
+            break  # left without aclose(), and the generator is still referenced
+    assert library_tasks() == []  # the client's close stopped the workers
+    requests = len(sim.requests)
+    await asyncio.sleep(0.05)
+    assert len(sim.requests) == requests
+    del outcomes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -368,3 +369,43 @@ async def test_order_comment_is_read_when_the_platform_sends_it() -> None:
         async with FrontOfficeClient(url, token="t", account_id="acc") as client:
             order = await client.cancel_order("X")
     assert order.comment == "hedge"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RetryPolicy(deadline=float("inf")),
+        lambda: RetryPolicy(max_delay=float("inf")),
+        lambda: FrontOfficeClient("https://host", token="t", timeout=float("inf")),
+        lambda: FrontOfficeClient("https://host", token="t", timeout=float("nan")),
+    ],
+)
+def test_infinite_limits_are_refused_when_built(make: Any) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        make()
+
+
+async def test_with_options_checks_its_arguments(client: FrontOfficeClient) -> None:
+    with pytest.raises(TypeError, match="RetryPolicy"):
+        client.with_options(retry=None)  # type: ignore[arg-type]
+    view = client.with_options(timeout=aiohttp.ClientTimeout(total=2.0))
+    assert view._settings.pipeline.retry.timeout == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"market_id": ""}, ValueError),
+        ({"market_id": 123}, TypeError),
+        ({"concurrency": 0}, ValueError),
+        ({"rounds": 0}, ValueError),
+        ({"side": "long"}, ValueError),
+    ],
+)
+async def test_cancel_all_arguments_are_checked_before_anything_is_sent(
+    sim: FrontOfficeSimulator, client: FrontOfficeClient, kwargs: dict[str, Any], error: type
+) -> None:
+    sim.add_orders(3)
+    with pytest.raises(error):
+        await client.cancel_all_orders(**kwargs)
+    assert sim.requests == []  # not even a snapshot
