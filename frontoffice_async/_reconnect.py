@@ -13,8 +13,8 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._hub_transport import HubTransport
-from ._signalr import Connection, Failure, Late
+from ._hub_transport import Failure, HubTransport, Late
+from ._signalr import Connection
 from .auth import TokenSource
 from .errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
 from .retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide

@@ -14,14 +14,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from . import _answers, _converter
-from ._hub_transport import Answer, Dropped, HubTransport
+from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, mask
 from .errors import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     FrontOfficeError,
@@ -48,40 +46,6 @@ CLOSE_REPLY_WAIT: Final = 0.05
 _HANG_UP_STEP: Final = 0.25
 _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_REPLY_WAIT)
 _KEPT: Final = 4096  # characters of an unreadable message kept on the error
-_HIDDEN: Final = "<hidden>"
-
-
-class Failure(Exception):
-    """A connection ended or failed before its caller was done with it.
-
-    `error` is what the caller raises if it does not connect again. `retry` says a new
-    connection may help (the retry policy still decides: `status` and `timed_out` go to
-    `decide`); `graceful` marks an end the hub chose without an error (a deploy).
-    """
-
-    def __init__(
-        self,
-        error: FrontOfficeError,
-        *,
-        cause: str,
-        retry: bool = True,
-        graceful: bool = False,
-        timed_out: bool = False,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(cause)
-        self.error = error
-        self.cause = cause
-        self.retry = retry
-        self.graceful = graceful
-        self.timed_out = timed_out
-        self.status = status
-        self.retry_after = retry_after
-
-
-class Late(Exception):
-    """The caller's deadline passed during a wait; the caller says what did not arrive."""
 
 
 class Connection:
@@ -101,17 +65,8 @@ class Connection:
         self._transport = transport
         self._url = url
         self.safe_url = str(url)
-        self._invocation = (
-            json.dumps(
-                {
-                    "type": 4,  # StreamInvocation
-                    "target": "OpenOrders",
-                    "arguments": [account_id],
-                    "invocationId": "0",
-                }
-            )
-            + _RS
-        )
+        invocation = {"target": "OpenOrders", "arguments": [account_id], "invocationId": "0"}
+        self._invocation = json.dumps({"type": 4, **invocation}) + _RS  # a StreamInvocation
         self._headers = headers
         self._server_timeout = server_timeout
         self._handshake_timeout = handshake_timeout
@@ -171,7 +126,7 @@ class Connection:
                     max_msg_size=_MAX_MESSAGE,
                 )
         except Answer as answer:
-            failure = self._answered(answer)
+            failure = answer.failure(url=self.safe_url, attempts=self.attempt, token=self._token)
         except Dropped as dropped:
             error = APIConnectionError(
                 self._scrub(dropped.what), method="GET", url=self.safe_url, attempts=self.attempt
@@ -198,39 +153,6 @@ class Connection:
             self._transport.track(self)
             return
         raise failure
-
-    def _answered(self, answer: Answer) -> Failure:
-        """The failure of an upgrade answered with a status other than 101."""
-        status = answer.status
-        headers = CIMultiDict(
-            (name, _HIDDEN if self._token and self._token in value else value)
-            for name, value in answer.headers
-        )
-        if 300 <= status < 400:
-            # Not followed: the token in the query must not leave for another host.
-            error: FrontOfficeError = APIStatusError(
-                "the hub answered the upgrade with a redirect, which is not followed",
-                status=status,
-                method="GET",
-                url=self.safe_url,
-                headers=headers,
-                attempts=self.attempt,
-            )
-            return Failure(error, cause=str(status), retry=False, status=status)
-        if status < 300:
-            error = HubError(f"the hub answered the upgrade with HTTP {status}, not a websocket")
-            return Failure(error, cause=str(status), retry=False, status=status)
-        body = self._scrub(answer.body.decode("utf-8", "replace")).encode()
-        error = _answers.status_error(
-            status=status,
-            method="GET",
-            url=self.safe_url,
-            headers=headers,
-            body=body,
-            attempts=self.attempt,
-        )
-        retry_after = _answers.retry_after_seconds(headers) if status in (429, 503) else None
-        return Failure(error, cause=str(status), status=status, retry_after=retry_after)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -421,7 +343,7 @@ class Connection:
             exc, method="GET", url=self.safe_url, attempts=self.attempt
         )
         text = str(error.args[0])
-        if self._token and self._token in text:
+        if self._scrub(text) != text:
             error = type(error)(
                 self._scrub(text), method="GET", url=self.safe_url, attempts=self.attempt
             )
@@ -440,7 +362,8 @@ class Connection:
         return _answers.one_line(self._scrub(str(value)))
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, _HIDDEN) if self._token else text
+        """`text` without the token, raw or percent-encoded (as the upgrade URL carries it)."""
+        return mask(text, (self._token,))
 
 
 def _earliest(*limits: float | None) -> float | None:

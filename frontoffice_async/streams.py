@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _converter
+from ._hub_transport import Failure
 from ._reconnect import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_SERVER_TIMEOUT,
@@ -22,7 +23,7 @@ from ._reconnect import (
     first_item,
     seconds,
 )
-from ._signalr import Connection, Failure
+from ._signalr import Connection
 from .models import OpenOrder, OpenOrdersEvent
 from .retry import RetryPolicy
 
