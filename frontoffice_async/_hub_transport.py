@@ -47,7 +47,10 @@ class Failure(Exception):
 
     `error` is what the caller raises if it does not connect again. `retry` says a new
     connection may help (the retry policy still decides: `status` and `timed_out` go to
-    `decide`); `graceful` marks an end the hub chose without an error (a deploy).
+    `decide`). `invited`: the hub ended the connection and allows a new one (a Close with
+    `allowReconnect`, a Completion), so reconnecting does not hang on the policy resending after
+    connection errors; `graceful`: it did so without an error (a deploy), which ends a stream
+    that does not reconnect quietly.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Failure(Exception):
         cause: str,
         retry: bool = True,
         graceful: bool = False,
+        invited: bool = False,
         timed_out: bool = False,
         status: int | None = None,
         retry_after: float | None = None,
@@ -66,6 +70,7 @@ class Failure(Exception):
         self.cause = cause
         self.retry = retry
         self.graceful = graceful
+        self.invited = invited or graceful
         self.timed_out = timed_out
         self.status = status
         self.retry_after = retry_after

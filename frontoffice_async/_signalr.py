@@ -183,12 +183,17 @@ class Connection:
             # Pings, invocations and the items of other streams need no answer.
 
     def _closed(self, message: dict[str, Any]) -> Failure:
-        """A Close message: without an error it is a graceful shutdown (a deploy)."""
+        """A Close message. `allowReconnect: true` means connect again, whatever its error (as
+        the official client does: ASP.NET Core sends an error with it when it dropped a client
+        that was silent too long). Without an error it is a graceful shutdown (a deploy), unless
+        `allowReconnect` is false. An error without `allowReconnect: true` is final."""
         self._finished = True
+        allowed = message.get("allowReconnect")
         if message.get("error"):
             error = HubError(f"the hub closed the connection: {self._text(message['error'])}")
-            return Failure(error, cause="Close with error", retry=False)
-        if message.get("allowReconnect") is False:
+            again = allowed is True
+            return Failure(error, cause="Close with error", retry=again, invited=again)
+        if allowed is False:
             error = HubError("the hub closed the connection and asked not to reconnect")
             return Failure(error, cause="Close", retry=False)
         error = HubError(self._ended("the hub closed the connection"))

@@ -3,7 +3,7 @@
 A snapshot is never assumed. When the hub closes, completes, drops or goes quiet before its
 first item, the client connects again as the retry policy allows (attempts, full-jitter backoff,
 the client's retry budget) within the snapshot's time limit. The live stream reconnects the same
-way after a graceful close or a lost connection; the first event of every connection is a
+way after a close that allows it or a lost connection; the first event of every connection is a
 fresh snapshot.
 """
 
@@ -71,10 +71,11 @@ class OpenOrdersStream:
     """The account's OpenOrders hub stream; each item is an `OpenOrdersEvent`.
 
     The first event is the snapshot of every open order (`is_snapshot`); later ones are updates
-    (usually one order, with its new status). When the hub closes the connection gracefully (a
-    deploy) or the connection is lost, the stream connects again as the client's retry policy
-    allows, and the next event is a fresh snapshot. Use as an async context manager and
-    iterate; entering it connects and waits for the first snapshot:
+    (usually one order, with its new status). When the hub closes the connection and allows a
+    new one (a deploy; `allowReconnect: true`, even with an error) or the connection is lost,
+    the stream connects again as the client's retry policy allows, and the next event is a
+    fresh snapshot. Use as an async context manager and iterate; entering it connects and
+    waits for the first snapshot:
 
         >>> async with client.stream_open_orders() as stream:
         ...     async for event in stream:
@@ -82,7 +83,7 @@ class OpenOrdersStream:
 
     Args:
         reconnect: False to never connect again once the first snapshot arrived: a graceful
-            close then ends the iteration, a lost connection raises.
+            close then ends the iteration, a lost connection or an error Close raises.
         server_timeout: Seconds of silence after which the hub counts as dead (the hub pings
             every 15 s, and so does the stream); None for no limit.
         handshake_timeout: Seconds for the websocket upgrade and the SignalR handshake of

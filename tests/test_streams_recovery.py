@@ -1,0 +1,147 @@
+"""The OpenOrders hub recovers: a Close that allows reconnecting is reconnected whatever its
+error, so a consumer the hub dropped for its silence gets a new snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from frontoffice_async import (
+    FrontOfficeClient,
+    HubError,
+    RetryEvent,
+)
+from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FaultPlan, HubFault
+from frontoffice_async.testing.pytest_plugin import SimulatorFactory
+
+from ._scripted_hub import Conn, HubScript, ScriptedHubs, item, message
+from .support import FAST, Sleeps, client_for
+
+TOKEN = "tok-SENTINEL-7c21e9"
+FIRST, SECOND = "01K2PF9XS29WN4JZRHMCTTQYJB", "01K2PF9XS29WN4JZRHMCTTQYJC"
+TIMEOUT_CLOSE = message(
+    {
+        "type": 7,
+        "error": "Connection closed with an error. OperationCanceledException: Client hasn't "
+        "sent a message/ping within the configured ClientTimeoutInterval.",
+        "allowReconnect": True,
+    }
+)
+
+
+def snapshot(order_id: str) -> str:
+    return item(
+        [
+            {
+                "marketId": "spot.eth_usdt",
+                "marketType": "Spot",
+                "marketDisplayName": "SPOT ETH/USDT",
+                "marketFullName": "Ethereum / Tether",
+                "orderId": order_id,
+                "timeInForce": "Gtc",
+                "status": "Pending",
+                "source": "Manual",
+                "reason": "Trader",
+                "side": "Buy",
+                "orderType": "Limit",
+                "requestedAmount": "0.1",
+                "remainingAmount": "0.1",
+                "requestedPrice": "4450",
+                "executionPrice": "0",
+                "createdAt": "2025-08-15T08:59:51.97Z",
+                "updatedAt": "2025-08-15T08:59:51.97Z",
+                "fillFactor": "0",
+            }
+        ]
+    )
+
+
+@pytest_asyncio.fixture
+async def hubs() -> AsyncIterator[ScriptedHubs]:
+    started = ScriptedHubs()
+    try:
+        yield started
+    finally:
+        await started.aclose()
+
+
+def hub_client(script: HubScript, **kwargs: Any) -> FrontOfficeClient:
+    kwargs.setdefault("sleep", Sleeps())
+    return FrontOfficeClient(script.url, token=TOKEN, account_id=DEFAULT_ACCOUNT_ID, **kwargs)
+
+
+def ids(event: Any) -> tuple[bool, list[str]]:
+    return event.is_snapshot, [order.order_id for order in event.orders]
+
+
+# --- a Close that allows reconnecting is reconnected, whatever its error -----------------------
+
+
+async def test_an_error_close_that_allows_reconnecting_is_reconnected(hubs: ScriptedHubs) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST), TIMEOUT_CLOSE]), Conn([snapshot(SECOND)]))
+    events: list[RetryEvent] = []
+    async with (
+        hub_client(script, on_retry=events.append) as client,
+        client.stream_open_orders() as stream,
+    ):
+        got = [ids(await anext(stream)) for _ in range(2)]
+    assert got == [(True, [FIRST]), (True, [SECOND])]
+    assert [event.cause for event in events] == ["Close with error"]
+    assert script.attempts == 2
+
+
+async def test_without_reconnect_an_error_close_raises_even_when_it_allows_one(
+    hubs: ScriptedHubs,
+) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST), TIMEOUT_CLOSE]), Conn([snapshot(SECOND)]))
+    async with hub_client(script) as client, client.stream_open_orders(reconnect=False) as stream:
+        await anext(stream)
+        with pytest.raises(HubError, match="ClientTimeoutInterval"):
+            await anext(stream)
+    assert script.attempts == 1
+
+
+async def test_cancel_all_reconnects_after_an_error_close_that_allows_it(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    fault = HubFault.close_with_error("OperationCanceledException: shutdown", allow_reconnect=True)
+    sim = await frontoffice_simulator_factory(faults=FaultPlan(hub=[fault]))
+    sim.add_orders(5)
+    async with client_for(sim, retry=FAST) as client:
+        result = await client.cancel_all_orders()
+    assert result.verified and len(result.cancelled) == 5
+    hub = [r.status for r in sim.requests if r.endpoint == "hub"]
+    assert len(hub) >= 3  # the closed one, then a snapshot per round
+
+
+async def test_an_error_close_without_allow_reconnect_is_final(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    fault = HubFault.close_with_error("boom")  # no allowReconnect, as ASP.NET Core writes it
+    sim = await frontoffice_simulator_factory(faults=FaultPlan(hub=[fault]))
+    async with client_for(sim, retry=FAST) as client:
+        with pytest.raises(HubError, match="boom"):
+            await client.open_orders()
+    assert len([r for r in sim.requests if r.endpoint == "hub"]) == 1
+
+
+# --- a consumer busy between events --------------------------------------------------------------
+
+
+async def test_a_consumer_the_hub_dropped_gets_a_new_snapshot(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    """Pings every 15 s do not satisfy a hub that wants one every 0.2 s: it closes with an
+    error and `allowReconnect`, and the stream reconnects (the official client's behaviour)."""
+    sim = await frontoffice_simulator_factory(client_timeout=0.2)
+    sim.add_orders(3)
+    async with client_for(sim) as client, client.stream_open_orders() as stream:
+        assert (await anext(stream)).is_snapshot
+        await asyncio.sleep(0.5)
+        event = await asyncio.wait_for(anext(stream), 2)
+    assert event.is_snapshot and len(event.orders) == 3
+    assert len([r for r in sim.requests if r.endpoint == "hub"]) >= 2
