@@ -4,7 +4,7 @@ The upgrade goes through a session of the hub's own on the client's connector: i
 redirect, resends nothing behind the retry policy's back, and has no trace configs (the upgrade
 URL carries the token in its query, and tracers record full URLs). `aclose` ends every hub
 wait and connection of the client. Also: how a connection says it ended (`Failure`, `Late`),
-and hiding the token in hub texts (`mask`).
+hiding the token in hub texts (`mask`), and stopping a helper task (`reap`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "Late",
     "detach",
     "mask",
+    "reap",
 ]
 
 # Bytes (and seconds) of a refused upgrade's body read for the error message.
@@ -100,6 +101,23 @@ def _pattern(secret: str) -> str:
         plus = "|\\+" if char == " " else ""  # quote_plus
         parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}){plus})")
     return "".join(parts)
+
+
+async def reap(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it is done, even when the caller is cancelled meanwhile
+    (then the caller's cancellation is raised after, as a TaskGroup does). The task's outcome
+    is dropped: whoever stops a helper task no longer wants what it would have given."""
+    task.cancel()
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _Connection(Protocol):

@@ -1,7 +1,8 @@
 """One SignalR (JSON protocol) connection to the account hub, carrying one OpenOrders stream.
 
-The connection opens (upgrade, handshake, stream invocation), reads items, and says how it
-ended as a `Failure` its caller can act on: connect again, or raise the error it carries.
+The connection opens (upgrade, handshake, stream invocation), reads items, pings the hub from
+a task of its own (so a caller busy between items is not dropped), and says how it ended as a
+`Failure` its caller can act on: connect again, or raise the error it carries.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from . import _answers, _converter
-from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, mask
+from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, mask, reap
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -27,7 +28,7 @@ from .errors import (
     ResponseValidationError,
 )
 
-__all__ = ["Connection", "Failure", "Late"]
+__all__ = ["KEEPALIVE", "Connection", "Failure", "Late"]
 
 _RS: Final = "\x1e"  # SignalR record separator: every message ends with it
 _HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
@@ -78,6 +79,7 @@ class Connection:
         """Stream items received."""
         self._token = ""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pinger: asyncio.Task[None] | None = None
         self._pending: deque[str] = deque()
         self._invoked = False
         self._finished = False
@@ -109,6 +111,8 @@ class Connection:
             )
         await self._send(self._invocation, deadline, until, what)
         self._invoked = True
+        assert self._ws is not None  # the pinger is this connection's: `hang_up` awaits it
+        self._pinger = asyncio.create_task(self._keep_alive(self._ws), name="frontoffice-hub-ping")
 
     async def _upgrade(self, deadline: float | None, until: float | None, what: str) -> None:
         session = self._transport.session()
@@ -221,34 +225,24 @@ class Connection:
         return message
 
     async def _receive(self, deadline: float | None, until: float | None, what: str) -> None:
-        """Receive one websocket message into `_pending`, pinging the hub while waiting.
+        """Receive one websocket message into `_pending`.
 
         `until` bounds the wait (the handshake); without it, the server timeout after the
         last message heard does.
         """
         ws = self._ws
         assert ws is not None
-        while True:
-            silent_at = until
-            if silent_at is None and self._server_timeout is not None:
-                silent_at = self._heard_at + self._server_timeout
-            # Our pings keep the hub from dropping us, once the handshake is done.
-            ping_at = None if until is not None else self._sent_at + KEEPALIVE
-            scope = asyncio.timeout_at(_earliest(deadline, silent_at, ping_at))
-            try:
-                async with scope:
-                    msg = await ws.receive()
-            except TimeoutError:
-                if not scope.expired():
-                    raise
-                now = self._loop.time()
-                if (deadline is not None and now >= deadline) or (
-                    silent_at is not None and now >= silent_at
-                ):
-                    raise self._timed_out(deadline, what) from None
-                await self._send(_PING, deadline, silent_at, what)
-                continue
-            break
+        silent_at = until
+        if silent_at is None and self._server_timeout is not None:
+            silent_at = self._heard_at + self._server_timeout
+        scope = asyncio.timeout_at(_earliest(deadline, silent_at))
+        try:
+            async with scope:
+                msg = await ws.receive()
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise self._timed_out(deadline, what) from None
         self._heard_at = self._loop.time()
         if msg.type is aiohttp.WSMsgType.TEXT:
             data: str = msg.data
@@ -312,22 +306,43 @@ class Connection:
             return
         raise failure
 
+    async def _keep_alive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Ping the hub after KEEPALIVE seconds without a send, whether the caller reads or not."""
+        while not ws.closed:
+            wait = self._sent_at + KEEPALIVE - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await ws.send_str(_PING)
+            except (aiohttp.ClientError, OSError, RuntimeError):
+                return  # the connection is over: the reader finds out and says how
+            self._sent_at = self._loop.time()
+
     async def hang_up(self) -> None:
-        """Close our side without waiting for the hub: cancel the stream if it still runs
-        (best effort), send the close frame, wait a moment at most. Never raises."""
+        """Close our side without waiting for the hub: stop the pings, cancel the stream if it
+        still runs (best effort), send the close frame, wait a moment at most. Never raises
+        (but the caller's cancellation, once the pinger is done)."""
         ws, self._ws = self._ws, None
+        pinger, self._pinger = self._pinger, None
         self._transport.forget(self)
-        if ws is None:
-            return
-        if self._invoked and not self._finished and not ws.closed:
+        if pinger is not None:  # no ping after the close; awaited below, whatever happens
+            pinger.cancel()
+        try:
+            if ws is None:
+                return
+            if self._invoked and not self._finished and not ws.closed:
+                with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
+                    async with asyncio.timeout(_HANG_UP_STEP):
+                        await ws.send_str(_CANCEL)
+            # aiohttp waits CLOSE_REPLY_WAIT for the reply, then closes the connection;
+            # cancelled (the outer bound), it closes the connection too.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
                 async with asyncio.timeout(_HANG_UP_STEP):
-                    await ws.send_str(_CANCEL)
-        # aiohttp waits CLOSE_REPLY_WAIT for the reply, then closes the connection; cancelled
-        # (the outer bound), it closes the connection too.
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
-            async with asyncio.timeout(_HANG_UP_STEP):
-                await ws.close()
+                    await ws.close()
+        finally:
+            if pinger is not None:
+                await reap(pinger)
 
     # --- errors -----------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The OpenOrders hub recovers: a Close that allows reconnecting is reconnected whatever its
-error, so a consumer the hub dropped for its silence gets a new snapshot."""
+error, and a consumer busy between events is kept alive by the stream's pings (or, dropped
+anyway, reconnected)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from frontoffice_async import (
     FrontOfficeClient,
     HubError,
     RetryEvent,
+    _signalr,
 )
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FaultPlan, HubFault
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
 from ._scripted_hub import Conn, HubScript, ScriptedHubs, item, message
-from .support import FAST, Sleeps, client_for
+from .support import FAST, Sleeps, client_for, library_tasks
 
 TOKEN = "tok-SENTINEL-7c21e9"
 FIRST, SECOND = "01K2PF9XS29WN4JZRHMCTTQYJB", "01K2PF9XS29WN4JZRHMCTTQYJC"
@@ -132,6 +134,23 @@ async def test_an_error_close_without_allow_reconnect_is_final(
 # --- a consumer busy between events --------------------------------------------------------------
 
 
+async def test_the_stream_pings_while_the_consumer_is_busy(
+    frontoffice_simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub drops a client it has not heard for `client_timeout`; a loop body that takes
+    longer does not get the stream dropped: the pings go on without it."""
+    monkeypatch.setattr(_signalr, "KEEPALIVE", 0.05)
+    sim = await frontoffice_simulator_factory(client_timeout=0.3)
+    order_ids = sim.add_orders(2)
+    async with client_for(sim) as client, client.stream_open_orders() as stream:
+        assert (await anext(stream)).is_snapshot
+        await asyncio.sleep(0.8)  # the loop body: no read
+        await client.cancel_order(order_ids[0])
+        update = await asyncio.wait_for(anext(stream), 2)
+    assert not update.is_snapshot and [o.order_id for o in update.orders] == order_ids[:1]
+    assert len([r for r in sim.requests if r.endpoint == "hub"]) == 1
+
+
 async def test_a_consumer_the_hub_dropped_gets_a_new_snapshot(
     frontoffice_simulator_factory: SimulatorFactory,
 ) -> None:
@@ -145,3 +164,14 @@ async def test_a_consumer_the_hub_dropped_gets_a_new_snapshot(
         event = await asyncio.wait_for(anext(stream), 2)
     assert event.is_snapshot and len(event.orders) == 3
     assert len([r for r in sim.requests if r.endpoint == "hub"]) >= 2
+
+
+async def test_no_task_outlives_a_snapshot_or_a_stream(hubs: ScriptedHubs) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST)]))
+    async with hub_client(script) as client:
+        await client.open_orders(timeout=5)
+        assert library_tasks() == []
+        async with client.stream_open_orders() as stream:
+            await anext(stream)
+            assert len(library_tasks()) == 1  # the connection's pinger
+        assert library_tasks() == []
