@@ -675,6 +675,9 @@ async def test_a_final_error_mid_stream_is_raised(hubs: ScriptedHubs) -> None:
         await anext(stream)
         with pytest.raises(HubError, match="shutting down for good"):
             await anext(stream)
+        # Over, and it says so: never a silent end after a failure.
+        with pytest.raises(HubError, match=r"has ended \(HubError: .*shutting down for good"):
+            await anext(stream)
     assert script.attempts == 1
 
 

@@ -1,6 +1,6 @@
-"""The OpenOrders hub recovers: a Close that allows reconnecting is reconnected whatever its
-error, and a consumer busy between events is kept alive by the stream's pings (or, dropped
-anyway, reconnected)."""
+"""The OpenOrders stream recovers: a wait the caller cancels (a watchdog) leaves a reconnection
+running, a Close that allows reconnecting is reconnected whatever its error, and a consumer
+busy between events is kept alive by the stream's pings (or, dropped anyway, reconnected)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pytest_asyncio
 from frontoffice_async import (
     FrontOfficeClient,
     HubError,
+    PermissionDeniedError,
     RetryEvent,
     _signalr,
 )
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FaultPlan, HubFault
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from ._scripted_hub import Conn, HubScript, ScriptedHubs, item, message
+from ._scripted_hub import CLOSE_RECONNECT, Conn, HubScript, ScriptedHubs, item, message
 from .support import FAST, Sleeps, client_for, library_tasks
 
 TOKEN = "tok-SENTINEL-7c21e9"
@@ -71,6 +72,18 @@ async def hubs() -> AsyncIterator[ScriptedHubs]:
         await started.aclose()
 
 
+class GatedSleep:
+    """An injected backoff sleep that waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate = asyncio.Event()
+
+    async def __call__(self, delay: float) -> None:
+        self.calls += 1
+        await self.gate.wait()
+
+
 def hub_client(script: HubScript, **kwargs: Any) -> FrontOfficeClient:
     kwargs.setdefault("sleep", Sleeps())
     return FrontOfficeClient(script.url, token=TOKEN, account_id=DEFAULT_ACCOUNT_ID, **kwargs)
@@ -78,6 +91,86 @@ def hub_client(script: HubScript, **kwargs: Any) -> FrontOfficeClient:
 
 def ids(event: Any) -> tuple[bool, list[str]]:
     return event.is_snapshot, [order.order_id for order in event.orders]
+
+
+# --- a cancelled wait leaves the stream usable -------------------------------------------------
+
+
+async def test_a_watchdog_over_a_slow_reconnection_gets_the_new_snapshot(
+    hubs: ScriptedHubs,
+) -> None:
+    """The hub closes; the new connection takes 0.3 s to upgrade; the caller waits 0.1 s at a
+    time. The stream neither ends nor starts the reconnection over: the snapshot comes."""
+    script = await hubs.start(
+        Conn([snapshot(FIRST), CLOSE_RECONNECT], end="close"),
+        Conn([snapshot(SECOND)], delay=0.3),
+    )
+    async with hub_client(script) as client, client.stream_open_orders() as stream:
+        assert ids(await anext(stream)) == (True, [FIRST])
+        timeouts = 0
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(stream), 0.1)
+            except TimeoutError:
+                timeouts += 1
+                assert timeouts < 20
+                continue
+            break
+        assert ids(event) == (True, [SECOND])
+        assert timeouts >= 2
+        with pytest.raises(TimeoutError):  # alive and quiet, not ended
+            await asyncio.wait_for(anext(stream), 0.05)
+    assert script.attempts == 2  # the cancelled waits did not restart the upgrade
+
+
+async def test_a_cancelled_wait_during_the_backoff_does_not_restart_it(
+    hubs: ScriptedHubs,
+) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST), CLOSE_RECONNECT]), Conn([snapshot(SECOND)]))
+    sleep = GatedSleep()
+    async with hub_client(script, sleep=sleep) as client, client.stream_open_orders() as stream:
+        await anext(stream)
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(stream), 0.02)
+        sleep.gate.set()
+        assert ids(await anext(stream)) == (True, [SECOND])
+    assert sleep.calls == 1 and script.attempts == 2
+
+
+async def test_leaving_the_stream_during_a_reconnection_stops_it(hubs: ScriptedHubs) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST), CLOSE_RECONNECT]), Conn([snapshot(SECOND)]))
+    sleep = GatedSleep()  # never opened: the reconnection waits in its backoff
+    async with hub_client(script, sleep=sleep) as client:
+        async with client.stream_open_orders() as stream:
+            await anext(stream)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(stream), 0.05)
+            assert library_tasks() != []  # the reconnection, apart from the caller
+        assert library_tasks() == []  # stopped and awaited on the way out
+        assert client._core.hub.transport._connections == set()
+        assert [event async for event in stream] == []  # left: the iteration is over
+    assert script.attempts == 1
+
+
+async def test_a_reconnection_that_fails_unwatched_raises_on_the_next_read(
+    hubs: ScriptedHubs,
+) -> None:
+    script = await hubs.start(Conn([snapshot(FIRST), CLOSE_RECONNECT]), Conn(status=403))
+    sleep = GatedSleep()
+    async with hub_client(script, sleep=sleep) as client, client.stream_open_orders() as stream:
+        await anext(stream)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(stream), 0.05)
+        sleep.gate.set()
+        recovery = stream._recovery
+        assert recovery is not None
+        await asyncio.wait([recovery])  # it failed while nobody waited
+        with pytest.raises(PermissionDeniedError):
+            await anext(stream)
+        with pytest.raises(HubError, match=r"has ended \(PermissionDeniedError: 403"):
+            await anext(stream)
+    assert script.attempts == 2
 
 
 # --- a Close that allows reconnecting is reconnected, whatever its error -----------------------
@@ -103,6 +196,8 @@ async def test_without_reconnect_an_error_close_raises_even_when_it_allows_one(
     async with hub_client(script) as client, client.stream_open_orders(reconnect=False) as stream:
         await anext(stream)
         with pytest.raises(HubError, match="ClientTimeoutInterval"):
+            await anext(stream)
+        with pytest.raises(HubError, match="has ended"):
             await anext(stream)
     assert script.attempts == 1
 
