@@ -3,28 +3,121 @@
 The upgrade goes through a session of the hub's own on the client's connector: it follows no
 redirect, resends nothing behind the retry policy's back, and has no trace configs (the upgrade
 URL carries the token in its query, and tracers record full URLs). `aclose` ends every hub
-wait and connection of the client.
+wait and connection of the client. Also: how a connection says it ended (`Failure`, `Late`),
+hiding the token in hub texts (`mask`), and stopping a helper task (`reap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, Protocol
 
 import aiohttp
+from multidict import CIMultiDict
 
 from . import _answers
 from ._session import USER_AGENT
-from .errors import ClientClosedError, FrontOfficeError
+from .errors import APIStatusError, ClientClosedError, FrontOfficeError, HubError
 
-__all__ = ["Answer", "Dropped", "Guard", "HubTransport", "detach"]
+__all__ = [
+    "HIDDEN",
+    "Answer",
+    "Dropped",
+    "Failure",
+    "Guard",
+    "HubTransport",
+    "Late",
+    "detach",
+    "mask",
+    "reap",
+]
 
 # Bytes (and seconds) of a refused upgrade's body read for the error message.
 _ANSWER_BODY: Final = 64 * 1024
 _ANSWER_BODY_WAIT: Final = 1.0
+#: What stands for a hidden token (not `<hidden>`: the HTML stripper of error bodies eats that).
+HIDDEN: Final = "[hidden]"
+
+
+class Failure(Exception):
+    """A connection ended or failed before its caller was done with it.
+
+    `error` is what the caller raises if it does not connect again. `retry` says a new
+    connection may help (the retry policy still decides: `status` and `timed_out` go to
+    `decide`). `invited`: the hub ended the connection and allows a new one (a Close with
+    `allowReconnect`, a Completion), so reconnecting does not hang on the policy resending after
+    connection errors; `graceful`: it did so without an error (a deploy), which ends a stream
+    that does not reconnect quietly.
+    """
+
+    def __init__(
+        self,
+        error: FrontOfficeError,
+        *,
+        cause: str,
+        retry: bool = True,
+        graceful: bool = False,
+        invited: bool = False,
+        timed_out: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(cause)
+        self.error = error
+        self.cause = cause
+        self.retry = retry
+        self.graceful = graceful
+        self.invited = invited or graceful
+        self.timed_out = timed_out
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Late(Exception):
+    """The caller's deadline passed during a wait; the caller says what did not arrive."""
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret replaced by `[hidden]`, also where it is percent-encoded, wholly
+    or in part, with hex digits in either case (as `quote`, `quote_plus` and yarl write it).
+
+    The contract of `_answers.mask`; the hub switches to that one once it exists.
+    """
+    for secret in secrets:
+        if secret:
+            text = re.sub(_pattern(secret), HIDDEN, text)
+    return text
+
+
+def _pattern(secret: str) -> str:
+    """A regular expression matching `secret` with any of its characters percent-encoded."""
+    parts = []
+    for char in secret:
+        encoded = "".join(f"%{byte:02X}" for byte in char.encode())
+        plus = "|\\+" if char == " " else ""  # quote_plus
+        parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}){plus})")
+    return "".join(parts)
+
+
+async def reap(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it is done, even when the caller is cancelled meanwhile
+    (then the caller's cancellation is raised after, as a TaskGroup does). The task's outcome
+    is dropped: whoever stops a helper task no longer wants what it would have given."""
+    task.cancel()
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _Connection(Protocol):
@@ -157,6 +250,35 @@ class Answer(Exception):
         self.status = status
         self.headers = headers
         self.body = body
+
+    def failure(self, *, url: str, attempts: int, token: str) -> Failure:
+        """How the connection failed (`url`: the hub URL without its query, `token`: the one
+        the upgrade carried, hidden in what the answer echoes)."""
+        status = self.status
+        headers = CIMultiDict(
+            (name, HIDDEN if mask(value, (token,)) != value else value)
+            for name, value in self.headers
+        )
+        if 300 <= status < 400:
+            # Not followed: the token in the query must not leave for another host.
+            error: FrontOfficeError = APIStatusError(
+                "the hub answered the upgrade with a redirect, which is not followed",
+                status=status,
+                method="GET",
+                url=url,
+                headers=headers,
+                attempts=attempts,
+            )
+            return Failure(error, cause=str(status), retry=False, status=status)
+        if status < 300:
+            error = HubError(f"the hub answered the upgrade with HTTP {status}, not a websocket")
+            return Failure(error, cause=str(status), retry=False, status=status)
+        body = mask(self.body.decode("utf-8", "replace"), (token,)).encode()
+        error = _answers.status_error(
+            status=status, method="GET", url=url, headers=headers, body=body, attempts=attempts
+        )
+        retry_after = _answers.retry_after_seconds(headers) if status in (429, 503) else None
+        return Failure(error, cause=str(status), status=status, retry_after=retry_after)
 
 
 class Dropped(Exception):

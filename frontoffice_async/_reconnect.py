@@ -13,8 +13,8 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._hub_transport import HubTransport
-from ._signalr import Connection, Failure, Late
+from ._hub_transport import Failure, HubTransport, Late
+from ._signalr import Connection
 from .auth import TokenSource
 from .errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
 from .retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
@@ -131,9 +131,10 @@ class Episode:
         self._hub = hub
         # `decide` gets no deadline: the time left is checked here, against `limit`.
         self._policy = attrs.evolve(policy, deadline=None)
-        # The hub ending a stream on purpose (a deploy) is not a connection error: reconnect
-        # even when the policy does not resend after those.
-        self._graceful_policy = attrs.evolve(self._policy, retry_connection_errors=True)
+        # The hub ending a stream and allowing a new one (a deploy, a Close with
+        # `allowReconnect`) is not a connection error: reconnect even when the policy does not
+        # resend after those.
+        self._invited_policy = attrs.evolve(self._policy, retry_connection_errors=True)
         self._loop = asyncio.get_running_loop()
         self.limit = limit
         self.started = self._loop.time()
@@ -173,7 +174,7 @@ class Episode:
         if not failure.retry:
             raise failure.error
         decision = decide(
-            self._graceful_policy if failure.graceful else self._policy,
+            self._invited_policy if failure.invited else self._policy,
             method="GET",
             attempt=self.attempts,
             status=failure.status,

@@ -1,7 +1,8 @@
 """One SignalR (JSON protocol) connection to the account hub, carrying one OpenOrders stream.
 
-The connection opens (upgrade, handshake, stream invocation), reads items, and says how it
-ended as a `Failure` its caller can act on: connect again, or raise the error it carries.
+The connection opens (upgrade, handshake, stream invocation), reads items, pings the hub from
+a task of its own (so a caller busy between items is not dropped), and says how it ended as a
+`Failure` its caller can act on: connect again, or raise the error it carries.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from . import _answers, _converter
-from ._hub_transport import Answer, Dropped, HubTransport
+from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, mask, reap
 from .errors import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     FrontOfficeError,
@@ -29,7 +28,7 @@ from .errors import (
     ResponseValidationError,
 )
 
-__all__ = ["Connection", "Failure", "Late"]
+__all__ = ["KEEPALIVE", "Connection", "Failure", "Late"]
 
 _RS: Final = "\x1e"  # SignalR record separator: every message ends with it
 _HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
@@ -48,40 +47,6 @@ CLOSE_REPLY_WAIT: Final = 0.05
 _HANG_UP_STEP: Final = 0.25
 _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_REPLY_WAIT)
 _KEPT: Final = 4096  # characters of an unreadable message kept on the error
-_HIDDEN: Final = "<hidden>"
-
-
-class Failure(Exception):
-    """A connection ended or failed before its caller was done with it.
-
-    `error` is what the caller raises if it does not connect again. `retry` says a new
-    connection may help (the retry policy still decides: `status` and `timed_out` go to
-    `decide`); `graceful` marks an end the hub chose without an error (a deploy).
-    """
-
-    def __init__(
-        self,
-        error: FrontOfficeError,
-        *,
-        cause: str,
-        retry: bool = True,
-        graceful: bool = False,
-        timed_out: bool = False,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(cause)
-        self.error = error
-        self.cause = cause
-        self.retry = retry
-        self.graceful = graceful
-        self.timed_out = timed_out
-        self.status = status
-        self.retry_after = retry_after
-
-
-class Late(Exception):
-    """The caller's deadline passed during a wait; the caller says what did not arrive."""
 
 
 class Connection:
@@ -101,17 +66,8 @@ class Connection:
         self._transport = transport
         self._url = url
         self.safe_url = str(url)
-        self._invocation = (
-            json.dumps(
-                {
-                    "type": 4,  # StreamInvocation
-                    "target": "OpenOrders",
-                    "arguments": [account_id],
-                    "invocationId": "0",
-                }
-            )
-            + _RS
-        )
+        invocation = {"target": "OpenOrders", "arguments": [account_id], "invocationId": "0"}
+        self._invocation = json.dumps({"type": 4, **invocation}) + _RS  # a StreamInvocation
         self._headers = headers
         self._server_timeout = server_timeout
         self._handshake_timeout = handshake_timeout
@@ -123,6 +79,7 @@ class Connection:
         """Stream items received."""
         self._token = ""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pinger: asyncio.Task[None] | None = None
         self._pending: deque[str] = deque()
         self._invoked = False
         self._finished = False
@@ -154,6 +111,8 @@ class Connection:
             )
         await self._send(self._invocation, deadline, until, what)
         self._invoked = True
+        assert self._ws is not None  # the pinger is this connection's: `hang_up` awaits it
+        self._pinger = asyncio.create_task(self._keep_alive(self._ws), name="frontoffice-hub-ping")
 
     async def _upgrade(self, deadline: float | None, until: float | None, what: str) -> None:
         session = self._transport.session()
@@ -171,7 +130,7 @@ class Connection:
                     max_msg_size=_MAX_MESSAGE,
                 )
         except Answer as answer:
-            failure = self._answered(answer)
+            failure = answer.failure(url=self.safe_url, attempts=self.attempt, token=self._token)
         except Dropped as dropped:
             error = APIConnectionError(
                 self._scrub(dropped.what), method="GET", url=self.safe_url, attempts=self.attempt
@@ -198,39 +157,6 @@ class Connection:
             self._transport.track(self)
             return
         raise failure
-
-    def _answered(self, answer: Answer) -> Failure:
-        """The failure of an upgrade answered with a status other than 101."""
-        status = answer.status
-        headers = CIMultiDict(
-            (name, _HIDDEN if self._token and self._token in value else value)
-            for name, value in answer.headers
-        )
-        if 300 <= status < 400:
-            # Not followed: the token in the query must not leave for another host.
-            error: FrontOfficeError = APIStatusError(
-                "the hub answered the upgrade with a redirect, which is not followed",
-                status=status,
-                method="GET",
-                url=self.safe_url,
-                headers=headers,
-                attempts=self.attempt,
-            )
-            return Failure(error, cause=str(status), retry=False, status=status)
-        if status < 300:
-            error = HubError(f"the hub answered the upgrade with HTTP {status}, not a websocket")
-            return Failure(error, cause=str(status), retry=False, status=status)
-        body = self._scrub(answer.body.decode("utf-8", "replace")).encode()
-        error = _answers.status_error(
-            status=status,
-            method="GET",
-            url=self.safe_url,
-            headers=headers,
-            body=body,
-            attempts=self.attempt,
-        )
-        retry_after = _answers.retry_after_seconds(headers) if status in (429, 503) else None
-        return Failure(error, cause=str(status), status=status, retry_after=retry_after)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -261,12 +187,17 @@ class Connection:
             # Pings, invocations and the items of other streams need no answer.
 
     def _closed(self, message: dict[str, Any]) -> Failure:
-        """A Close message: without an error it is a graceful shutdown (a deploy)."""
+        """A Close message. `allowReconnect: true` means connect again, whatever its error (as
+        the official client does: ASP.NET Core sends an error with it when it dropped a client
+        that was silent too long). Without an error it is a graceful shutdown (a deploy), unless
+        `allowReconnect` is false. An error without `allowReconnect: true` is final."""
         self._finished = True
+        allowed = message.get("allowReconnect")
         if message.get("error"):
             error = HubError(f"the hub closed the connection: {self._text(message['error'])}")
-            return Failure(error, cause="Close with error", retry=False)
-        if message.get("allowReconnect") is False:
+            again = allowed is True
+            return Failure(error, cause="Close with error", retry=again, invited=again)
+        if allowed is False:
             error = HubError("the hub closed the connection and asked not to reconnect")
             return Failure(error, cause="Close", retry=False)
         error = HubError(self._ended("the hub closed the connection"))
@@ -294,34 +225,24 @@ class Connection:
         return message
 
     async def _receive(self, deadline: float | None, until: float | None, what: str) -> None:
-        """Receive one websocket message into `_pending`, pinging the hub while waiting.
+        """Receive one websocket message into `_pending`.
 
         `until` bounds the wait (the handshake); without it, the server timeout after the
         last message heard does.
         """
         ws = self._ws
         assert ws is not None
-        while True:
-            silent_at = until
-            if silent_at is None and self._server_timeout is not None:
-                silent_at = self._heard_at + self._server_timeout
-            # Our pings keep the hub from dropping us, once the handshake is done.
-            ping_at = None if until is not None else self._sent_at + KEEPALIVE
-            scope = asyncio.timeout_at(_earliest(deadline, silent_at, ping_at))
-            try:
-                async with scope:
-                    msg = await ws.receive()
-            except TimeoutError:
-                if not scope.expired():
-                    raise
-                now = self._loop.time()
-                if (deadline is not None and now >= deadline) or (
-                    silent_at is not None and now >= silent_at
-                ):
-                    raise self._timed_out(deadline, what) from None
-                await self._send(_PING, deadline, silent_at, what)
-                continue
-            break
+        silent_at = until
+        if silent_at is None and self._server_timeout is not None:
+            silent_at = self._heard_at + self._server_timeout
+        scope = asyncio.timeout_at(_earliest(deadline, silent_at))
+        try:
+            async with scope:
+                msg = await ws.receive()
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise self._timed_out(deadline, what) from None
         self._heard_at = self._loop.time()
         if msg.type is aiohttp.WSMsgType.TEXT:
             data: str = msg.data
@@ -385,22 +306,43 @@ class Connection:
             return
         raise failure
 
+    async def _keep_alive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Ping the hub after KEEPALIVE seconds without a send, whether the caller reads or not."""
+        while not ws.closed:
+            wait = self._sent_at + KEEPALIVE - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await ws.send_str(_PING)
+            except (aiohttp.ClientError, OSError, RuntimeError):
+                return  # the connection is over: the reader finds out and says how
+            self._sent_at = self._loop.time()
+
     async def hang_up(self) -> None:
-        """Close our side without waiting for the hub: cancel the stream if it still runs
-        (best effort), send the close frame, wait a moment at most. Never raises."""
+        """Close our side without waiting for the hub: stop the pings, cancel the stream if it
+        still runs (best effort), send the close frame, wait a moment at most. Never raises
+        (but the caller's cancellation, once the pinger is done)."""
         ws, self._ws = self._ws, None
+        pinger, self._pinger = self._pinger, None
         self._transport.forget(self)
-        if ws is None:
-            return
-        if self._invoked and not self._finished and not ws.closed:
+        if pinger is not None:  # no ping after the close; awaited below, whatever happens
+            pinger.cancel()
+        try:
+            if ws is None:
+                return
+            if self._invoked and not self._finished and not ws.closed:
+                with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
+                    async with asyncio.timeout(_HANG_UP_STEP):
+                        await ws.send_str(_CANCEL)
+            # aiohttp waits CLOSE_REPLY_WAIT for the reply, then closes the connection;
+            # cancelled (the outer bound), it closes the connection too.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
                 async with asyncio.timeout(_HANG_UP_STEP):
-                    await ws.send_str(_CANCEL)
-        # aiohttp waits CLOSE_REPLY_WAIT for the reply, then closes the connection; cancelled
-        # (the outer bound), it closes the connection too.
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
-            async with asyncio.timeout(_HANG_UP_STEP):
-                await ws.close()
+                    await ws.close()
+        finally:
+            if pinger is not None:
+                await reap(pinger)
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -421,7 +363,7 @@ class Connection:
             exc, method="GET", url=self.safe_url, attempts=self.attempt
         )
         text = str(error.args[0])
-        if self._token and self._token in text:
+        if self._scrub(text) != text:
             error = type(error)(
                 self._scrub(text), method="GET", url=self.safe_url, attempts=self.attempt
             )
@@ -440,7 +382,8 @@ class Connection:
         return _answers.one_line(self._scrub(str(value)))
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, _HIDDEN) if self._token else text
+        """`text` without the token, raw or percent-encoded (as the upgrade URL carries it)."""
+        return mask(text, (self._token,))
 
 
 def _earliest(*limits: float | None) -> float | None:

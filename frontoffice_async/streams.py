@@ -3,17 +3,19 @@
 A snapshot is never assumed. When the hub closes, completes, drops or goes quiet before its
 first item, the client connects again as the retry policy allows (attempts, full-jitter backoff,
 the client's retry budget) within the snapshot's time limit. The live stream reconnects the same
-way after a graceful close or a lost connection; the first event of every connection is a
+way after a close that allows it or a lost connection; the first event of every connection is a
 fresh snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
 from . import _converter
+from ._hub_transport import Failure, reap
 from ._reconnect import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_SERVER_TIMEOUT,
@@ -22,7 +24,8 @@ from ._reconnect import (
     first_item,
     seconds,
 )
-from ._signalr import Connection, Failure
+from ._signalr import Connection
+from .errors import HubError
 from .models import OpenOrder, OpenOrdersEvent
 from .retry import RetryPolicy
 
@@ -70,10 +73,12 @@ class OpenOrdersStream:
     """The account's OpenOrders hub stream; each item is an `OpenOrdersEvent`.
 
     The first event is the snapshot of every open order (`is_snapshot`); later ones are updates
-    (usually one order, with its new status). When the hub closes the connection gracefully (a
-    deploy) or the connection is lost, the stream connects again as the client's retry policy
-    allows, and the next event is a fresh snapshot. Use as an async context manager and
-    iterate; entering it connects and waits for the first snapshot:
+    (usually one order, with its new status). When the hub closes the connection and allows a
+    new one (a deploy; `allowReconnect: true`, even with an error) or the connection is lost,
+    the stream connects again as the client's retry policy allows, and the next event is a
+    fresh snapshot. A wait you cancel (`asyncio.wait_for`, a watchdog) leaves the stream as it
+    was: a reconnection in progress goes on, and the next `anext` gets its snapshot. Use as an
+    async context manager and iterate; entering it connects and waits for the first snapshot:
 
         >>> async with client.stream_open_orders() as stream:
         ...     async for event in stream:
@@ -81,7 +86,7 @@ class OpenOrdersStream:
 
     Args:
         reconnect: False to never connect again once the first snapshot arrived: a graceful
-            close then ends the iteration, a lost connection raises.
+            close then ends the iteration, a lost connection or an error Close raises.
         server_timeout: Seconds of silence after which the hub counts as dead (the hub pings
             every 15 s, and so does the stream); None for no limit.
         handshake_timeout: Seconds for the websocket upgrade and the SignalR handshake of
@@ -112,6 +117,10 @@ class OpenOrdersStream:
         self._headers = dict(headers or {})
         self._connection: Connection | None = None
         self._snapshot: list[Any] | None = None
+        # Hangs up a connection that ended and connects again, apart from the caller's wait:
+        # a cancelled wait does not stop it. `__aexit__` stops it and waits for it.
+        self._recovery: asyncio.Task[None] | None = None
+        self._ended: BaseException | None = None  # the error that ended the stream
         self._entered = False
 
     @property
@@ -136,8 +145,11 @@ class OpenOrdersStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None:
+            await reap(recovery)
         connection, self._connection = self._connection, None
-        self._snapshot = None
+        self._snapshot = self._ended = None  # left: the iteration is simply over
         if connection is not None:
             await connection.hang_up()
 
@@ -148,32 +160,69 @@ class OpenOrdersStream:
         if not self._entered:
             raise RuntimeError("use the stream as `async with client.stream_open_orders() as s`")
         if self._snapshot is not None:
-            records, self._snapshot = self._snapshot, None
-            return self._event(records, is_snapshot=True)
-        connection = self._connection
-        if connection is None:  # ended (or left): nothing more will come
-            raise StopAsyncIteration
+            return self._event(self._take_snapshot(), is_snapshot=True)
         async with self._hub.transport.guard("the OpenOrders stream"):
-            records, is_snapshot = await self._next_records(connection)
-        return self._event(records, is_snapshot=is_snapshot)
+            while True:
+                if self._recovery is not None:
+                    snapshot = await self._recovered(self._recovery)
+                    if snapshot is not None:
+                        return self._event(snapshot, is_snapshot=True)
+                connection = self._connection
+                if connection is None:
+                    raise self._over()
+                try:
+                    records = await connection.next_item(None)
+                except Failure as failure:
+                    # No await from here until the task exists, so a cancelled caller cannot
+                    # leave the stream without a connection and without a recovery.
+                    self._connection = None
+                    self._recovery = asyncio.create_task(
+                        self._recover(connection, failure), name="frontoffice-hub-reconnect"
+                    )
+                    continue
+                return self._event(records, is_snapshot=False)
 
-    async def _next_records(self, connection: Connection) -> tuple[list[Any], bool]:
-        """The next item's records, and whether they are a new connection's snapshot."""
+    def _take_snapshot(self) -> list[Any]:
+        records, self._snapshot = self._snapshot, None
+        assert records is not None
+        return records
+
+    async def _recovered(self, recovery: asyncio.Task[None]) -> list[Any] | None:
+        """Wait for the recovery (a cancelled wait leaves it running) and take the new
+        connection's snapshot (None: the stream ended); raise its error once."""
         try:
-            return await connection.next_item(None), False
-        except Failure as exc:
-            failure = exc
-        self._connection = None
-        await connection.hang_up()
-        if not self.reconnect:
-            if failure.graceful:
-                raise StopAsyncIteration
-            raise failure.error
-        episode = self._episode()
-        episode.attempts = 1  # the connection just lost was the first of this run
-        await episode.again(failure, connection.header)
-        self._connection, records = await self._connect(episode)
-        return records, True
+            await asyncio.shield(recovery)
+            records, self._snapshot = self._snapshot, None
+            return records
+        finally:
+            if recovery.done():
+                self._recovery = None
+                if recovery.cancelled():
+                    self._ended = HubError("the OpenOrders stream stopped while reconnecting")
+                else:
+                    self._ended = recovery.exception()
+
+    def _over(self) -> Exception:
+        """What a read of an ended stream raises: a graceful end stops the iteration; after an
+        error (raised once already), a reminder of it, never a silent end."""
+        error = self._ended
+        if error is None:
+            return StopAsyncIteration()
+        return HubError(f"the OpenOrders stream has ended ({type(error).__name__}: {error})")
+
+    async def _recover(self, connection: Connection, failure: Failure) -> None:
+        """Hang up a connection that ended and, if the stream reconnects, connect again (the
+        new snapshot waits in `_snapshot`); raise the error that ends the stream."""
+        async with self._hub.transport.guard("the OpenOrders stream"):
+            await connection.hang_up()
+            if not self.reconnect:
+                if failure.graceful:
+                    return  # the iteration ends
+                raise failure.error
+            episode = self._episode()
+            episode.attempts = 1  # the connection just lost was the first of this run
+            await episode.again(failure, connection.header)
+            self._connection, self._snapshot = await self._connect(episode)
 
     async def _connect(self, episode: Episode) -> tuple[Connection, list[Any]]:
         return await first_item(

@@ -50,6 +50,9 @@ class Conn:
     connection without an answer."""
     headers: dict[str, str] = attrs.field(factory=dict)
     body: str = ""
+    echo: bool = False
+    """Append the request's path and query, as the client sent them, to `body` (a proxy's
+    error page quoting the request line)."""
     delay: float = 0.0
     """Seconds before answering the upgrade."""
 
@@ -122,7 +125,8 @@ class ScriptedHubs:
                 request.transport.abort()
                 return web.Response()
             if conn.status is not None:
-                return web.Response(status=conn.status, headers=conn.headers, text=conn.body)
+                body = conn.body + (request.raw_path if conn.echo else "")
+                return web.Response(status=conn.status, headers=conn.headers, text=body)
             ws = web.WebSocketResponse(timeout=0.5)
             await ws.prepare(request)
             self._sockets.add(ws)

@@ -300,6 +300,10 @@ async def test_snapshot_from_scripted_frames(
     [
         pytest.param(Conn([CLOSE]), id="Close without error"),
         pytest.param(Conn([CLOSE_RECONNECT]), id="Close with allowReconnect"),
+        pytest.param(
+            Conn([message({"type": 7, "error": "ClientTimeoutInterval", "allowReconnect": True})]),
+            id="Close with an error and allowReconnect",
+        ),
         pytest.param(Conn([PING, COMPLETION]), id="Completion before any item"),
         pytest.param(Conn([PING], end="close"), id="websocket closed"),
         pytest.param(Conn([PING], end="drop"), id="connection dropped"),
@@ -358,9 +362,14 @@ async def test_a_handshake_that_never_comes_is_left_for_a_new_connection(
             id="Close allowReconnect false",
         ),
         pytest.param(
-            Conn([message({"type": 7, "error": "going away", "allowReconnect": True})]),
+            Conn([message({"type": 7, "error": "going away"})]),
             "hub closed the connection: going away",
             id="Close with error",
+        ),
+        pytest.param(
+            Conn([message({"type": 7, "error": "going away", "allowReconnect": False})]),
+            "hub closed the connection: going away",
+            id="Close with error, allowReconnect false",
         ),
         pytest.param(
             Conn([message({"type": 3, "invocationId": "0", "error": "boom"})]),
@@ -563,6 +572,16 @@ async def test_sample_session_frame_yields_snapshot_then_update(hubs: ScriptedHu
     "end",
     [
         pytest.param(Conn([SNAPSHOT, item(UPDATE_WIRE), CLOSE]), id="graceful Close"),
+        pytest.param(
+            Conn(
+                [
+                    SNAPSHOT,
+                    item(UPDATE_WIRE),
+                    message({"type": 7, "error": "x", "allowReconnect": True}),
+                ]
+            ),
+            id="Close with an error and allowReconnect",
+        ),
         pytest.param(Conn([SNAPSHOT, item(UPDATE_WIRE), COMPLETION]), id="Completion"),
         pytest.param(Conn([SNAPSHOT, item(UPDATE_WIRE)], end="drop"), id="connection lost"),
         pytest.param(Conn([SNAPSHOT, item(UPDATE_WIRE)], end="close"), id="websocket closed"),
@@ -655,6 +674,9 @@ async def test_a_final_error_mid_stream_is_raised(hubs: ScriptedHubs) -> None:
     async with hub_client(script) as client, client.stream_open_orders() as stream:
         await anext(stream)
         with pytest.raises(HubError, match="shutting down for good"):
+            await anext(stream)
+        # Over, and it says so: never a silent end after a failure.
+        with pytest.raises(HubError, match=r"has ended \(HubError: .*shutting down for good"):
             await anext(stream)
     assert script.attempts == 1
 

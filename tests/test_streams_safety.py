@@ -8,6 +8,7 @@ import socket
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import pytest
@@ -18,6 +19,7 @@ from frontoffice_async import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
     FrontOfficeClient,
     FrontOfficeError,
     HubError,
@@ -27,6 +29,7 @@ from frontoffice_async import (
     ServerError,
     TokenProviderError,
 )
+from frontoffice_async._hub_transport import mask
 from frontoffice_async.errors import ClientClosedError
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
 
@@ -154,6 +157,44 @@ async def test_no_hub_error_reaches_the_token(
     assert_token_unreachable(excinfo.value)
 
 
+# A token the client accepts, with characters every URL encoder writes differently.
+ODD_TOKEN = "abc+def/ghi=jkl&x%41"
+ODD_FORMS = {
+    "raw": ODD_TOKEN,
+    "quote, nothing safe": quote(ODD_TOKEN, safe=""),
+    "quote": quote(ODD_TOKEN),
+    "quote_plus": quote_plus(ODD_TOKEN),
+    "lower-case hex": quote(ODD_TOKEN, safe="").lower(),
+    "partly encoded": ODD_TOKEN.replace("+", "%2B").replace("&", "%26"),
+}
+
+
+@pytest.mark.parametrize("form", ODD_FORMS.values(), ids=ODD_FORMS.keys())
+async def test_no_hub_error_reaches_an_encoded_token(hubs: ScriptedHubs, form: str) -> None:
+    conn = Conn(status=400, body=f"bad token {form} for ", echo=True, headers={"X-Echo": form})
+    script = await hubs.start(conn)
+    async with hub_client(script.url, token=ODD_TOKEN) as client:
+        with pytest.raises(BadRequestError) as excinfo:
+            await client.open_orders(timeout=5)
+    error = excinfo.value
+    # The page quoted the request line: the token as the upgrade URL carried it, and `form`.
+    assert script.queries[0] == {"access_token": ODD_TOKEN}
+    assert str(error).startswith("400 bad token [hidden] for /frontoffice/ws/v4/account?")
+    assert "access_token=[hidden] (GET " in str(error)
+    assert error.headers["X-Echo"] == "[hidden]"
+    for leaked in {*ODD_FORMS.values(), "def/ghi", "ghi%3Djkl"}:
+        assert_token_unreachable(error, leaked)
+
+
+def test_mask_hides_every_encoding_and_nothing_else() -> None:
+    secret = "a b+c/é"
+    text = " | ".join(
+        [secret, quote(secret), quote_plus(secret), quote(secret, safe="").lower(), "a b+c/"]
+    )
+    assert mask(text, [secret]) == "[hidden] | [hidden] | [hidden] | [hidden] | a b+c/"
+    assert mask("no secret here", ["", "zzz"]) == "no secret here"
+
+
 async def test_a_refused_connection_does_not_reach_the_token() -> None:
     async with hub_client(await refused_port(), retry=RetryPolicy.none()) as client:
         with pytest.raises(APIConnectionError) as excinfo:
@@ -237,7 +278,7 @@ async def test_a_redirect_is_refused_and_the_token_stays_home(
         with pytest.raises(APIStatusError, match="redirect, which is not followed") as excinfo:
             await client.open_orders(timeout=5)
     assert excinfo.value.status == status
-    assert excinfo.value.headers["Location"] == "<hidden>"
+    assert excinfo.value.headers["Location"] == "[hidden]"
     assert script.attempts == 1  # final: a redirect is never retried
     assert elsewhere.attempts == 0  # the other host got no connection
     assert_token_unreachable(excinfo.value)
