@@ -7,15 +7,15 @@ in logs, where a newline would let a server forge log lines.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Final
-from urllib.parse import quote, quote_plus
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -175,15 +175,25 @@ def forget_credentials(exc: BaseException) -> None:
     exc.args = tuple(masked if arg is info else arg for arg in exc.args)
 
 
-def mask(text: str, secrets: Collection[str]) -> str:
-    """`text` with each secret, raw or percent-encoded (as in a URL or a form), replaced."""
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret replaced by `[hidden]`, also where it is percent-encoded, wholly
+    or in part, with hex digits in either case (as `quote`, `quote_plus` and yarl write it)."""
     for secret in secrets:
-        if len(secret) < _MIN_SECRET:
-            continue
-        for form in {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}:
-            if form in text:
-                text = text.replace(form, HIDDEN)
+        if len(secret) >= _MIN_SECRET:
+            text = _pattern(secret).sub(HIDDEN, text)
     return text
+
+
+@functools.lru_cache(maxsize=16)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """Matches `secret` with any of its characters percent-encoded (cached: a client has a
+    handful of live tokens, and masking runs only on the way to an error)."""
+    parts = []
+    for char in secret:
+        encoded = "".join(f"%{byte:02X}" for byte in char.encode())
+        plus = "|\\+" if char == " " else ""  # quote_plus writes a space as "+"
+        parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}){plus})")
+    return re.compile("".join(parts))
 
 
 def scrub(error: FrontOfficeError, secrets: Collection[str]) -> FrontOfficeError:

@@ -3,16 +3,15 @@
 The upgrade goes through a session of the hub's own on the client's connector: it follows no
 redirect, resends nothing behind the retry policy's back, and has no trace configs (the upgrade
 URL carries the token in its query, and tracers record full URLs). `aclose` ends every hub
-wait and connection of the client. Also: how a connection says it ended (`Failure`, `Late`),
-hiding the token in hub texts (`mask`), and stopping a helper task (`reap`).
+wait and connection of the client. Also: how a connection says it ended (`Failure`, `Late`)
+and stopping a helper task (`reap`). Token masking is `_answers.mask`, shared with REST.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -24,7 +23,6 @@ from ._session import USER_AGENT
 from .errors import APIStatusError, ClientClosedError, FrontOfficeError, HubError
 
 __all__ = [
-    "HIDDEN",
     "Answer",
     "Dropped",
     "Failure",
@@ -32,7 +30,6 @@ __all__ = [
     "HubTransport",
     "Late",
     "detach",
-    "mask",
     "reap",
 ]
 
@@ -40,7 +37,6 @@ __all__ = [
 _ANSWER_BODY: Final = 64 * 1024
 _ANSWER_BODY_WAIT: Final = 1.0
 #: What stands for a hidden token (not `<hidden>`: the HTML stripper of error bodies eats that).
-HIDDEN: Final = "[hidden]"
 
 
 class Failure(Exception):
@@ -79,28 +75,6 @@ class Failure(Exception):
 
 class Late(Exception):
     """The caller's deadline passed during a wait; the caller says what did not arrive."""
-
-
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret replaced by `[hidden]`, also where it is percent-encoded, wholly
-    or in part, with hex digits in either case (as `quote`, `quote_plus` and yarl write it).
-
-    The contract of `_answers.mask`; the hub switches to that one once it exists.
-    """
-    for secret in secrets:
-        if secret:
-            text = re.sub(_pattern(secret), HIDDEN, text)
-    return text
-
-
-def _pattern(secret: str) -> str:
-    """A regular expression matching `secret` with any of its characters percent-encoded."""
-    parts = []
-    for char in secret:
-        encoded = "".join(f"%{byte:02X}" for byte in char.encode())
-        plus = "|\\+" if char == " " else ""  # quote_plus
-        parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}){plus})")
-    return "".join(parts)
 
 
 async def reap(task: asyncio.Task[Any]) -> None:
@@ -256,7 +230,7 @@ class Answer(Exception):
         the upgrade carried, hidden in what the answer echoes)."""
         status = self.status
         headers = CIMultiDict(
-            (name, HIDDEN if mask(value, (token,)) != value else value)
+            (name, _answers.HIDDEN if _answers.mask(value, (token,)) != value else value)
             for name, value in self.headers
         )
         if 300 <= status < 400:
@@ -273,7 +247,7 @@ class Answer(Exception):
         if status < 300:
             error = HubError(f"the hub answered the upgrade with HTTP {status}, not a websocket")
             return Failure(error, cause=str(status), retry=False, status=status)
-        body = mask(self.body.decode("utf-8", "replace"), (token,)).encode()
+        body = _answers.mask(self.body.decode("utf-8", "replace"), (token,)).encode()
         error = _answers.status_error(
             status=status, method="GET", url=url, headers=headers, body=body, attempts=attempts
         )

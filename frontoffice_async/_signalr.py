@@ -18,7 +18,8 @@ import aiohttp
 from yarl import URL
 
 from . import _answers, _converter
-from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, mask, reap
+from ._answers import mask
+from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, reap
 from .errors import (
     APIConnectionError,
     APITimeoutError,

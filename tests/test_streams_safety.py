@@ -29,7 +29,7 @@ from frontoffice_async import (
     ServerError,
     TokenProviderError,
 )
-from frontoffice_async._hub_transport import mask
+from frontoffice_async._answers import mask
 from frontoffice_async.errors import ClientClosedError
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
 
