@@ -1,4 +1,4 @@
-"""What the `frontoffice` commands share: exit codes, usage errors, the client, signals, runs.
+"""What the `frontoffice` commands share: exit codes, usage errors, the client, runs.
 
 Only the public API is used, and only inside functions: importing this module (as
 `frontoffice --help` does) loads neither the HTTP stack's extras, rich nor the simulator.
@@ -7,15 +7,10 @@ Only the public API is used, and only inside functions: importing this module (a
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import contextvars
 import os
-import signal
-import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from frontoffice_async import (
@@ -30,7 +25,6 @@ __all__ = [
     "ENV_ACCOUNT_ID",
     "ENV_BASE_URL",
     "ENV_TOKEN",
-    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -38,20 +32,24 @@ __all__ = [
     "OPTIONS",
     "RETRY",
     "BulkRun",
+    "ReportedError",
     "UsageError",
     "add_options",
     "check_options",
-    "divert_signals",
+    "error_document",
     "exit_code",
     "make_client",
-    "run_main",
+    "non_negative_int",
+    "not_empty",
+    "port_number",
+    "rate",
+    "seconds",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
-EXIT_BROKEN_PIPE = 128 + 13  # 141, as a shell reports a process that SIGPIPE stopped
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 ENV_BASE_URL = "FRONTOFFICE_BASE_URL"
 ENV_TOKEN = "FRONTOFFICE_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -61,9 +59,42 @@ ENV_ACCOUNT_ID = "FRONTOFFICE_ACCOUNT_ID"
 #: A module attribute so that tests can make backoff instant.
 RETRY: RetryPolicy | None = None
 
+T = TypeVar("T")
+
 
 class UsageError(Exception):
     """A command line or configuration problem: one line on stderr, exit code 2."""
+
+
+class ReportedError(Exception):
+    """A call failed after the command printed what it had done: only `error:` is left to say.
+
+    `error` is the library's exception (the message of this one is its message).
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def error_document(error: BaseException) -> dict[str, Any]:
+    """An error as JSON-ready data, shaped like an outcome's `error` (never a token)."""
+    return {
+        "type": type(error).__name__,
+        "status": getattr(error, "status", None),
+        "message": " ".join(str(getattr(error, "message", None) or error).split()),
+        "trace_id": getattr(error, "trace_id", None),
+    }
+
+
+def not_empty(args: argparse.Namespace, *names: str) -> None:
+    """UsageError for an option given as an empty (or blank) value: `--market "$M"` with `M`
+    unset must not mean "no filter", nor fall back to an environment variable."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must not be empty (leave the option out instead)")
 
 
 def exit_code(result: BulkCancelResult[Any], *, verify: bool) -> int:
@@ -77,9 +108,10 @@ def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeC
     """The client the options (or the environment) describe; UsageError if incomplete."""
     from frontoffice_async import FrontOfficeClient  # noqa: PLC0415 - keeps `--help` light
 
-    base_url = args.base_url or os.environ.get(ENV_BASE_URL)
-    token = args.token or os.environ.get(ENV_TOKEN)
-    account_id = args.account_id or os.environ.get(ENV_ACCOUNT_ID)
+    not_empty(args, "base_url", "token", "account_id")
+    base_url = _setting(args.base_url, ENV_BASE_URL)
+    token = _setting(args.token, ENV_TOKEN)
+    account_id = _setting(args.account_id, ENV_ACCOUNT_ID)
     missing = [
         f"{flag} (or {env})"
         for flag, env, value, needed in (
@@ -91,38 +123,97 @@ def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeC
     ]
     if missing or base_url is None or token is None:
         raise UsageError("missing " + ", ".join(missing))
+    _check_url(base_url)
     options: dict[str, Any] = {} if RETRY is None else {"retry": RETRY}
-    return FrontOfficeClient(
-        base_url,
-        token=token,
-        account_id=account_id or None,
-        timeout=args.timeout,
-        concurrency=args.concurrency or 32,
-        **options,
-    )
+    try:
+        return FrontOfficeClient(
+            base_url,
+            token=token,
+            account_id=account_id or None,
+            timeout=args.timeout,
+            concurrency=args.concurrency or 32,
+            **options,
+        )
+    except ValueError as exc:  # the client refused a setting: name the option it came from
+        message = " ".join(str(exc).split())
+        if message.startswith("base_url"):
+            raise UsageError(f"--base-url (or {ENV_BASE_URL}): {message}") from None
+        if "token" in message:
+            raise UsageError(f"--token (or {ENV_TOKEN}): {message}") from None
+        raise
+
+
+def _setting(flag: str | None, env: str) -> str | None:
+    """The flag's value if it was given (even empty: `not_empty` refused that), else the
+    environment's."""
+    return flag if flag is not None else os.environ.get(env)
+
+
+def _check_url(base_url: str) -> None:
+    """UsageError naming the option for a URL that cannot even be parsed (`http://[::1`)."""
+    from yarl import URL  # noqa: PLC0415 - what the client parses it with
+
+    try:
+        URL(base_url.strip())
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--base-url (or {ENV_BASE_URL}): {exc}") from None
 
 
 # --- options every command may take ------------------------------------------------------------
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    value = _number(int, text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(float, text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port: 0 to 65535 (0: any free one)."""
+    value = _number(int, text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An int >= 0."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def rate(text: str) -> float:
+    """A probability: 0 to 1."""
+    value = _number(float, text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds >= 0."""
+    value = _number(float, text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def _number(kind: Callable[[str], T], text: str) -> T:
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
 
 
 #: The options any command may take, before or after its name: (flags, add_argument keywords).
@@ -208,6 +299,7 @@ class BulkRun:
 
     Latency per id runs from the moment the pool takes the id from `feed()` (it sends at
     once) to its outcome, retries and backoff included; ids never sent have none.
+    `sending` is set by the command when it calls the library: before that, nothing was sent.
     """
 
     def __init__(
@@ -217,6 +309,7 @@ class BulkRun:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.latencies: list[float] = []
+        self.sending = False
         self._on_each = on_each
         self._clock = clock
         self._started = clock()
@@ -258,82 +351,9 @@ class BulkRun:
         )
         return BulkCancelResult(ordered, elapsed=self._clock() - self._started, **fields)
 
-
-# --- signals ------------------------------------------------------------------------------------
-
-_INTERRUPTS: contextvars.ContextVar[_Interrupts | None] = contextvars.ContextVar(
-    "frontoffice_cli_interrupts", default=None
-)
-
-
-def run_main(command: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run `command()` in a new event loop and return its exit code, signals and pipes included.
-
-    The first SIGINT (Ctrl-C) or SIGTERM cancels the command, which reports what it did and
-    ends with 128 + the signal's number (130, 143); later ones only say it is stopping, so
-    the report is never cut. A closed stdout (`| head`) ends quietly with 141.
-    """
-    interrupts = _Interrupts()
-    try:
-        return asyncio.run(interrupts.run(command))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        return 128 + (interrupts.signum or signal.SIGINT)
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
-
-
-@contextlib.contextmanager
-def divert_signals(callback: Callable[[], object]) -> Iterator[None]:
-    """Within the block, the first SIGINT/SIGTERM calls `callback` instead of cancelling the
-    command (`simulate` uses it to stop serving and close cleanly). Does nothing unless the
-    command runs under `run_main`."""
-    interrupts = _INTERRUPTS.get()
-    if interrupts is None:
-        yield
-        return
-    interrupts.divert = callback
-    try:
-        yield
-    finally:
-        interrupts.divert = None
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM, handled in the event loop: never in the middle of a write."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.divert: Callable[[], object] | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._told = False
-
-    async def run(self, command: Callable[[], Coroutine[Any, Any, int]]) -> int:
-        self._task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                # Not on Windows' loop, nor outside the main thread: the defaults remain.
-                loop.add_signal_handler(signum, self._on_signal, signum)
-        _INTERRUPTS.set(self)
-        return await command()
-
-    def _on_signal(self, signum: int) -> None:
-        if self.signum is None:
-            self.signum = signum
-            if self.divert is not None:
-                self.divert()
-            elif self._task is not None:
-                self._task.cancel()
-        elif not self._told:
-            self._told = True
-            sys.stderr.write("\nstopping: finishing the report\n")
-            sys.stderr.flush()
-
-
-def _silence_stdout() -> None:
-    # The recipe of the Python docs (signal module, "Note on SIGPIPE"): point stdout at
-    # devnull, so the interpreter's last flush at exit does not fail a second time.
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    def document(self, *, snapshots: bool) -> dict[str, Any]:
+        """What was done so far as `--json` shows a run cut short: `as_dict()` with `verified`
+        false and, for cancel-all (`snapshots`), null for what only its snapshots could tell:
+        `rounds`, `remaining`, `unreadable` and `filtered_out` (not known, not empty)."""
+        unknown = dict.fromkeys(("rounds", "remaining", "unreadable", "filtered_out"))
+        return {**self.partial().as_dict(), "verified": False, **(unknown if snapshots else {})}

@@ -1,20 +1,23 @@
-"""How the CLI shows things: results, tables, JSON, the progress bar. It renders, nothing more.
+"""How the CLI shows things: results, tables, JSON (the bar: `_cli_progress`). It renders.
 
-rich (the `cli` extra) draws the bar and the tables, imported only when something is drawn;
+rich (the `cli` extra) draws the tables, imported only when something is drawn;
 without it the output is plain text. Text from the server is escaped before it is shown.
+A stdout that cannot be written (closed, full) raises `OutputError`; a closed pipe stays a
+`BrokenPipeError` (exit 141).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.util
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
+
+from ._cli_process import OutputError, tell
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,8 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HAVE_RICH",
-    "ProgressBar",
     "describe_selection",
+    "have_rich",
+    "is_terminal",
     "note",
     "percentile",
     "print_accounts",
@@ -33,8 +37,7 @@ __all__ = [
     "print_result",
     "print_summary",
     "printable",
-    "progress_bar",
-    "show_progress",
+    "say",
     "verdict",
 ]
 
@@ -68,15 +71,50 @@ def _escape(char: str) -> str:
     )
 
 
-def note(message: str) -> None:
-    """A line for the human on stderr (stdout may hold a JSON document)."""
-    sys.stderr.write(f"{printable(message)}\n")
-    sys.stderr.flush()
+def note(message: str, *, end: str = "\n") -> None:
+    """A line for the human on stderr (stdout may hold a JSON document); never fails."""
+    tell(printable(message), end=end)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _writes(function: Callable[P, R]) -> Callable[P, R]:
+    """Make a failed write of `function` an `OutputError` (a closed pipe stays what it is)."""
+
+    @functools.wraps(function)
+    def writing(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc.strerror or str(exc)) from None
+
+    return writing
+
+
+def _stream(out: TextIO | None) -> TextIO:
+    """`out`, or stdout; OutputError if there is none (the command ran with `>&-`)."""
+    out = out if out is not None else sys.stdout
+    if out is None:
+        raise OutputError("stdout is closed")
+    return out
+
+
+@_writes
+def say(line: str, *, out: TextIO | None = None) -> None:
+    """One line on stdout, flushed (the caller escapes what came from the server)."""
+    out = _stream(out)
+    out.write(line + "\n")
+    out.flush()
+
+
+@_writes
 def print_json(document: object, *, out: TextIO | None = None) -> None:
     """The one JSON document `--json` promises on stdout (already safe: JSON escapes)."""
-    out = out or sys.stdout
+    out = _stream(out)
     out.write(json.dumps(document, indent=2, default=_json_value) + "\n")
     out.flush()
 
@@ -91,6 +129,7 @@ def _json_value(value: object) -> object:
 # --- results ------------------------------------------------------------------------------------
 
 
+@_writes
 def print_result(
     result: BulkCancelResult[Any],
     *,
@@ -99,7 +138,7 @@ def print_result(
     out: TextIO | None = None,
 ) -> None:
     """The human report of one bulk call: the summary, what needs attention, the verdict."""
-    out = out or sys.stdout
+    out = _stream(out)
     print_summary({"": result}, verify=verify, latencies=latencies, out=out)
     print_problems(result, out=out)
     if verify:
@@ -107,6 +146,7 @@ def print_result(
         out.flush()
 
 
+@_writes
 def print_summary(
     results: Mapping[str, BulkCancelResult[Any]],
     *,
@@ -117,7 +157,7 @@ def print_summary(
     out: TextIO | None = None,
 ) -> None:
     """A table of counts, one column per result (named by the keys: accounts in the demo)."""
-    out = out or sys.stdout
+    out = _stream(out)
     rows = [(name, [value(r) for r in results.values()]) for name, value in _ROWS]
     if latencies is not None:
         rows[6:6] = [
@@ -158,9 +198,10 @@ _ROWS = (
 )
 
 
+@_writes
 def print_problems(result: BulkCancelResult[Any], *, out: TextIO | None = None) -> None:
     """Failed ids, orders still open and unreadable records: what a trader must look at."""
-    out = out or sys.stdout
+    out = _stream(out)
     if result.failed:
         out.write(f"failed ids ({len(result.failed)}); these orders may still be open:\n")
         for outcome in result.failed:
@@ -192,7 +233,8 @@ def verdict(result: BulkCancelResult[Any]) -> str:
 def describe_selection(count: int, account: str, market: str | None, side: str | None) -> str:
     """E.g. `3 open orders (market spot.eth_usdt, buy) on account 685a...`."""
     noun = "open order" if count == 1 else "open orders"
-    filters = [f for f in (f"market {market}" if market else "", side or "") if f]
+    filters = [f"market {market}"] if market is not None else []
+    filters += [side] if side is not None else []
     where = f" ({', '.join(filters)})" if filters else ""
     return printable(f"{count} {noun}{where} on account {account}")
 
@@ -212,9 +254,10 @@ def _ms(seconds: float | None) -> str:
 # --- listings -----------------------------------------------------------------------------------
 
 
+@_writes
 def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None = None) -> None:
     """A table of open orders (`cancel-all --dry-run`, orders still open)."""
-    out = out or sys.stdout
+    out = _stream(out)
     header = ["order id", "market", "side", "type", "status", "remaining", "price"]
     rows = [
         (
@@ -231,9 +274,10 @@ def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None 
     _print_table(title, header, rows, out, right={"remaining", "price"})
 
 
+@_writes
 def print_accounts(accounts: Sequence[Account], *, out: TextIO | None = None) -> None:
     """A table of the accounts the token can act on."""
-    out = out or sys.stdout
+    out = _stream(out)
     header = ["account id", "name", "type", "balance (RAT)", "copy trading"]
     rows = [
         (
@@ -318,7 +362,15 @@ def _rich_installed() -> bool:
 
 def _use_rich(out: TextIO) -> bool:
     # Piped output stays plain text, one record a line, for grep and awk.
-    return have_rich() and out.isatty()
+    return have_rich() and is_terminal(out)
+
+
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether `stream` is a terminal (False if there is none, or it is closed)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):  # closed
+        return False
 
 
 def _console(out: TextIO) -> Console:
@@ -326,67 +378,3 @@ def _console(out: TextIO) -> Console:
 
     # Never read markup out of server-supplied text.
     return Console(file=out, markup=False, highlight=False)
-
-
-# --- the progress bar ---------------------------------------------------------------------------
-
-
-def show_progress(args: argparse.Namespace) -> bool:
-    """Draw a progress bar: only on a terminal, never with --json or --no-progress."""
-    return not args.json and not args.no_progress and sys.stderr.isatty()
-
-
-def progress_bar(args: argparse.Namespace) -> ProgressBar | None:
-    """A progress bar on stderr if one should and can be drawn."""
-    return ProgressBar() if show_progress(args) and have_rich() else None
-
-
-class ProgressBar:
-    """A rich progress bar on stderr: ids dealt with, failures so far, elapsed time."""
-
-    def __init__(self) -> None:
-        from rich.console import Console  # noqa: PLC0415
-        from rich.progress import (  # noqa: PLC0415
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-            console=Console(file=sys.stderr),
-        )
-        self._task: Any = None
-        self._total: int | None = None
-        self._done = 0
-        self._failed = 0
-
-    def start(self, total: int | None, description: str = "cancelling") -> None:
-        """Show the bar for `total` outcomes (None: not known in advance)."""
-        self._total = total
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total, failed=0)
-
-    def advance(self, outcome: CancelOutcome[Any]) -> None:
-        """One more outcome (the `on_each` of a `BulkRun`)."""
-        if self._task is None:
-            return
-        self._done += 1
-        self._failed += outcome.failed
-        if self._total is not None and self._done > self._total:
-            self._total = self._done  # cancel-all's later rounds add orders
-        self._progress.update(
-            self._task, completed=self._done, total=self._total, failed=self._failed
-        )
-
-    def stop(self) -> None:
-        """Stop drawing (the bar stays at its last state); safe to call twice."""
-        if self._task is not None:
-            self._task = None
-            self._progress.stop()

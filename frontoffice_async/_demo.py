@@ -18,11 +18,18 @@ from ._cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     BulkRun,
+    ReportedError,
     UsageError,
     add_options,
-    divert_signals,
+    error_document,
     exit_code,
+    non_negative_int,
+    port_number,
+    rate,
+    seconds,
 )
+from ._cli_process import divert_signals
+from ._cli_progress import progress_bar
 
 if TYPE_CHECKING:
     from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
@@ -35,6 +42,7 @@ DEMO_CONCURRENCY = 64
 #: a failure for that round, which the next round of cancel-all retries.
 BUSY_EVERY = 100
 _MARKETS = ("spot.eth_usdt", "spot.btc_usdt")
+_CHUNK = 2000  # orders added between two turns of the event loop
 
 
 def add_commands(commands: Any) -> None:
@@ -55,14 +63,14 @@ def _add_simulate(commands: Any) -> None:
     arg(
         "--port",
         metavar="P",
-        type=_port,
+        type=port_number,
         default=8765,
         help="port, 0: any free one (default: %(default)s)",
     )
     arg(
         "--orders",
         metavar="N",
-        type=_count,
+        type=non_negative_int,
         default=100,
         help="open orders to create, spread over the accounts (default: %(default)s)",
     )
@@ -70,14 +78,14 @@ def _add_simulate(commands: Any) -> None:
     arg(
         "--fault-rate",
         metavar="R",
-        type=_rate,
+        type=rate,
         default=0.0,
         help="chance of a transient fault per request (default: %(default)s)",
     )
     arg(
         "--latency",
         metavar="S",
-        type=_seconds,
+        type=seconds,
         default=0.0,
         help="seconds added to every response (default: %(default)s)",
     )
@@ -106,21 +114,21 @@ def _add_demo(commands: Any) -> None:
     arg(
         "--orders",
         metavar="N",
-        type=_count,
+        type=non_negative_int,
         default=2000,
         help="open orders (default: %(default)s)",
     )
     arg(
         "--fault-rate",
         metavar="R",
-        type=_rate,
+        type=rate,
         default=0.1,
         help="transient fault chance (default: %(default)s)",
     )
     arg(
         "--latency",
         metavar="S",
-        type=_seconds,
+        type=seconds,
         default=0.003,
         help="response latency in seconds (default: %(default)s)",
     )
@@ -161,7 +169,7 @@ async def _cmd_simulate(args: argparse.Namespace) -> int:
         # Ctrl-C or SIGTERM (how a container runtime stops a process) ends the wait, so the
         # simulator closes cleanly (hub clients are told) and the command exits 0.
         with divert_signals(stop.set):
-            _spread_orders(sim, args.orders)
+            await _spread_orders(sim, args.orders)
             _print_simulator(sim, args)
             await stop.wait()
     finally:
@@ -189,14 +197,16 @@ def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> Non
         }
         output.print_json(document)
         return
-    print(f"Front Office simulator listening on {sim.url}")
-    print(f"accounts: {', '.join(output.printable(a) for a in account_ids)}")
-    print(f"open orders: {args.orders}, fault rate {args.fault_rate:g}")
-    print(f"token: {sim.token}  (a throwaway test token)")
-    print("\nPoint the CLI or your bot at it:\n")
-    for name, value in env.items():
-        print(f"export {name}={shlex.quote(value)}")
-    print("\nPress Ctrl-C to stop.", flush=True)
+    lines = [
+        f"Front Office simulator listening on {sim.url}",
+        f"accounts: {', '.join(output.printable(a) for a in account_ids)}",
+        f"open orders: {args.orders}, fault rate {args.fault_rate:g}",
+        f"token: {sim.token}  (a throwaway test token)",
+        "\nPoint the CLI or your bot at it:\n",
+        *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
+        "\nPress Ctrl-C to stop.",
+    ]
+    output.say("\n".join(lines))
 
 
 # --- demo ---------------------------------------------------------------------------------------
@@ -205,32 +215,56 @@ def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> Non
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from frontoffice_async.testing import FrontOfficeSimulator  # noqa: PLC0415
 
-    concurrency = args.concurrency or DEMO_CONCURRENCY
-    async with FrontOfficeSimulator(latency=args.latency, seed=args.seed) as sim:
-        ids = _spread_orders(sim, args.orders)
-        busy = ids[::BUSY_EVERY]
-        sim.faults = _faults(args, busy)
-        if not args.json:
-            _print_intro(sim, args, len(busy), concurrency)
-        bar = output.progress_bar(args)
-        runs = {a: BulkRun(on_each=bar.advance if bar else None) for a in sim.account_ids}
-        async with _demo_client(sim, args, concurrency) as client:
-            if bar:
-                bar.start(args.orders)
-            try:
-                results = await _cancel_all_accounts(client, runs)
-            except asyncio.CancelledError:
-                if bar:
-                    bar.stop()
-                _report_interrupted(runs, sim, args)
-                raise
-            finally:
-                if bar:
-                    bar.stop()
-            left = sim.open_order_ids()
-            _report(results, left, args)
+    sim = FrontOfficeSimulator(latency=args.latency, seed=args.seed)
+    runs: dict[str, BulkRun] = {}  # filled when the cancels start
+    try:
+        async with sim:
+            ids = await _spread_orders(sim, args.orders)
+            busy = ids[::BUSY_EVERY]
+            sim.faults = _faults(args, busy)
+            results, left = await _run_demo(sim, args, runs, busy=len(busy))
+    except asyncio.CancelledError:
+        if not runs:  # interrupted during the setup: say so, and nothing was cancelled
+            _report_partial(runs, sim, args, error=None)
+        raise
     failed = any(exit_code(r, verify=True) for r in results.values())
     return EXIT_FAILED if failed or left else EXIT_OK
+
+
+async def _run_demo(
+    sim: FrontOfficeSimulator, args: argparse.Namespace, runs: dict[str, BulkRun], *, busy: int
+) -> tuple[dict[str, BulkCancelResult[Order]], list[str]]:
+    """cancel-all on every account of the simulator (`runs`: their outcomes as they come)."""
+    from frontoffice_async import FrontOfficeError  # noqa: PLC0415
+
+    concurrency = args.concurrency or DEMO_CONCURRENCY
+    if not args.json:
+        _print_intro(sim, args, busy, concurrency)
+    bar = progress_bar(args)
+    runs.update({a: BulkRun(on_each=bar.advance if bar else None) for a in sim.account_ids})
+    async with _demo_client(sim, args, concurrency) as client:
+        if bar:
+            bar.start(args.orders)
+        try:
+            results = await _cancel_all_accounts(client, runs)
+        except asyncio.CancelledError:
+            if bar:
+                bar.stop()
+            _report_partial(runs, sim, args, error=None)
+            raise
+        except FrontOfficeError as exc:
+            if bar:
+                bar.stop()
+            if not any(run.done() for run in runs.values()):
+                raise  # nothing done: the error alone says it all
+            _report_partial(runs, sim, args, error=exc)
+            raise ReportedError(exc) from exc
+        finally:
+            if bar:
+                bar.stop()
+        left = sim.open_order_ids()
+        _report(results, left, args)
+    return results, left
 
 
 def _demo_client(
@@ -282,12 +316,11 @@ def _faults(args: argparse.Namespace, busy: list[str]) -> FaultPlan:
 def _print_intro(
     sim: FrontOfficeSimulator, args: argparse.Namespace, busy: int, concurrency: int
 ) -> None:
-    print(
+    output.say(
         f"demo: simulator at {sim.url}, {args.orders} open orders on {len(sim.account_ids)} "
         f"accounts, {args.fault_rate:.0%} transient faults (429/500/502/503/reset), {busy} "
         f"orders busy (409) on their first cancel, {args.latency * 1000:g} ms latency; "
-        f"cancel_all_orders on each account through one client, concurrency {concurrency}",
-        flush=True,
+        f"cancel_all_orders on each account through one client, concurrency {concurrency}"
     )
 
 
@@ -302,71 +335,54 @@ def _report(
     output.print_summary(results, verify=True)
     for account, result in results.items():
         output.print_problems(result)
-        print(f"{output.printable(account)}: {output.verdict(result)}")
+        output.say(f"{output.printable(account)}: {output.verdict(result)}")
     counts = sorted({r.rounds for r in results.values()})
     rounds = "-".join(str(n) for n in counts[:: max(len(counts) - 1, 1)])
     rounds += " round" if counts == [1] else " rounds"
     if verified:
-        print(f"verified in {rounds}: the simulator confirms 0 orders left open", flush=True)
+        output.say(f"verified in {rounds}: the simulator confirms 0 orders left open")
     else:
         shown = output.printable(", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
-        print(f"NOT verified after {rounds}: {len(left)} left open: {shown}", flush=True)
+        output.say(f"NOT verified after {rounds}: {len(left)} left open: {shown}")
 
 
-def _report_interrupted(
-    runs: Mapping[str, BulkRun], sim: FrontOfficeSimulator, args: argparse.Namespace
+def _report_partial(
+    runs: Mapping[str, BulkRun],
+    sim: FrontOfficeSimulator,
+    args: argparse.Namespace,
+    *,
+    error: Exception | None,
 ) -> None:
-    partial = {account: run.partial() for account, run in runs.items()}
+    """What was done when Ctrl-C (`error` None) or a failure cut the demo short; `runs` is
+    empty when that happened during the setup, before any cancel."""
     left = len(sim.open_order_ids())
     if args.json:
-        accounts = {a: {**r.as_dict(), "rounds": None} for a, r in partial.items()}
-        document = {
-            "verified": False,
-            "left_open": left,
-            "interrupted": True,
-            "accounts": accounts,
-        }
-        output.print_json(document)
-    else:
-        output.print_summary(partial, verify=False)
-    output.note(f"interrupted: {left} orders left open on the simulator")
+        accounts = {a: run.document(snapshots=True) for a, run in runs.items()}
+        end = {"interrupted": True} if error is None else {"error": error_document(error)}
+        output.print_json({"verified": False, "left_open": left, **end, "accounts": accounts})
+    elif runs:
+        output.print_summary({a: run.partial() for a, run in runs.items()}, verify=False)
+    if not runs:
+        output.note(f"interrupted during the setup ({left} orders made): nothing was cancelled")
+        return
+    what = "interrupted" if error is None else "stopped by an error"
+    output.note(f"{what}: {left} orders left open on the simulator")
 
 
-def _spread_orders(sim: FrontOfficeSimulator, total: int) -> list[str]:
-    """`total` open orders, split evenly over the accounts, two markets and both sides."""
+async def _spread_orders(sim: FrontOfficeSimulator, total: int) -> list[str]:
+    """`total` open orders, split evenly over the accounts, two markets and both sides.
+
+    Made a chunk at a time, letting the loop run in between: Ctrl-C must not wait for a big
+    `--orders` to be set up.
+    """
     accounts = list(sim.account_ids)
     slots = [(a, m, s) for a in accounts for m in _MARKETS for s in ("Buy", "Sell")]
     ids: list[str] = []
     for index, (account, market, side) in enumerate(slots):
         n = total // len(slots) + (index < total % len(slots))
-        if n:
-            ids += sim.add_orders(n, account_id=account, market_id=market, side=side)
+        while n > 0:
+            chunk = min(n, _CHUNK)
+            ids += sim.add_orders(chunk, account_id=account, market_id=market, side=side)
+            n -= chunk
+            await asyncio.sleep(0)
     return ids
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
-    return value

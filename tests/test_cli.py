@@ -22,6 +22,7 @@ from frontoffice_async import (
     RetryPolicy,
     _cli_common,
     _cli_output,
+    _cli_progress,
     cli,
 )
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
@@ -391,6 +392,7 @@ async def test_cancel_all_asks_on_a_terminal(
     assert signal.getsignal(signal.SIGINT) is handler  # the prompt put it back
     assert "cancel 2 open orders on account" in err
     assert code == (0 if cancelled else 2)
+    assert ("error: not confirmed" in err) != cancelled
     assert len(sim.open_order_ids()) == (0 if cancelled else 2)
 
 
@@ -483,11 +485,17 @@ async def test_options_that_do_not_apply_are_refused(invoke: Run, argv: list[str
     assert err.startswith(("error: --", "usage: "))
 
 
-async def test_bad_base_url_is_one_line(sim: FrontOfficeSimulator, invoke: Run) -> None:
-    code, _, err = await invoke("accounts", "--base-url", "ftp://example")
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("ftp://example", "base_url must be an http(s) URL"), ("http://[::1", "Invalid IPv6 URL")],
+)
+async def test_bad_base_url_is_one_line_naming_the_option(
+    sim: FrontOfficeSimulator, invoke: Run, url: str, reason: str
+) -> None:
+    code, _, err = await invoke("accounts", "--base-url", url)
     assert code == 2
     assert err.count("\n") == 1
-    assert err.startswith("error: base_url must be an http(s) URL")
+    assert err.startswith(f"error: --base-url (or FRONTOFFICE_BASE_URL): {reason}")
 
 
 async def test_refused_token_is_one_line_without_it(
@@ -564,7 +572,7 @@ async def test_rich_tables_and_progress_bar(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_cli_output, "_use_rich", lambda out: True)
-    monkeypatch.setattr(_cli_output, "show_progress", lambda args: True)
+    monkeypatch.setattr(_cli_progress, "show_progress", lambda args: True)
     ids = sim.add_orders(3)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
@@ -582,7 +590,7 @@ async def test_plain_text_without_rich(
 ) -> None:
     monkeypatch.setattr(_cli_output, "HAVE_RICH", False)
     # Asked for, but impossible.
-    monkeypatch.setattr(_cli_output, "show_progress", lambda args: True)
+    monkeypatch.setattr(_cli_progress, "show_progress", lambda args: True)
     ids = sim.add_orders(2)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
@@ -658,6 +666,7 @@ async def test_interrupted_cancel_all_prints_what_was_done(
     doc = json.loads(out)
     assert doc["interrupted"] is True
     assert doc["rounds"] is None  # not known from the outcomes alone
+    assert doc["remaining"] is None  # no snapshot verified the account: not known
     assert doc["verified"] is False
     assert doc["counts"]["cancelled"] >= 4
     assert not set(_ids(doc, "cancelled")) & set(slow.open_order_ids())

@@ -6,12 +6,15 @@ Only what needs a process is here (few and fast); the simulator runs in the test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +25,7 @@ from .support import SENTINEL_TOKEN as TOKEN
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 COMMAND = (sys.executable, "-m", "frontoffice_async")
+HAVE_DEV_FULL = Path("/dev/full").exists()
 
 
 @pytest.fixture
@@ -89,6 +93,38 @@ async def test_second_ctrl_c_still_ends_with_valid_json(
     assert not cancelled & set(slow.open_order_ids())
 
 
+async def test_a_late_sigterm_cannot_kill_the_process_once_it_has_reported(
+    slow: FrontOfficeSimulator,
+) -> None:
+    slow.add_orders(200)
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "cancel-all",
+        "--yes",
+        "--json",
+        "--concurrency",
+        "2",
+        env=_env(slow),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    await _until(lambda: len(slow.open_order_ids()) <= 196, "a few cancels")
+    process.send_signal(signal.SIGINT)
+    printed = b""
+    line = b""
+    while line != b"}\n":  # the end of the interrupted document: reported, now it exits
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert line, "no complete document"
+        printed += line
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert process.returncode == 130  # the first signal's code, not killed by SIGTERM (-15)
+    assert json.loads(printed)["interrupted"] is True
+
+
 async def test_sigterm_stops_a_bulk_command_like_ctrl_c(slow: FrontOfficeSimulator) -> None:
     ids = slow.add_orders(200)
     process = await asyncio.create_subprocess_exec(
@@ -130,6 +166,96 @@ async def test_closed_stdout_ends_quietly_with_141() -> None:
     _assert_quiet(err.decode())
     assert "BrokenPipe" not in err.decode()
     assert process.returncode == 141
+
+
+@pytest.mark.parametrize("redirect", ["> /dev/full", ">&-"])
+async def test_unwritable_stdout_is_one_error_line_and_exit_74(redirect: str) -> None:
+    if redirect == "> /dev/full" and not HAVE_DEV_FULL:
+        pytest.skip("no /dev/full")
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        sim.add_orders(3)
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            f'exec "$@" {redirect}',
+            "sh",
+            *COMMAND,
+            "cancel-all",
+            "--dry-run",
+            env=_env(sim),
+            stderr=subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        requests = sim.stats.requests
+    _assert_quiet(err.decode())
+    assert process.returncode == 74
+    reason = "No space left on device" if "full" in redirect else "stdout is closed"
+    assert err.decode() == f"error: cannot write the output: {reason}\n"
+    assert (requests == 0) == (redirect == ">&-")  # closed: refused before sending anything
+
+
+async def _on_a_terminal(
+    sim: FrontOfficeSimulator, *argv: str
+) -> tuple[asyncio.subprocess.Process, int]:
+    """The command with stdin on a pseudo-terminal (whose controller is returned)."""
+    controller, terminal = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *COMMAND,
+            *argv,
+            env=_env(sim),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(terminal)
+    return process, controller
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_at_the_prompt_ends_it_at_once(signum: int) -> None:
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        sim.add_orders(3)
+        process, controller = await _on_a_terminal(sim, "cancel-all", "--no-progress")
+        try:
+            assert process.stderr is not None
+            seen = b""
+            while b"[y/N]" not in seen:  # asking: blocked reading the terminal
+                chunk = await asyncio.wait_for(process.stderr.read(200), timeout=30)
+                assert chunk, f"no prompt: {seen!r}"
+                seen += chunk
+            process.send_signal(signum)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=5)  # not at Enter
+        finally:
+            os.close(controller)
+        assert len(sim.open_order_ids()) == 3
+    _assert_quiet(err.decode())
+    assert process.returncode == 128 + signum
+    assert "interrupted before any cancel was sent: nothing was cancelled" in err.decode()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_while_reading_ids_from_a_terminal_ends_it_at_once(signum: int) -> None:
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        process, controller = await _on_a_terminal(sim, "cancel", "--json", "--from-file", "-")
+        try:
+            os.write(controller, b"01K2PF9XS29WN4JZRHMCTTQYJB\n")  # typed, no Ctrl-D yet
+            await _until(lambda: _threads(process.pid) >= 2, "the thread reading stdin")
+            process.send_signal(signum)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=5)
+        finally:
+            os.close(controller)
+        assert sim.stats.requests == 0
+    _assert_quiet(err.decode())
+    assert process.returncode == 128 + signum
+    assert json.loads(out)["interrupted"] is True
+
+
+def _threads(pid: int) -> int:
+    """The process's threads (2 once stdin is read in its thread); 2 where /proc is missing."""
+    task = Path(f"/proc/{pid}/task")
+    return len(list(task.iterdir())) if task.exists() else 2
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
