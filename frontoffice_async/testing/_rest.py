@@ -13,9 +13,10 @@ import attrs
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook, OrderKind
+from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._log import ENTRY_KEY
+from frontoffice_async.testing._order import OrderKind
 from frontoffice_async.testing._tokens import Grant, TokenRegistry
 from frontoffice_async.testing.faults import Fault, FaultKind
 

@@ -15,10 +15,11 @@ from typing import Any, Self
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook, OrderKind, SimulatedOrder
+from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._hub import HubEndpoint
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
+from frontoffice_async.testing._order import OrderKind, SimulatedOrder
 from frontoffice_async.testing._rest import Responder, RestApi
 from frontoffice_async.testing._signals import caught_signals
 from frontoffice_async.testing._tokens import TokenRegistry
@@ -296,7 +297,19 @@ class FrontOfficeSimulator:
     def update_order(self, order_id: str, /, **changes: Any) -> SimulatedOrder:
         """Change fields of an order (e.g. `status="Completed"`) and tell the OpenOrders hub.
 
-        Raises KeyError for an unknown id and TypeError for a field that cannot change.
+        The keywords are `SimulatedOrder` fields. Str fields take a non-empty str: any text,
+        so an unknown status or side can test how a client copes. Amounts and prices take a
+        finite `Decimal` that fits the platform's decimal; an `int`, `float` or decimal str
+        is converted (`requested_price="4400"`). Timestamps take a `datetime`, stored in UTC
+        (naive ones are taken as UTC). `requested_price`, `activation_price` and
+        `cancellation_date` may be None. A new `market_id` brings its `market_display_name`
+        along unless that is given too; `updated_at` becomes now unless given.
+
+        Every change is checked before any is applied. Raises KeyError for an unknown id;
+        TypeError for `order_id`, `kind` or `account_id` (platform orders never move between
+        accounts: add one to the other account instead) or an unknown field; TypeError or
+        ValueError naming the field for a bad value. Then the order is unchanged and no hub
+        stream hears of it.
         """
         return self._book.update(order_id, changes)
 

@@ -78,8 +78,10 @@ def format_timestamp(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    # datetime stops at microseconds; .NET ticks add a seventh digit.
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    # datetime stops at microseconds; .NET ticks add a seventh digit. isoformat pads the
+    # year to four digits where strftime's %Y may not (year 1 as "1").
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "0Z"
 
 
 def format_decimal(value: Decimal) -> str:
