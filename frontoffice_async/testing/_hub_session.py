@@ -80,6 +80,7 @@ class HubSession:
         reader = asyncio.create_task(self._read(), name="frontoffice-simulator-hub-reader")
         self._reader = reader
         writer = asyncio.create_task(self._write(), name="frontoffice-simulator-hub-writer")
+        writer.add_done_callback(self._writer_done)
         try:
             await asyncio.wait([reader])  # the writer may have cancelled it to close
             if not reader.cancelled():
@@ -96,6 +97,17 @@ class HubSession:
             if not self._ws.closed:
                 await self._ws.close()
             self._finished.set()
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        """A writer that failed (a bug) must not leave the client waiting for ever: stop
+        reading and drop the connection; `run` then raises the writer's error."""
+        if writer.cancelled() or writer.exception() is None:
+            return
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._transport is not None:
+            self._transport.close()
 
     async def shutdown(self, grace: float) -> None:
         """Close as ASP.NET Core does on shutdown: `{"type":7,"allowReconnect":true}`, then

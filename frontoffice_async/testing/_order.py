@@ -22,6 +22,7 @@ __all__ = [
     "OrderKind",
     "SimulatedOrder",
     "check_field",
+    "is_text",
 ]
 
 OrderKind = Literal["order", "stop"]
@@ -39,13 +40,26 @@ _DOTNET_DECIMAL_PLACES = 28
 
 
 def _text(name: str, value: object) -> str:
-    if type(value) is str and value:  # the usual case, first
+    if type(value) is str and value and value.isascii():  # the usual case, first
         return value
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} must not be empty")
+    if not is_text(value):
+        raise ValueError(f"{name} {value!r} holds a lone surrogate, which UTF-8 cannot carry")
     return value
+
+
+def is_text(value: str) -> bool:
+    """Whether UTF-8 can carry `value`: not if it holds a lone surrogate (`"\\ud800"`)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(name: str, value: object) -> str:
