@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from frontoffice_async.testing._order import check_field
 from frontoffice_async.testing.faults import FaultPlan
 
 __all__ = [
@@ -128,7 +129,8 @@ def check_count(count: object) -> int:
 
 
 def check_order_ids(order_ids: object, count: int) -> list[str]:
-    """Ids of the caller's choosing: exactly `count` distinct non-empty strs, any text."""
+    """Ids of the caller's choosing: exactly `count` distinct non-empty strs, any text UTF-8
+    can carry."""
     if isinstance(order_ids, str) or not isinstance(order_ids, Iterable):
         raise TypeError(f"order_ids must be a list of order ids, got {type(order_ids).__name__}")
     ids = list(order_ids)
@@ -136,6 +138,8 @@ def check_order_ids(order_ids: object, count: int) -> list[str]:
         raise ValueError(f"order_ids has {len(ids)} ids but count is {count}")
     if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
         raise ValueError("order_ids must be distinct, non-empty strings")
+    for order_id in ids:
+        check_field("order_id", order_id)  # and text UTF-8 can carry
     return ids
 
 

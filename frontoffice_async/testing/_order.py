@@ -140,7 +140,8 @@ _CHECKS: dict[str, Callable[[str, object], Any]] = {
 def check_field(name: str, value: object) -> Any:
     """`value` as field `name` of a `SimulatedOrder` stores it, or TypeError/ValueError.
 
-    Str fields take a non-empty str (any text: an unknown status is allowed on purpose);
+    Str fields take a non-empty str (any text UTF-8 can carry: an unknown status is allowed
+    on purpose);
     amounts and prices a finite Decimal, or an int, float or str converted to one; timestamps
     a datetime, stored in UTC (a naive one is taken as UTC). `requested_price`,
     `activation_price` and `cancellation_date` may also be None.
@@ -169,12 +170,12 @@ class SimulatedOrder:
     Status and other enum-like fields are the platform's PascalCase strings.
 
     Every field is checked when it is set, here as in `update_order`: str fields take a
-    non-empty str (an unknown status or side is allowed on purpose, to test how a client
-    copes); amounts and prices a finite `Decimal` that fits the platform's decimal (an
-    `int`, `float` or decimal str is converted); timestamps a `datetime`, stored in UTC (a
-    naive one is taken as UTC). `requested_price`, `activation_price` and
-    `cancellation_date` may be None. Anything else raises TypeError or ValueError naming
-    the field, and the field keeps its value.
+    non-empty str UTF-8 can carry (an unknown status or side is allowed on purpose, to
+    test how a client copes); amounts and prices a finite `Decimal` that fits the
+    platform's decimal (an `int`, `float` or decimal str is converted); timestamps a
+    `datetime`, stored in UTC (a naive one is taken as UTC). `requested_price`,
+    `activation_price` and `cancellation_date` may be None. Anything else raises
+    TypeError or ValueError naming the field, and the field keeps its value.
     """
 
     order_id: str

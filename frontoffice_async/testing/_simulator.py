@@ -305,13 +305,14 @@ class FrontOfficeSimulator:
     def update_order(self, order_id: str, /, **changes: Any) -> SimulatedOrder:
         """Change fields of an order (e.g. `status="Completed"`) and tell the OpenOrders hub.
 
-        The keywords are `SimulatedOrder` fields. Str fields take a non-empty str: any text,
-        so an unknown status or side can test how a client copes. Amounts and prices take a
-        finite `Decimal` that fits the platform's decimal; an `int`, `float` or decimal str
-        is converted (`requested_price="4400"`). Timestamps take a `datetime`, stored in UTC
-        (naive ones are taken as UTC). `requested_price`, `activation_price` and
-        `cancellation_date` may be None. A new `market_id` brings its `market_display_name`
-        along unless that is given too; `updated_at` becomes now unless given.
+        The keywords are `SimulatedOrder` fields. Str fields take a non-empty str: any text
+        UTF-8 can carry, so an unknown status or side can test how a client copes. Amounts
+        and prices take a finite `Decimal` that fits the platform's decimal; an `int`,
+        `float` or decimal str is converted (`requested_price="4400"`). Timestamps take a
+        `datetime`, stored in UTC (naive ones are taken as UTC). `requested_price`,
+        `activation_price` and `cancellation_date` may be None. A new `market_id` brings
+        its `market_display_name` along unless that is given too; `updated_at` becomes now
+        unless given.
 
         Every change is checked before any is applied. Raises KeyError for an unknown id;
         TypeError for `order_id`, `kind` or `account_id` (platform orders never move between

@@ -138,6 +138,10 @@ def test_order_text_must_be_utf8() -> None:
     with pytest.raises(ValueError, match=r"status .* lone surrogate"):
         sim.add_orders(1, status=f"Pending{LONE}")
     assert sim.update_order(order_id, status="Ausgeführt").status == "Ausgeführt"
+    with pytest.raises(ValueError, match=r"order_id .* lone surrogate"):
+        sim.add_orders(2, order_ids=["fine", f"bad{LONE}"])
+    assert list(sim.orders) == [order_id]  # "fine" was not added either
+    assert sim.add_orders(1, order_ids=["ordre-été"]) == ["ordre-été"]
 
 
 async def test_a_failing_writer_ends_its_connection_instead_of_hanging_it(
