@@ -3,8 +3,8 @@
 See docs/simulator.md; the pytest fixtures load by themselves once the package is installed.
 """
 
-from frontoffice_async.testing._book import SimulatedOrder
 from frontoffice_async.testing._log import RecordedRequest, SimulatorStats
+from frontoffice_async.testing._order import SimulatedOrder
 from frontoffice_async.testing._simulator import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
 from frontoffice_async.testing.faults import Fault, FaultKind, FaultPlan, HubFault, HubFaultKind
 

@@ -1,4 +1,4 @@
-"""The simulator's order book: orders and stop orders, their wire shapes, and change events."""
+"""The simulator's order book: orders and stop orders of every account, and change events."""
 
 from __future__ import annotations
 
@@ -6,151 +6,33 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
 from frontoffice_async.testing import _wire
+from frontoffice_async.testing._order import OrderKind, SimulatedOrder, check_field
 
-__all__ = [
-    "ACTIVE_ORDER_STATUSES",
-    "ACTIVE_STOP_STATUSES",
-    "OrderBook",
-    "OrderKind",
-    "SimulatedOrder",
-]
-
-OrderKind = Literal["order", "stop"]
-
-#: Statuses in which an order can still be cancelled.
-ACTIVE_ORDER_STATUSES = frozenset({"Started", "Pending", "Working"})
-#: Statuses in which a stop order can still be cancelled.
-ACTIVE_STOP_STATUSES = frozenset({"WaitingForActivation", "Activated"})
+__all__ = ["OrderBook"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Id time parts count milliseconds from this instant (2025-08-15T08:59:51.970Z), one per
 # id, so ids sort in creation order and do not depend on the wall clock.
 _ID_EPOCH_MS = 1_755_248_391_970
 _COMMISSION_RATE = Decimal("0.001")
+# Fields `update_order` never changes, and why.
+_FIXED_FIELDS = {
+    "order_id": "an order keeps its id",
+    "kind": "an order never becomes a stop order, nor the reverse",
+    "account_id": (
+        "platform orders never move between accounts; add one to the other account with "
+        "add_orders(account_id=...)"
+    ),
+}
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _optional_decimal(value: Decimal | None) -> str | None:
-    return None if value is None else _wire.format_decimal(value)
-
-
-def _optional_timestamp(value: datetime | None) -> str | None:
-    return None if value is None else _wire.format_timestamp(value)
-
-
-@attrs.define(kw_only=True)
-class SimulatedOrder:
-    """An order (`kind="order"`) or stop order (`kind="stop"`) held by the simulator.
-
-    Mutable on purpose: a test may change a field directly (`order.status = "Completed"`),
-    though only `FrontOfficeSimulator.update_order` tells the OpenOrders hub about it.
-    Status and other enum-like fields are the platform's PascalCase strings.
-    """
-
-    order_id: str
-    account_id: str
-    kind: OrderKind = "order"
-    market_id: str
-    market_display_name: str
-    side: str
-    order_type: str = "Limit"
-    time_in_force: str = "Gtc"
-    status: str
-    requested_amount: Decimal
-    remaining_amount: Decimal
-    requested_price: Decimal | None
-    #: Price that triggers a stop order; None for plain orders.
-    activation_price: Decimal | None = None
-    execution_price: Decimal = Decimal(0)
-    commission: Decimal = Decimal(0)
-    fill_factor: Decimal = Decimal(0)
-    created_at: datetime
-    updated_at: datetime
-    cancellation_date: datetime | None = None
-    source: str = "Manual"
-
-    @property
-    def is_active(self) -> bool:
-        """Whether a cancel request would succeed (Started/Pending/Working for orders,
-        WaitingForActivation/Activated for stop orders)."""
-        active = ACTIVE_STOP_STATUSES if self.kind == "stop" else ACTIVE_ORDER_STATUSES
-        return self.status in active
-
-    def to_wire(self) -> dict[str, Any]:
-        """The `order` object of a cancel (or place) response, key for key as the platform."""
-        if self.kind == "stop":
-            return {
-                "marketId": self.market_id,
-                "marketDisplayName": self.market_display_name,
-                "orderId": self.order_id,
-                "orderType": self.order_type,
-                "side": self.side,
-                "requestedPrice": _optional_decimal(self.requested_price),
-                "activationPrice": _optional_decimal(self.activation_price),
-                "requestedAmount": _wire.format_decimal(self.requested_amount),
-                "timeInForce": self.time_in_force,
-                "status": self.status,
-                "createdAt": _wire.format_timestamp(self.created_at),
-                "updatedAt": _wire.format_timestamp(self.updated_at),
-                "cancellationDate": _optional_timestamp(self.cancellation_date),
-            }
-        return {
-            "marketId": self.market_id,
-            "marketDisplayName": self.market_display_name,
-            "orderId": self.order_id,
-            "orderType": self.order_type,
-            "side": self.side,
-            "status": self.status,
-            "source": self.source,
-            "timeInForce": self.time_in_force,
-            "commission": _wire.format_decimal(self.commission),
-            "requestedAmount": _wire.format_decimal(self.requested_amount),
-            "remainingAmount": _wire.format_decimal(self.remaining_amount),
-            "requestedPrice": _optional_decimal(self.requested_price),
-            "executionPrice": _wire.format_decimal(self.execution_price),
-            "createdAt": _wire.format_timestamp(self.created_at),
-            "updatedAt": _wire.format_timestamp(self.updated_at),
-            "rejectDetails": "",
-            "cancellationDate": _optional_timestamp(self.cancellation_date),
-            "fillFactor": _wire.format_decimal(self.fill_factor),
-        }
-
-    def to_open_order_wire(self) -> dict[str, Any]:
-        """The item shape of the OpenOrders hub stream."""
-        return {
-            "marketId": self.market_id,
-            "marketType": _wire.market_type(self.market_id),
-            "marketDisplayName": self.market_display_name,
-            "marketFullName": _wire.market_full_name(self.market_id),
-            "orderId": self.order_id,
-            "timeInForce": self.time_in_force,
-            "status": self.status,
-            "source": self.source,
-            "reason": "Trader",
-            "side": self.side,
-            "orderType": self.order_type,
-            "requestedAmount": _wire.format_decimal(self.requested_amount),
-            "remainingAmount": _wire.format_decimal(self.remaining_amount),
-            "requestedPrice": _optional_decimal(self.requested_price),
-            "executionPrice": _wire.format_decimal(self.execution_price),
-            "createdAt": _wire.format_timestamp(self.created_at),
-            "updatedAt": _wire.format_timestamp(self.updated_at),
-            "cancellationDate": _optional_timestamp(self.cancellation_date),
-            "commissionAssetId": _wire.market_quote_asset(self.market_id),
-            "commissionAmount": _wire.format_decimal(self.commission),
-            "leverage": _wire.market_leverage(self.market_id),
-            "fillFactor": _wire.format_decimal(self.fill_factor),
-            "takeProfit": None,
-            "stopLoss": None,
-        }
 
 
 OrderListener = Callable[[SimulatedOrder], None]
@@ -195,12 +77,17 @@ class OrderBook:
         side: str | None,
         status: str,
     ) -> list[SimulatedOrder]:
-        """Add resting limit orders (or stop orders) with believable prices."""
+        """Add resting limit orders (or stop orders) with believable prices.
+
+        An id that already exists is a ValueError, and then none is added.
+        """
+        ids = list(ids)
+        taken = [order_id for order_id in ids if order_id in self._orders]
+        if taken:
+            raise ValueError(f"order id {taken[0]!r} already exists")
         reference = _wire.reference_price(market_id)
         created: list[SimulatedOrder] = []
         for index, order_id in enumerate(ids):
-            if order_id in self._orders:
-                raise ValueError(f"order id {order_id!r} already exists")
             order_side = side if side is not None else ("Buy", "Sell")[index % 2]
             step = Decimal(index % 5 + 1) / 100
             # Resting orders sit away from the market: bids below, asks above.
@@ -278,15 +165,27 @@ class OrderBook:
         self._announce(order)
 
     def update(self, order_id: str, changes: Mapping[str, Any]) -> SimulatedOrder:
-        """Change fields of an order, bump `updated_at` and tell the listeners."""
+        """Change fields of an order, bump `updated_at` and tell the listeners.
+
+        Every change is checked before any is applied: KeyError for an unknown id, TypeError
+        for a field that cannot change, TypeError or ValueError (naming the field) for a bad
+        value; then nothing has changed. A new `market_id` brings its display name along
+        unless `market_display_name` is given too.
+        """
         order = self._orders[order_id]
-        for name in changes:
-            if name not in attrs.fields_dict(SimulatedOrder) or name in ("order_id", "kind"):
-                raise TypeError(f"update_order() cannot change {name!r}")
+        fields = attrs.fields_dict(SimulatedOrder)
+        checked: dict[str, Any] = {}
         for name, value in changes.items():
-            setattr(order, name, value)
-        if "updated_at" not in changes:
-            order.updated_at = _now()
+            if name in _FIXED_FIELDS:
+                raise TypeError(f"update_order() cannot change {name!r}: {_FIXED_FIELDS[name]}")
+            if name not in fields:
+                raise TypeError(f"update_order() got an unknown field {name!r}")
+            checked[name] = check_field(name, value)
+        if "market_id" in checked and "market_display_name" not in checked:
+            checked["market_display_name"] = _wire.market_display_name(checked["market_id"])
+        checked.setdefault("updated_at", _now())
+        for name, value in checked.items():
+            setattr(order, name, value)  # checked already: cannot fail half-way
         self._announce(order)
         return order
 

@@ -138,8 +138,13 @@ class HubFault:
         """Close with `error` instead of the snapshot: `{"type":7,"error":...}`.
 
         `allow_reconnect=None` (the default) leaves `allowReconnect` out, exactly as ASP.NET
-        Core writes it; `False` or `True` writes the key.
+        Core writes it; `False` or `True` writes the key. `error` is a non-empty str: a
+        Close without one is a graceful close, which `HubFault.close()` makes.
         """
+        if error is None:
+            raise ValueError(
+                "close_with_error() needs an error text; HubFault.close() closes without one"
+            )
         return cls(HubFaultKind.CLOSE, error=error, allow_reconnect=allow_reconnect)
 
     @classmethod

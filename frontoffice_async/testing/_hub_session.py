@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from frontoffice_async.testing import _signalr as sr
-from frontoffice_async.testing._book import OrderBook, SimulatedOrder
+from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
+from frontoffice_async.testing._order import SimulatedOrder
 from frontoffice_async.testing._tokens import Grant
 
 __all__ = ["HubSession"]
@@ -31,6 +32,8 @@ _CLIENT_TIMEOUT_ERROR = (
     "message/ping within the configured ClientTimeoutInterval."
 )
 _BAD_MESSAGE = "Connection closed with an error. InvalidDataException: "
+# What ASP.NET Core (with detailed errors) completes a stream with when producing it throws.
+_STREAM_ERROR = "An error occurred on the server while streaming results."
 
 
 class _Action(enum.Enum):
@@ -77,6 +80,7 @@ class HubSession:
         reader = asyncio.create_task(self._read(), name="frontoffice-simulator-hub-reader")
         self._reader = reader
         writer = asyncio.create_task(self._write(), name="frontoffice-simulator-hub-writer")
+        writer.add_done_callback(self._writer_done)
         try:
             await asyncio.wait([reader])  # the writer may have cancelled it to close
             if not reader.cancelled():
@@ -93,6 +97,17 @@ class HubSession:
             if not self._ws.closed:
                 await self._ws.close()
             self._finished.set()
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        """A writer that failed (a bug) must not leave the client waiting for ever: stop
+        reading and drop the connection; `run` then raises the writer's error."""
+        if writer.cancelled() or writer.exception() is None:
+            return
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._transport is not None:
+            self._transport.close()
 
     async def shutdown(self, grace: float) -> None:
         """Close as ASP.NET Core does on shutdown: `{"type":7,"allowReconnect":true}`, then
@@ -239,17 +254,39 @@ class HubSession:
             self._queue(sr.completion_frame(invocation_id))
             return True
         # Snapshot and subscription happen in one step of the loop: no change falls between.
-        snapshot = [order.to_open_order_wire() for order in self._book.open_orders(account_id)]
+        try:
+            snapshot = [o.to_open_order_wire() for o in self._book.open_orders(account_id)]
+        except Exception as exc:  # an order a test spoiled; see _stream_failed
+            self._stream_failed(invocation_id, exc)
+            return True
         if fault is not None and snapshot:
             snapshot = _spoil(snapshot, fault)
         self._send_item(invocation_id, snapshot)
 
         def on_change(order: SimulatedOrder) -> None:
+            try:
+                item = [order.to_open_order_wire()]
+            except Exception as exc:  # see _stream_failed
+                self._stream_failed(invocation_id, exc)
+                return
             # Every item is an array of orders, updates included, as the platform documents.
-            self._send_item(invocation_id, [order.to_open_order_wire()])
+            self._send_item(invocation_id, item)
 
         self._streams[invocation_id] = self._book.subscribe(account_id, on_change)
         return True
+
+    def _stream_failed(self, invocation_id: str, exc: Exception) -> None:
+        """End one stream as ASP.NET Core ends a stream whose enumeration throws.
+
+        Order fields are checked when set, so this takes an order changed behind the checks'
+        back (`object.__setattr__`). The connection, the account's other streams and later
+        connections are not affected; the change that failed to render is not undone.
+        """
+        unsubscribe = self._streams.pop(invocation_id, None)
+        if unsubscribe is not None:
+            unsubscribe()
+        error = f"{_STREAM_ERROR} {type(exc).__name__}: {exc}"
+        self._queue(sr.completion_frame(invocation_id, error))
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Awaitable, Callable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook, OrderKind
+from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._log import ENTRY_KEY
+from frontoffice_async.testing._order import OrderKind, check_field, is_text
 from frontoffice_async.testing._tokens import Grant, TokenRegistry
 from frontoffice_async.testing.faults import Fault, FaultKind
 
@@ -320,7 +320,7 @@ class RestApi:
             raise Rejected(self._invalid({"order": ["The order field is required."]}))
         errors: dict[str, list[str]] = {}
         market_id = fields.get("marketId")
-        if not isinstance(market_id, str) or not market_id.strip():
+        if not isinstance(market_id, str) or not market_id.strip() or not is_text(market_id):
             errors["order.marketId"] = ["The marketId field is required."]
         for key, allowed in (
             ("side", _SIDES),
@@ -374,15 +374,14 @@ class RestApi:
 
 
 def _positive_decimal(value: object) -> Decimal | None:
+    """A positive amount or price that fits the platform's decimal, else None (a 400)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     try:
-        number = Decimal(str(value))
-    except InvalidOperation:
+        number: Decimal = check_field("requested_amount", value)
+    except ValueError:  # not a number, not finite, or beyond .NET's decimal
         return None
-    return number if number.is_finite() and number > 0 else None
+    return number if number > 0 else None
 
 
 def _account_wire(index: int, account_id: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ It keeps order state, checks tokens and accounts, injects faults, and logs every
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,11 +13,13 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from frontoffice_async.testing import _arguments as args
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook, OrderKind, SimulatedOrder
+from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._hub import HubEndpoint
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
+from frontoffice_async.testing._order import OrderKind, SimulatedOrder, check_field
 from frontoffice_async.testing._rest import Responder, RestApi
 from frontoffice_async.testing._signals import caught_signals
 from frontoffice_async.testing._tokens import TokenRegistry
@@ -53,17 +54,22 @@ class FrontOfficeSimulator:
 
     Args:
         accounts: Account ids the default token owns; the first is the default account.
-        token: The default bearer token; None derives `sim-<hex>` from `seed`.
+            Each is 1 to 128 characters of plain ASCII without spaces, as a client sends.
+        token: The default bearer token; None derives `sim-<hex>` from `seed`. Plain ASCII
+            without spaces or control characters, as the platform's tokens are.
         faults: The fault plan; None injects no faults. Replaceable later via `faults`.
         latency: Seconds every REST response waits before it is handled.
         seed: Order ids, tokens and trace ids derive from it.
         host: Interface to listen on.
         port: TCP port; 0 picks a free one.
-        offline_token: Enables `POST /frontoffice/api/v4/access-token` for this token.
+        offline_token: Enables `POST /frontoffice/api/v4/access-token` for this token
+            (plain ASCII, as `token`).
         access_token_ttl: Lifetime in seconds of the tokens that exchange issues.
         ping_interval: Seconds of silence after which the hub sends a SignalR ping.
         client_timeout: Seconds a hub client may send nothing before the hub closes its
             connection (ASP.NET Core's ClientTimeoutInterval); None never closes.
+
+    A bad argument raises TypeError (wrong type) or ValueError (bad value) naming it.
     """
 
     def __init__(
@@ -81,27 +87,24 @@ class FrontOfficeSimulator:
         ping_interval: float = 15.0,
         client_timeout: float | None = 30.0,
     ) -> None:
-        self._account_ids = _check_accounts(accounts)
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("token must be a non-blank str or None")
-        if offline_token is not None and (
-            not isinstance(offline_token, str) or not offline_token.strip()
-        ):
-            raise ValueError("offline_token must be a non-blank str or None")
-        _check_seconds("latency", latency, allow_zero=True)
-        _check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
-        _check_seconds("ping_interval", ping_interval, allow_zero=False)
+        self._account_ids = args.check_accounts(accounts)
+        if token is not None:
+            args.check_token("token", token)
+        if offline_token is not None:
+            args.check_token("offline_token", offline_token)
+        args.check_seconds("latency", latency, allow_zero=True)
+        args.check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
+        args.check_seconds("ping_interval", ping_interval, allow_zero=False)
         if client_timeout is not None:
-            _check_seconds("client_timeout", client_timeout, allow_zero=False)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be 0..65535, got {port!r}")
-        self._host = host
-        self._port = port
+            args.check_seconds("client_timeout", client_timeout, allow_zero=False)
+        self._host = args.check_host(host)
+        self._port = args.check_port(port)
+        seed = args.check_seed(seed)
         self._tokens = TokenRegistry(seed)
         self._token = self._tokens.issue(self._account_ids, token=token)
         self._book = OrderBook(seed)
         self._log = RequestLog()
-        self._dispenser = FaultDispenser(_check_plan(faults))
+        self._dispenser = FaultDispenser(args.check_plan(faults))
         # Set when closing starts (pending sleeps end, `serve_until_stopped` returns) and
         # when it is done (a second `close()` waits for the first).
         self._closing = asyncio.Event()
@@ -259,7 +262,8 @@ class FrontOfficeSimulator:
 
     @faults.setter
     def faults(self, plan: FaultPlan | None) -> None:
-        self._dispenser.replace(_check_plan(plan))
+        self._check_open("assigning faults")
+        self._dispenser.replace(args.check_plan(plan))
 
     def add_orders(
         self,
@@ -274,9 +278,14 @@ class FrontOfficeSimulator:
         """Add `count` resting limit orders and return their ids.
 
         Ids are 26-character ULID-like strings, the same for the same seed; `order_ids`
-        supplies your own instead (exactly `count` of them). `account_id` None means the
-        default account; `side` None alternates Buy and Sell. A `status` outside
-        Started/Pending/Working makes orders that cannot be cancelled.
+        supplies your own instead (a list of exactly `count` distinct non-empty strs; any
+        text, slashes and spaces included, to test how a client sends them). `account_id`
+        None means the default account; `side` None alternates Buy and Sell. `status` is any
+        non-empty str: one outside Started/Pending/Working makes orders that cannot be
+        cancelled, and an unknown one is allowed on purpose, to test a client's tolerance.
+
+        Allowed before `start()`, to set the scene; a closed simulator raises RuntimeError.
+        A bad argument raises TypeError or ValueError naming it, and adds nothing.
         """
         return self._create("order", count, account_id, market_id, side, status, order_ids)
 
@@ -296,8 +305,22 @@ class FrontOfficeSimulator:
     def update_order(self, order_id: str, /, **changes: Any) -> SimulatedOrder:
         """Change fields of an order (e.g. `status="Completed"`) and tell the OpenOrders hub.
 
-        Raises KeyError for an unknown id and TypeError for a field that cannot change.
+        The keywords are `SimulatedOrder` fields. Str fields take a non-empty str: any text
+        UTF-8 can carry, so an unknown status or side can test how a client copes. Amounts
+        and prices take a finite `Decimal` that fits the platform's decimal; an `int`,
+        `float` or decimal str is converted (`requested_price="4400"`). Timestamps take a
+        `datetime`, stored in UTC (naive ones are taken as UTC). `requested_price`,
+        `activation_price` and `cancellation_date` may be None. A new `market_id` brings
+        its `market_display_name` along unless that is given too; `updated_at` becomes now
+        unless given.
+
+        Every change is checked before any is applied. Raises KeyError for an unknown id;
+        TypeError for `order_id`, `kind` or `account_id` (platform orders never move between
+        accounts: add one to the other account instead) or an unknown field; TypeError or
+        ValueError naming the field for a bad value. Then the order is unchanged and no hub
+        stream hears of it. A closed simulator raises RuntimeError.
         """
+        self._check_open("update_order()")
         return self._book.update(order_id, changes)
 
     def open_order_ids(self, account_id: str | None = None) -> list[str]:
@@ -305,14 +328,29 @@ class FrontOfficeSimulator:
         return [order.order_id for order in self._book.open_orders(account_id)]
 
     def issue_token(self, account_ids: Iterable[str] | None = None) -> str:
-        """A new valid bearer token owning `account_ids` (None: every account)."""
-        accounts = self._account_ids if account_ids is None else tuple(account_ids)
+        """A new valid bearer token owning `account_ids` (None: every account).
+
+        `account_ids` is a collection of the simulator's account ids (a single str is
+        refused with TypeError, not split into characters); an unknown one is a ValueError.
+        A closed simulator raises RuntimeError.
+        """
+        self._check_open("issue_token()")
+        if account_ids is None:
+            accounts = self._account_ids
+        else:
+            accounts = args.check_account_ids("account_ids", account_ids)
         for account_id in accounts:
             self._check_account(account_id)
         return self._tokens.issue(accounts)
 
     def revoke_token(self, token: str) -> None:
-        """Make `token` invalid: later requests with it get 401."""
+        """Make `token` invalid: later requests with it get 401 (an unknown str is ignored).
+
+        A token that is not a str raises TypeError; a closed simulator RuntimeError.
+        """
+        self._check_open("revoke_token()")
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, got {type(token).__name__}")
         self._tokens.revoke(token)
 
     def requests_for(self, order_id: str) -> list[RecordedRequest]:
@@ -333,22 +371,18 @@ class FrontOfficeSimulator:
         status: str,
         order_ids: Sequence[str] | None,
     ) -> list[str]:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        self._check_open(f"add_{'stop_' if kind == 'stop' else ''}orders()")
+        args.check_count(count)
         account = self._account_ids[0] if account_id is None else account_id
         self._check_account(account)
         if side not in (None, "Buy", "Sell"):
             raise ValueError(f"side must be 'Buy', 'Sell' or None, got {side!r}")
-        if not isinstance(market_id, str) or not market_id:
-            raise ValueError(f"market_id must be a non-empty str, got {market_id!r}")
+        check_field("market_id", market_id)
+        check_field("status", status)
         if order_ids is None:
             ids = [self._book.new_id() for _ in range(count)]
         else:
-            ids = list(order_ids)
-            if len(ids) != count:
-                raise ValueError(f"order_ids has {len(ids)} ids but count is {count}")
-            if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
-                raise ValueError("order_ids must be distinct, non-empty strings")
+            ids = args.check_order_ids(order_ids, count)
         orders = self._book.create(
             ids, kind=kind, account_id=account, market_id=market_id, side=side, status=status
         )
@@ -358,32 +392,9 @@ class FrontOfficeSimulator:
         if account_id not in self._account_ids:
             raise ValueError(f"unknown account id {account_id!r}; known: {self._account_ids}")
 
-
-def _check_accounts(accounts: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(accounts, str):
-        raise TypeError("accounts must be a sequence of account ids, not one str")
-    account_ids = tuple(accounts)
-    if not account_ids:
-        raise ValueError("accounts must name at least one account id")
-    for account_id in account_ids:
-        if not isinstance(account_id, str) or not account_id.strip():
-            raise ValueError(f"accounts: {account_id!r} is not a non-blank str")
-    if len(set(account_ids)) != len(account_ids):
-        raise ValueError("accounts must not repeat an account id")
-    return account_ids
-
-
-def _check_seconds(name: str, value: float, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _check_plan(plan: FaultPlan | None) -> FaultPlan:
-    if plan is None:
-        return FaultPlan()
-    if not isinstance(plan, FaultPlan):
-        raise TypeError(f"faults must be a FaultPlan or None, got {type(plan).__name__}")
-    return plan
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(
+                f"this FrontOfficeSimulator is closed: {what} would change a simulator that "
+                "serves no one; its orders, requests and stats can still be read"
+            )

@@ -78,8 +78,10 @@ def format_timestamp(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    # datetime stops at microseconds; .NET ticks add a seventh digit.
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    # datetime stops at microseconds; .NET ticks add a seventh digit. isoformat pads the
+    # year to four digits where strftime's %Y may not (year 1 as "1").
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "0Z"
 
 
 def format_decimal(value: Decimal) -> str:
@@ -138,8 +140,19 @@ def reference_price(market_id: str) -> Decimal:
 
 
 def dumps(data: Any) -> str:
-    """Compact JSON, as the platform sends it."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, as the platform sends it, non-ASCII characters as they are.
+
+    Text UTF-8 cannot carry (lone surrogates, from a client's `"\\ud800"` or a header's
+    undecodable bytes, echoed in an error) is written as `\\u` escapes instead, so that
+    sending the answer cannot fail.
+    """
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():  # O(1) in CPython: the usual, all-ASCII answer costs nothing more
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(data, separators=(",", ":"))
+    return text
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -6,7 +6,6 @@ and of each OpenOrders hub connection.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import types
@@ -15,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from frontoffice_async.testing._fault import Fault, FaultKind, check_delay, check_retry_after
 from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
 
 __all__ = ["Fault", "FaultKind", "FaultPlan", "HubFault", "HubFaultKind"]
@@ -24,29 +24,6 @@ _FAULT_ENDPOINTS: frozenset[str] = frozenset(
     {"accounts", "place_order", "cancel_order", "cancel_stop_order", "access_token", "hub"}
 )
 _DEFAULT_ENDPOINTS = frozenset({"cancel_order", "cancel_stop_order", "accounts", "place_order"})
-
-
-class FaultKind(enum.StrEnum):
-    """What goes wrong with a request the plan picks."""
-
-    #: 429 ProblemDetails, with `Retry-After` when the fault's `retry_after` is set.
-    RATE_LIMITED = "rate_limited"
-    #: 500 ProblemDetails JSON (or the fault's `status`, e.g. 504).
-    SERVER_ERROR = "server_error"
-    #: 502 with a proxy's HTML page as the body.
-    BAD_GATEWAY = "bad_gateway"
-    #: 503 with an empty body, and `Retry-After` when the fault's `retry_after` is set.
-    UNAVAILABLE = "unavailable"
-    #: The connection is closed without any response; nothing changes on the server.
-    RESET = "reset"
-    #: The response comes `delay` seconds late; the request is then handled normally.
-    SLOW = "slow"
-    #: The request takes effect, then the response body is cut in the middle of its JSON.
-    MALFORMED = "malformed"
-    #: The request takes effect, then the connection is closed without a response.
-    LOST_RESPONSE = "lost_response"
-    #: An arbitrary response (`Fault.response`); nothing changes on the server.
-    RESPONSE = "response"
 
 
 #: The kinds `FaultPlan.uniform` spreads its rate over by default: the transient failures a
@@ -60,112 +37,19 @@ _TRANSIENT_KINDS = (
 )
 
 
-def _check_retry_after(name: str, value: float | str | None) -> None:
-    if value is None or isinstance(value, str):
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, a str or None, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def _need_mapping(name: str, value: object, of: str) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of {of}, got {type(value).__name__}")
 
 
-def _check_delay(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _freeze_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
-    return types.MappingProxyType(dict(headers or {}))
-
-
-@attrs.frozen
-class Fault:
-    """One failure to inflict on one request.
-
-    Build it with the named constructors, e.g. `Fault.rate_limited(retry_after=1)`,
-    `Fault.reset()` or `Fault.response(418, b"teapot")`.
-    """
-
-    kind: FaultKind = attrs.field(converter=FaultKind)
-    #: `Retry-After` for RATE_LIMITED and UNAVAILABLE: seconds, or a str sent verbatim.
-    retry_after: float | str | None = None
-    #: Seconds SLOW waits before answering; None uses the plan's `slow_delay`.
-    delay: float | None = None
-    #: Status of a RESPONSE fault; for SERVER_ERROR (default 500) and BAD_GATEWAY (502) an
-    #: override such as 504.
-    status: int | None = None
-    #: Body of a RESPONSE fault.
-    body: bytes = b""
-    #: Extra headers of a RESPONSE fault.
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_headers, hash=False)
-
-    def __attrs_post_init__(self) -> None:
-        _check_retry_after("retry_after", self.retry_after)
-        _check_delay("delay", self.delay)
-        if self.status is not None and (
-            isinstance(self.status, bool)
-            or not isinstance(self.status, int)
-            or not 100 <= self.status <= 599
-        ):
-            raise ValueError(f"status must be an HTTP status 100..599, got {self.status!r}")
-        if self.kind is FaultKind.RESPONSE and self.status is None:
-            raise ValueError("status is required for a RESPONSE fault")
-        if not isinstance(self.body, bytes):
-            raise TypeError(f"body must be bytes, got {type(self.body).__name__}")
-
-    @classmethod
-    def rate_limited(cls, retry_after: float | str | None = 0.05) -> Fault:
-        """A 429 answer, with `Retry-After: retry_after` unless it is None."""
-        return cls(FaultKind.RATE_LIMITED, retry_after=retry_after)
-
-    @classmethod
-    def server_error(cls, status: int = 500) -> Fault:
-        """A ProblemDetails answer with a 5xx `status` (500 by default)."""
-        return cls(FaultKind.SERVER_ERROR, status=status)
-
-    @classmethod
-    def bad_gateway(cls) -> Fault:
-        """A 502 answer whose body is a proxy's HTML page."""
-        return cls(FaultKind.BAD_GATEWAY)
-
-    @classmethod
-    def unavailable(cls, retry_after: float | str | None = None) -> Fault:
-        """A 503 answer with an empty body, and `Retry-After` unless it is None."""
-        return cls(FaultKind.UNAVAILABLE, retry_after=retry_after)
-
-    @classmethod
-    def reset(cls) -> Fault:
-        """Close the connection without answering; the request has no effect."""
-        return cls(FaultKind.RESET)
-
-    @classmethod
-    def slow(cls, delay: float | None = None) -> Fault:
-        """Answer normally after `delay` seconds (None: the plan's `slow_delay`)."""
-        return cls(FaultKind.SLOW, delay=delay)
-
-    @classmethod
-    def malformed(cls) -> Fault:
-        """Apply the request, then answer with a truncated JSON body."""
-        return cls(FaultKind.MALFORMED)
-
-    @classmethod
-    def lost_response(cls) -> Fault:
-        """Apply the request, then close the connection without answering."""
-        return cls(FaultKind.LOST_RESPONSE)
-
-    @classmethod
-    def response(
-        cls, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
-    ) -> Fault:
-        """Answer with exactly this status, body and headers; the request has no effect."""
-        return cls(FaultKind.RESPONSE, status=status, body=body, headers=headers or {})
+def _need_list(name: str, value: object, of: str) -> None:
+    # One Fault where a list belongs is the usual slip: say so rather than "not iterable".
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of {of}, got {type(value).__name__}")
 
 
 def _convert_rates(rates: Mapping[Any, float]) -> Mapping[FaultKind, float]:
+    _need_mapping("rates", rates, "FaultKind to a probability")
     converted: dict[FaultKind, float] = {}
     for key, rate in rates.items():
         try:
@@ -180,24 +64,35 @@ def _convert_rates(rates: Mapping[Any, float]) -> Mapping[FaultKind, float]:
 def _convert_scripts(
     scripts: Mapping[str, Sequence[Fault | None]],
 ) -> Mapping[str, tuple[Fault | None, ...]]:
+    _need_mapping("scripts", scripts, "order id to a list of Fault or None")
+    for key, value in scripts.items():
+        _need_list(f"scripts[{key!r}]", value, "Fault or None, one per request")
     return types.MappingProxyType({key: tuple(value) for key, value in scripts.items()})
 
 
 def _convert_sequence(entries: Iterable[Fault | None]) -> tuple[Fault | None, ...]:
+    _need_list("sequence", entries, "Fault or None, one per request")
     return tuple(entries)
 
 
 def _convert_endpoints(names: Iterable[str]) -> frozenset[str]:
     if isinstance(names, str):
         raise TypeError("endpoints must be a collection of endpoint names, not one str")
-    return frozenset(names)
+    _need_list("endpoints", names, "endpoint names")
+    endpoints = frozenset(names)
+    for name in endpoints:
+        if not isinstance(name, str):
+            raise TypeError(f"endpoints must hold endpoint names (str), got {name!r}")
+    return endpoints
 
 
 def _convert_hub(entries: Iterable[HubFault | None]) -> tuple[HubFault | None, ...]:
+    _need_list("hub", entries, "HubFault or None, one per hub connection")
     return tuple(entries)
 
 
 def _convert_hub_rates(rates: Mapping[HubFault, float]) -> Mapping[HubFault, float]:
+    _need_mapping("hub_rates", rates, "HubFault to a probability")
     # The caller's order is kept: the cumulative draw walks it.
     return types.MappingProxyType(dict(rates))
 
@@ -280,8 +175,8 @@ class FaultPlan:
         _check_entries("sequence", self.sequence)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
-        _check_retry_after("retry_after", self.retry_after)
-        _check_delay("slow_delay", self.slow_delay)
+        check_retry_after("retry_after", self.retry_after)
+        check_delay("slow_delay", self.slow_delay)
         unknown = self.endpoints - _FAULT_ENDPOINTS
         if unknown:
             raise ValueError(
