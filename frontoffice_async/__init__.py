@@ -11,11 +11,15 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs more than the rest of
+# this module; type checkers treat this constant as `typing.TYPE_CHECKING`.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .auth import OfflineTokenAuth, TokenProvider
     from .bulk import BulkCancelResult, CancelOutcome
     from .client import FrontOfficeClient

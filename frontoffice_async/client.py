@@ -367,9 +367,11 @@ class FrontOfficeClient:
 
         Use as `async with client.stream_open_orders() as stream: async for event in stream`;
         each event is an `OpenOrdersEvent`. The first one is the snapshot; after a graceful
-        close by the hub (a deploy) or a lost connection the stream connects again as the
-        retry policy allows, and the next event is a fresh snapshot (`reconnect=False`: a
-        graceful close ends the iteration, a lost connection raises). `server_timeout`:
+        close by the hub (a deploy), a Close with `allowReconnect: true` or a lost connection
+        the stream connects again as the retry policy allows, and the next event is a fresh
+        snapshot. A Close with an error and without `allowReconnect: true` raises `HubError`
+        (`reconnect=False`: a Close without an error ends the iteration, anything else
+        raises). `server_timeout`:
         seconds of silence after which the hub counts as dead; `handshake_timeout`: seconds
         for the upgrade and the SignalR handshake of each connection.
         """
