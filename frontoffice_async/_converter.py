@@ -78,12 +78,26 @@ def _camel(name: str) -> str:
 # --- scalar hooks: strict about types, tolerant about formats ---------------------------------
 
 
+# Decimal strings seen lately, parsed once: an order has six amounts, and "0" and the account's
+# usual sizes and prices repeat across thousands of cancels. Decimals are immutable, so sharing
+# one is safe; the cache is emptied when full rather than kept exactly recent.
+_DECIMALS: dict[str, Decimal] = {}
+_DECIMALS_MAX = 1024
+
+
 def _structure_decimal(value: Any, _: type) -> Decimal:
-    if type(value) is str or isinstance(value, str):
-        try:
-            result = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal: {value[:40]!r}") from None
+    if type(value) is str:
+        known = _DECIMALS.get(value)
+        if known is not None:
+            return known
+        result = _parse_decimal(value)
+        if len(value) <= 64:  # an amount, not a hostile megabyte of digits
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[value] = result
+        return result
+    if isinstance(value, str):
+        result = _parse_decimal(value)
     elif isinstance(value, int | Decimal) and not isinstance(value, bool):
         result = Decimal(value)
     elif isinstance(value, float):  # our decoder never makes one; a caller's own JSON may
@@ -92,6 +106,16 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
         raise TypeError(f"expected a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError(f"not a finite decimal: {value!r}")
+    return result
+
+
+def _parse_decimal(text: str) -> Decimal:
+    try:
+        result = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal: {text[:40]!r}") from None
+    if not result.is_finite():
+        raise ValueError(f"not a finite decimal: {text[:40]!r}")
     return result
 
 
