@@ -240,7 +240,9 @@ class RetryMiddleware:
         try:
             response = await handler(request)
             exchange.attempts += 1
-            exchange.body, exchange.truncated = await _read_capped(response, self.max_body)
+            cap = self.max_body
+            read = _read_now(response, cap) or await _read_capped(response, cap)
+            exchange.body, exchange.truncated = read
         except asyncio.CancelledError:
             self._fail(request, response, exchange)
             if expiry is None or not expiry.caused():
@@ -398,6 +400,15 @@ class RetryMiddleware:
                 attempts=error.attempts,
             )
         return error
+
+
+def _read_now(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool] | None:
+    """The body when all of it has arrived (a small answer comes with its headers), taken
+    without a coroutine; None when it is still coming or is over `cap`."""
+    content = response.content
+    if content.is_eof() and content.total_bytes <= cap:
+        return content.read_nowait(-1), False
+    return None
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
