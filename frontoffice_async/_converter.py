@@ -6,8 +6,11 @@ run again to find the JSON path of the first bad field for the error message.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import types
+import typing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -173,12 +176,29 @@ def _make_converter() -> cattrs.Converter:
     # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
     # most specific class must win over the strict `str` hook.
     conv.register_structure_hook(_OpenEnum, _structure_open_enum)
+    conv.register_structure_hook_factory(_is_optional, functools.partial(_optional_hook, conv))
     # Generated on first use of each model, not at import: `import` stays cheap.
     conv.register_structure_hook_factory(
         lambda cls: cls in _MODELS,
         lambda cls: make_dict_structure_fn(cls, conv, **_renames(cls)),
     )
     return conv
+
+
+def _is_optional(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return isinstance(tp, types.UnionType) and len(args) == 2 and type(None) in args
+
+
+def _optional_hook(conv: cattrs.Converter, tp: Any) -> Callable[[Any, Any], Any]:
+    """`X | None`: None, or the hook of X, found once (cattrs' own looks X up per value)."""
+    inner_type = next(arg for arg in typing.get_args(tp) if arg is not type(None))
+    inner = conv.get_structure_hook(inner_type)
+
+    def structure_optional(value: Any, _: Any) -> Any:
+        return None if value is None else inner(value, inner_type)
+
+    return structure_optional
 
 
 def _renames(cls: type) -> dict[str, Any]:
