@@ -139,6 +139,12 @@ def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
         f"import (-X importtime, cumulative): aiohttp {aiohttp_ms.text('.0f', ' ms')}, "
         f"frontoffice_async {ours_ms.text('.0f', ' ms')}"
     )
+    if "first_use_extra_ms" in imports:
+        first_use = _spread(imports["first_use_extra_ms"])
+        lines.append(
+            "  first use, `from frontoffice_async import FrontOfficeClient`, minus "
+            f"`import aiohttp`: {first_use.text('.0f', ' ms')}"
+        )
     lines += ["", "Targets (median of the rounds; range in brackets):"]
     for goal in goals:
         verdict = {True: "PASS", False: "MISS", None: "SKIP"}[goal.passed]

@@ -102,6 +102,7 @@ def test_bench_quick_run_reports_every_contender_and_target(tmp_path: Path) -> N
     assert results["stream"]["ids"] == 200
     assert results["cancel_all"]["library_wall_s"]["median"] > 0
     assert results["imports"]["extra_ms"]["n"] == 1
+    assert results["imports"]["first_use_extra_ms"]["n"] == 1
     assert results["help"]["wall_ms"]["median"] > 0
     assert len(results["targets"]) == 8
     assert all(t["passed"] in (True, False) for t in results["targets"])
