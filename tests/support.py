@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,22 @@ UNKNOWN_ID = "01K2ZZZZZZZZZZZZZZZZZZZZZZ"
 SENTINEL_TOKEN = "tok-SENTINEL-5b2c7e"
 #: Retries with backoff too short to matter (the sleeps are injected anyway).
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
+#: The keys of `BulkCancelResult.as_dict()`: `--json` prints exactly that document.
+RESULT_KEYS = {
+    "counts",
+    "attempts",
+    "elapsed",
+    "rounds",
+    "verified",
+    "outcomes",
+    "remaining",
+    "unreadable",
+    "filtered_out",
+    "stopped_by",
+}
+
+#: What a CLI test calls: `await invoke(*argv)` -> (exit code, stdout, stderr).
+Run = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 def sample(name: str) -> bytes:
@@ -134,3 +150,11 @@ def assert_secret_absent(error: BaseException, *secrets: str) -> None:
     for secret in secrets:
         for text in texts:
             assert secret not in text, f"secret leaked: {text[:300]}"
+
+
+def summary_row(out: str, name: str) -> str:
+    """The value of a summary row in plain-text output."""
+    for line in out.splitlines():
+        if line.strip().startswith(name + "  "):
+            return line.strip()[len(name) :].strip()
+    raise AssertionError(f"no {name!r} row in:\n{out}")

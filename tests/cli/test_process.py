@@ -20,7 +20,7 @@ import pytest
 
 from frontoffice_async.testing import FrontOfficeSimulator
 
-from .support import SENTINEL_TOKEN as TOKEN
+from ..support import SENTINEL_TOKEN as TOKEN
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -9,19 +9,7 @@ import pytest
 
 from frontoffice_async import cli
 
-from .test_cli import RESULT_KEYS, Run, _row
-
-
-@pytest.fixture
-def invoke(capsys: pytest.CaptureFixture[str]) -> Run:
-    """`await invoke(*argv)` -> (exit code, stdout, stderr)."""
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await cli.run(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+from ..support import RESULT_KEYS, Run, summary_row
 
 
 async def test_demo_is_verified_and_says_in_how_many_rounds(invoke: Run) -> None:
@@ -29,10 +17,10 @@ async def test_demo_is_verified_and_says_in_how_many_rounds(invoke: Run) -> None
     assert code == 0, err
     # One order in 100 is busy (409) on its first cancel: each account needs a second round.
     assert "2 orders busy (409)" in out
-    assert _row(out, "cancelled").split() == ["100", "100"]
-    assert _row(out, "failed").split() == ["0", "0"]
-    assert _row(out, "rounds").split() == ["2", "2"]
-    assert _row(out, "verified").split() == ["yes", "yes"]
+    assert summary_row(out, "cancelled").split() == ["100", "100"]
+    assert summary_row(out, "failed").split() == ["0", "0"]
+    assert summary_row(out, "rounds").split() == ["2", "2"]
+    assert summary_row(out, "verified").split() == ["yes", "yes"]
     assert out.count("verified: a fresh snapshot shows no matching open order (2 rounds)") == 2
     assert out.rstrip().endswith("verified in 2 rounds: the simulator confirms 0 orders left open")
 
@@ -56,7 +44,7 @@ async def test_demo_json_holds_each_accounts_result(invoke: Run) -> None:
 async def test_demo_with_nothing_to_cancel(invoke: Run) -> None:
     code, out, _ = await invoke("demo", "--orders", "0")
     assert code == 0
-    assert _row(out, "rounds").split() == ["0", "0"]
+    assert summary_row(out, "rounds").split() == ["0", "0"]
     assert "verified in 0 rounds" in out
 
 

@@ -8,7 +8,7 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from frontoffice_async import (
     CancelOutcome,
     Order,
     OrderNotActiveError,
-    RetryPolicy,
     _cli_common,
     _cli_output,
     _cli_progress,
@@ -27,56 +26,13 @@ from frontoffice_async import (
 )
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
-from .support import SENTINEL_TOKEN
+from ..support import RESULT_KEYS, SENTINEL_TOKEN, UNKNOWN_ID, Run, summary_row
 
 TOKEN = SENTINEL_TOKEN
-UNKNOWN_ID = "01K2ZZZZZZZZZZZZZZZZZZZZZZ"
 ENV_VARS = ("FRONTOFFICE_BASE_URL", "FRONTOFFICE_TOKEN", "FRONTOFFICE_ACCOUNT_ID")
-#: The keys of `BulkCancelResult.as_dict()`: `--json` prints exactly that document.
-RESULT_KEYS = {
-    "counts",
-    "attempts",
-    "elapsed",
-    "rounds",
-    "verified",
-    "outcomes",
-    "remaining",
-    "unreadable",
-    "filtered_out",
-    "stopped_by",
-}
 CONFLICT = Fault.response(409, b'{"title":"Conflict","status":409}')
 
-Run = Callable[..., Any]
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of a millisecond, so retry paths cost no real time."""
-    monkeypatch.setattr(_cli_common, "RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
-
-
-@pytest.fixture
-def sim(sim: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch) -> FrontOfficeSimulator:
-    """The shared simulator (sentinel token), with the environment pointing at it."""
-    monkeypatch.setenv("FRONTOFFICE_BASE_URL", sim.url)
-    monkeypatch.setenv("FRONTOFFICE_TOKEN", sim.token)
-    monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", sim.account_ids[0])
-    return sim
-
-
-@pytest.fixture
-def invoke(capsys: pytest.CaptureFixture[str]) -> Run:
-    """`await invoke(*argv)` -> (exit code, stdout, stderr); the token must appear in neither."""
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await cli.run(list(argv))
-        out, err = capsys.readouterr()
-        assert TOKEN not in out
-        assert TOKEN not in err
-        return code, out, err
-
-    return run
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 class _Terminal(io.StringIO):
@@ -84,14 +40,6 @@ class _Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-def _row(out: str, name: str) -> str:
-    """The value of a summary row in plain-text output."""
-    for line in out.splitlines():
-        if line.strip().startswith(name + "  "):
-            return line.strip()[len(name) :].strip()
-    raise AssertionError(f"no {name!r} row in:\n{out}")
 
 
 def _ids(doc: dict[str, Any], category: str) -> list[str]:
@@ -105,11 +53,11 @@ async def test_cancel_ids_prints_summary(sim: FrontOfficeSimulator, invoke: Run)
     ids = sim.add_orders(3)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0, err
-    assert _row(out, "cancelled") == "3"
-    assert _row(out, "failed") == "0"
-    assert _row(out, "retries") == "0"
-    assert "ms" in _row(out, "latency p99")
-    assert "req/s" in _row(out, "requests")
+    assert summary_row(out, "cancelled") == "3"
+    assert summary_row(out, "failed") == "0"
+    assert summary_row(out, "retries") == "0"
+    assert "ms" in summary_row(out, "latency p99")
+    assert "req/s" in summary_row(out, "requests")
     assert "rounds" not in out  # a cancel by id has no rounds to verify
     assert sim.open_order_ids() == []
 
@@ -134,8 +82,8 @@ async def test_already_cancelled_id_is_not_active_and_exits_0(
     [done] = sim.add_orders(1, status="Cancelled")
     code, out, err = await invoke("cancel", done)
     assert code == 0, err
-    assert _row(out, "not active") == "1"
-    assert _row(out, "failed") == "0"
+    assert summary_row(out, "not active") == "1"
+    assert summary_row(out, "failed") == "0"
     code, out, _ = await invoke("cancel", "--json", done)
     assert code == 0
     [outcome] = json.loads(out)["outcomes"]
@@ -148,8 +96,8 @@ async def test_failing_id_exits_1_and_is_listed(sim: FrontOfficeSimulator, invok
     sim.faults = FaultPlan(scripts={bad: [Fault.server_error()] * 10})
     code, out, _ = await invoke("cancel", good, bad)
     assert code == 1
-    assert _row(out, "failed") == "1"
-    assert _row(out, "retries") == "3"  # the policy's 4 attempts for the bad id
+    assert summary_row(out, "failed") == "1"
+    assert summary_row(out, "retries") == "3"  # the policy's 4 attempts for the bad id
     assert f"{bad}  ServerError: 500" in out
     assert sim.open_order_ids() == [bad]
 
@@ -223,9 +171,9 @@ async def test_cancel_all_verified_in_one_round(sim: FrontOfficeSimulator, invok
     sim.add_orders(3)
     code, out, err = await invoke("cancel-all", "--yes")
     assert code == 0, err
-    assert _row(out, "cancelled") == "3"
-    assert _row(out, "rounds") == "1"
-    assert _row(out, "verified") == "yes"
+    assert summary_row(out, "cancelled") == "3"
+    assert summary_row(out, "rounds") == "1"
+    assert summary_row(out, "verified") == "yes"
     assert out.rstrip().endswith(
         "verified: a fresh snapshot shows no matching open order (1 round)"
     )
@@ -327,8 +275,8 @@ async def test_order_still_open_after_every_round_exits_1(
     sim.faults = FaultPlan(scripts={busy: [CONFLICT] * 10})
     code, out, _ = await invoke("cancel-all", "--yes")
     assert code == 1
-    assert _row(out, "rounds") == "3"
-    assert _row(out, "verified") == "NO"
+    assert summary_row(out, "rounds") == "3"
+    assert summary_row(out, "verified") == "NO"
     assert "still open (1)" in out
     assert f"{busy}  ConflictError" in out
     assert out.rstrip().endswith("NOT verified after 3 rounds: 1 still open")
@@ -594,7 +542,7 @@ async def test_plain_text_without_rich(
     ids = sim.add_orders(2)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
-    assert _row(out, "cancelled") == "2"
+    assert summary_row(out, "cancelled") == "2"
     assert err == ""
     code, out, _ = await invoke("accounts")
     assert code == 0

@@ -15,41 +15,15 @@ from typing import Any
 
 import pytest
 
-from frontoffice_async import RetryPolicy, _cli_common, _cli_output, _cli_process, cli
+from frontoffice_async import _cli_common, _cli_output, _cli_process, cli
 from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator, HubFault
 
-from .test_cli import RESULT_KEYS, TOKEN, Run, _row
+from ..support import RESULT_KEYS, Run, summary_row
 
 #: The first hub connection works (the first snapshot), every later one is refused.
 HUB_GOES_DOWN = FaultPlan(hub=[None] + [HubFault.refuse(503)] * 50)
 
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of a millisecond, so retry paths cost no real time."""
-    monkeypatch.setattr(_cli_common, "RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
-
-
-@pytest.fixture
-def sim(sim: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch) -> FrontOfficeSimulator:
-    """The shared simulator (sentinel token), with the environment pointing at it."""
-    monkeypatch.setenv("FRONTOFFICE_BASE_URL", sim.url)
-    monkeypatch.setenv("FRONTOFFICE_TOKEN", sim.token)
-    monkeypatch.setenv("FRONTOFFICE_ACCOUNT_ID", sim.account_ids[0])
-    return sim
-
-
-@pytest.fixture
-def invoke(capsys: pytest.CaptureFixture[str]) -> Run:
-    """`await invoke(*argv)` -> (exit code, stdout, stderr); the token must appear in neither."""
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await cli.run(list(argv))
-        out, err = capsys.readouterr()
-        assert TOKEN not in out + err
-        return code, out, err
-
-    return run
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 # --- empty options ------------------------------------------------------------------------------
@@ -112,7 +86,7 @@ async def test_cancel_all_failing_after_its_cancels_reports_them(
     sim.faults = HUB_GOES_DOWN
     code, out, err = await invoke("cancel-all", "--yes", "--no-progress")
     assert code == 1
-    assert _row(out, "cancelled") == "2"
+    assert summary_row(out, "cancelled") == "2"
     assert "verified: a fresh snapshot" not in out
     assert err.splitlines()[-1].startswith("error: 503")
 
