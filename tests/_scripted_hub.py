@@ -28,6 +28,30 @@ def item(data: Any, invocation_id: str = "0") -> str:
     return message({"type": 2, "invocationId": invocation_id, "item": data})
 
 
+def open_order(order_id: str = "01K2PF9XS29WN4JZRHMCTTQYJB") -> dict[str, Any]:
+    """One OpenOrders record as the hub writes it (a pending SPOT limit buy)."""
+    return {
+        "marketId": "spot.eth_usdt",
+        "marketType": "Spot",
+        "marketDisplayName": "SPOT ETH/USDT",
+        "marketFullName": "Ethereum / Tether",
+        "orderId": order_id,
+        "timeInForce": "Gtc",
+        "status": "Pending",
+        "source": "Manual",
+        "reason": "Trader",
+        "side": "Buy",
+        "orderType": "Limit",
+        "requestedAmount": "0.1",
+        "remainingAmount": "0.1",
+        "requestedPrice": "4450",
+        "executionPrice": "0",
+        "createdAt": "2025-08-15T08:59:51.97Z",
+        "updatedAt": "2025-08-15T08:59:51.97Z",
+        "fillFactor": "0",
+    }
+
+
 PING = message({"type": 6})
 CLOSE = message({"type": 7})
 CLOSE_RECONNECT = message({"type": 7, "allowReconnect": True})

@@ -8,13 +8,15 @@ the package registers as a `pytest11` entry point.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aioresponses import aioresponses, core
 
+from ._scripted_hub import ScriptedHubs
 from .support import SENTINEL_TOKEN
 
 if TYPE_CHECKING:  # the plugin module is imported by pytest itself, so its asserts are rewritten
@@ -46,3 +48,13 @@ def mock_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
     monkeypatch.setattr(core, "ClientResponse", _CompatClientResponse)
     with aioresponses() as mocked:
         yield mocked
+
+
+@pytest_asyncio.fixture
+async def hubs() -> AsyncIterator[ScriptedHubs]:
+    """Scripted SignalR hubs on loopback (see `_scripted_hub`), closed after the test."""
+    started = ScriptedHubs()
+    try:
+        yield started
+    finally:
+        await started.aclose()

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from frontoffice_async import (
     APIConnectionError,
@@ -50,7 +48,7 @@ from ._scripted_hub import (
     item,
     message,
 )
-from .support import sample
+from .support import Sleeps, sample
 
 SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
 TOKEN = "tok-SENTINEL-7c21e9"
@@ -215,26 +213,6 @@ UPDATE_WIRE: dict[str, Any] = UPDATE_MESSAGE["item"]
 UPDATE_ID = UPDATE_WIRE["orderId"]
 SNAPSHOT = item([ORDER_WIRE])
 OTHER_SNAPSHOT = item([UPDATE_WIRE])
-
-
-@pytest_asyncio.fixture
-async def hubs() -> AsyncIterator[ScriptedHubs]:
-    started = ScriptedHubs()
-    try:
-        yield started
-    finally:
-        await started.aclose()
-
-
-class Sleeps:
-    """An injected `sleep` that records the backoff delays and does not wait."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
 
 
 def hub_client(

@@ -5,11 +5,9 @@ busy between events is kept alive by the stream's pings (or, dropped anyway, rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from frontoffice_async import (
     FrontOfficeClient,
@@ -21,7 +19,15 @@ from frontoffice_async import (
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FaultPlan, HubFault
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from ._scripted_hub import CLOSE_RECONNECT, Conn, HubScript, ScriptedHubs, item, message
+from ._scripted_hub import (
+    CLOSE_RECONNECT,
+    Conn,
+    HubScript,
+    ScriptedHubs,
+    item,
+    message,
+    open_order,
+)
 from .support import FAST, Sleeps, client_for, library_tasks
 
 TOKEN = "tok-SENTINEL-7c21e9"
@@ -37,39 +43,7 @@ TIMEOUT_CLOSE = message(
 
 
 def snapshot(order_id: str) -> str:
-    return item(
-        [
-            {
-                "marketId": "spot.eth_usdt",
-                "marketType": "Spot",
-                "marketDisplayName": "SPOT ETH/USDT",
-                "marketFullName": "Ethereum / Tether",
-                "orderId": order_id,
-                "timeInForce": "Gtc",
-                "status": "Pending",
-                "source": "Manual",
-                "reason": "Trader",
-                "side": "Buy",
-                "orderType": "Limit",
-                "requestedAmount": "0.1",
-                "remainingAmount": "0.1",
-                "requestedPrice": "4450",
-                "executionPrice": "0",
-                "createdAt": "2025-08-15T08:59:51.97Z",
-                "updatedAt": "2025-08-15T08:59:51.97Z",
-                "fillFactor": "0",
-            }
-        ]
-    )
-
-
-@pytest_asyncio.fixture
-async def hubs() -> AsyncIterator[ScriptedHubs]:
-    started = ScriptedHubs()
-    try:
-        yield started
-    finally:
-        await started.aclose()
+    return item([open_order(order_id)])
 
 
 class GatedSleep:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import traceback
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from frontoffice_async import (
     APIConnectionError,
@@ -33,39 +31,11 @@ from frontoffice_async._answers import mask
 from frontoffice_async.errors import ClientClosedError
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
 
-from ._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message
+from ._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message, open_order
 
 TOKEN = "tok-SENTINEL-7c21e9"
-ORDER = {
-    "marketId": "spot.eth_usdt",
-    "marketType": "Spot",
-    "marketDisplayName": "SPOT ETH/USDT",
-    "marketFullName": "Ethereum / Tether",
-    "orderId": "01K2PF9XS29WN4JZRHMCTTQYJB",
-    "timeInForce": "Gtc",
-    "status": "Pending",
-    "source": "Manual",
-    "reason": "Trader",
-    "side": "Buy",
-    "orderType": "Limit",
-    "requestedAmount": "0.1",
-    "remainingAmount": "0.1",
-    "requestedPrice": "4450",
-    "executionPrice": "0",
-    "createdAt": "2025-08-15T08:59:51.97Z",
-    "updatedAt": "2025-08-15T08:59:51.97Z",
-    "fillFactor": "0",
-}
+ORDER = open_order()
 SNAPSHOT = item([ORDER])
-
-
-@pytest_asyncio.fixture
-async def hubs() -> AsyncIterator[ScriptedHubs]:
-    started = ScriptedHubs()
-    try:
-        yield started
-    finally:
-        await started.aclose()
 
 
 async def no_sleep(delay: float) -> None:
