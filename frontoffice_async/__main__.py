@@ -1,7 +1,7 @@
 """`python -m frontoffice_async`: the `frontoffice` command line."""
 
-from .cli import main
+from .cli import console
 
 __all__: list[str] = []
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -50,8 +50,6 @@ __all__ = [
 #: What a secret found in a peer's text is replaced with (no angle brackets: an HTML
 #: excerpt would strip them).
 HIDDEN: Final = "[hidden]"
-#: Shorter "secrets" are not searched for: masking every "t" of a message helps no one.
-_MIN_SECRET = 6
 
 EXCERPT = 200  # characters of a peer's text shown in a message
 _BODY_KEPT = 4096  # characters of a body kept on an error; a proxy page can be megabytes
@@ -179,7 +177,7 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     """`text` with each secret replaced by `[hidden]`, also where it is percent-encoded, wholly
     or in part, with hex digits in either case (as `quote`, `quote_plus` and yarl write it)."""
     for secret in secrets:
-        if len(secret) < _MIN_SECRET:
+        if not secret:
             continue
         if "%" not in text and " " not in secret:
             text = text.replace(secret, HIDDEN)  # nothing encoded: the fast, usual case

@@ -139,8 +139,8 @@ def normalise_base_url(base_url: object) -> str:
         raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
     try:
         url = URL(base_url.strip())
-    except ValueError as exc:  # yarl's own words ("Invalid IPv6 URL") lack the value
-        raise ValueError(f"base_url is not a valid URL ({exc}): {base_url!r}") from None
+    except ValueError as exc:  # not the value: it may carry credentials or a token
+        raise ValueError(f"base_url is not a valid URL: {exc}") from None
     if url.scheme not in {"http", "https"} or not url.host:
         raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
     if url.user or url.password or url.query_string or url.fragment:

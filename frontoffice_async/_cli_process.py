@@ -54,8 +54,12 @@ def silence_stdout() -> None:
     if sys.stdout is None:
         return
     with contextlib.suppress(OSError, ValueError):
+        target = sys.stdout.fileno()  # raises for a stdout without a descriptor
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(devnull, target)
+        finally:
+            os.close(devnull)
 
 
 def hold_signals() -> None:
@@ -158,10 +162,17 @@ class _Interrupts:
     async def run(self, command: Callable[[], Coroutine[Any, Any, int]]) -> int:
         self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+        previous: dict[int, Any] = {}
+        wakeup_fd = -1
+        with contextlib.suppress(ValueError):  # not the main thread: no wakeup fd to keep
+            wakeup_fd = signal.set_wakeup_fd(-1)  # reading it means setting it: put it back
+            signal.set_wakeup_fd(wakeup_fd)
         for signum in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 # Not on Windows' loop, nor outside the main thread: the defaults remain.
+                handler = signal.getsignal(signum)
                 loop.add_signal_handler(signum, self._on_signal, signum)
+                previous[signum] = handler
         _INTERRUPTS.set(self)
         try:
             return await command()
@@ -170,6 +181,15 @@ class _Interrupts:
                 # Reported: from here the process only winds down. When the loop closes it
                 # restores the default handlers, and SIGTERM's would kill the process (-15).
                 hold_signals()
+            else:
+                # Called from a program: give it back the handlers it had.
+                for number, handler in previous.items():
+                    loop.remove_signal_handler(number)
+                    with contextlib.suppress(TypeError, ValueError):  # None: set outside Python
+                        signal.signal(number, handler)
+                if previous:
+                    with contextlib.suppress(ValueError):
+                        signal.set_wakeup_fd(wakeup_fd)
 
     def _on_signal(self, signum: int) -> None:
         if self.signum is None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-__all__ = ["main", "make_parser", "run"]
+__all__ = ["console", "main", "make_parser", "run"]
 
 
 class _Terminated(BaseException):
@@ -25,16 +25,24 @@ def _terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def console() -> int:
+    """The `frontoffice` console script and `python -m frontoffice_async`: `main` for a
+    process that ends with the command, so late signals are held until it exits."""
+    return main(process=True)
+
+
+def main(argv: Sequence[str] | None = None, *, process: bool = False) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit code.
 
     Exit codes: 0 nothing failed (and cancel-all verified), 1 something failed or is still
     open, 2 usage or configuration error, 74 the output could not be written, 130 Ctrl-C,
-    143 SIGTERM, 141 stdout closed early.
+    143 SIGTERM, 141 stdout closed early. Called from a program of yours (`process=False`),
+    it leaves your signal handlers as they were; `process=True` is for a process that ends
+    with the command (`console`). An interrupted prompt or `--from-file -` leaves its stdin
+    reader thread blocked, and that thread takes the next line of stdin (docs/cli.md).
     """
     import signal  # noqa: PLC0415 - only what the first instant needs
 
-    process = argv is None  # the console script: this is the whole process
     try:
         if process:
             signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over

@@ -4,6 +4,8 @@ task and secret checks. Fixtures live in conftest.py (and the simulator's pytest
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -158,3 +160,12 @@ def summary_row(out: str, name: str) -> str:
         if line.strip().startswith(name + "  "):
             return line.strip()[len(name) :].strip()
     raise AssertionError(f"no {name!r} row in:\n{out}")
+
+
+def send_signal(process: asyncio.subprocess.Process, signum: int) -> None:
+    """Signal a child without `Process.send_signal`: before Python 3.13 that polls the child
+    first (`waitpid`), which can reap one that is exiting before asyncio's child watcher does,
+    and the watcher then reports returncode 255 (CPython gh-87744)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)

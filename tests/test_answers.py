@@ -12,6 +12,7 @@ from frontoffice_async import APIConnectionError, APITimeoutError, BadRequestErr
 from frontoffice_async._answers import (
     connection_error,
     describe_body,
+    mask,
     one_line,
     retry_after_seconds,
     status_error,
@@ -121,3 +122,10 @@ def test_transport_failures_are_translated() -> None:
     reset = connection_error(aiohttp.ServerDisconnectedError(), method="GET", url="u", attempts=1)
     assert type(reset) is APIConnectionError
     assert "closed the connection" in str(reset)
+
+
+def test_mask_hides_a_token_of_any_length() -> None:
+    # A short test token is the client's own secret too: it is masked, not judged too short.
+    assert mask("token 'k3y9' is invalid", ["k3y9"]) == "token '[hidden]' is invalid"
+    assert mask("access_token=k3%79", ["k3y9"]) == "access_token=k3%79"  # not k3y9
+    assert mask("access_token=k3%799", ["k3y9"]) == "access_token=[hidden]"

@@ -8,6 +8,7 @@ import asyncio
 import errno
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -210,6 +211,25 @@ def test_main_ends_quietly_on_a_very_early_interrupt(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(_cli_process, "run_main", interrupted)
     assert cli.main(["cancel", "X1"]) == 130
+
+
+def test_main_in_a_program_gives_back_its_signal_handlers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not expected to run")
+
+    previous = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # A usage error found inside the event loop, which had its own handlers meanwhile.
+        assert cli.main(["cancel", "X1", "--base-url", "http://127.0.0.1:9", "--token", ""]) == 2
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()  # nothing left blocked
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    capsys.readouterr()
 
 
 def test_the_cli_module_imports_next_to_nothing() -> None:

@@ -21,6 +21,7 @@ import pytest
 from frontoffice_async.testing import FrontOfficeSimulator
 
 from ..support import SENTINEL_TOKEN as TOKEN
+from ..support import send_signal
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -80,9 +81,9 @@ async def test_second_ctrl_c_still_ends_with_valid_json(
         stderr=subprocess.PIPE,
     )
     await _until(lambda: len(slow.open_order_ids()) <= 194, "a few cancels")
-    process.send_signal(signal.SIGINT)
+    send_signal(process, signal.SIGINT)
     await asyncio.sleep(gap)
-    process.send_signal(signal.SIGINT)
+    send_signal(process, signal.SIGINT)
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     _assert_quiet(err.decode())
     assert process.returncode == 130
@@ -110,7 +111,7 @@ async def test_a_late_sigterm_cannot_kill_the_process_once_it_has_reported(
     )
     assert process.stdout is not None
     await _until(lambda: len(slow.open_order_ids()) <= 196, "a few cancels")
-    process.send_signal(signal.SIGINT)
+    send_signal(process, signal.SIGINT)
     printed = b""
     line = b""
     while line != b"}\n":  # the end of the interrupted document: reported, now it exits
@@ -118,7 +119,7 @@ async def test_a_late_sigterm_cannot_kill_the_process_once_it_has_reported(
         assert line, "no complete document"
         printed += line
     with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
+        send_signal(process, signal.SIGTERM)
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     _assert_quiet(err.decode())
     assert process.returncode == 130  # the first signal's code, not killed by SIGTERM (-15)
@@ -139,7 +140,7 @@ async def test_sigterm_stops_a_bulk_command_like_ctrl_c(slow: FrontOfficeSimulat
         stderr=subprocess.PIPE,
     )
     await _until(lambda: len(slow.open_order_ids()) <= 196, "a few cancels")
-    process.send_signal(signal.SIGTERM)
+    send_signal(process, signal.SIGTERM)
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     _assert_quiet(err.decode())
     assert process.returncode == 143
@@ -225,7 +226,7 @@ async def test_a_signal_at_the_prompt_ends_it_at_once(signum: int) -> None:
                 chunk = await asyncio.wait_for(process.stderr.read(200), timeout=30)
                 assert chunk, f"no prompt: {seen!r}"
                 seen += chunk
-            process.send_signal(signum)
+            send_signal(process, signum)
             _, err = await asyncio.wait_for(process.communicate(), timeout=5)  # not at Enter
         finally:
             os.close(controller)
@@ -242,7 +243,7 @@ async def test_a_signal_while_reading_ids_from_a_terminal_ends_it_at_once(signum
         try:
             os.write(controller, b"01K2PF9XS29WN4JZRHMCTTQYJB\n")  # typed, no Ctrl-D yet
             await _until(lambda: _threads(process.pid) >= 2, "the thread reading stdin")
-            process.send_signal(signum)
+            send_signal(process, signum)
             out, err = await asyncio.wait_for(process.communicate(), timeout=5)
         finally:
             os.close(controller)
@@ -277,7 +278,7 @@ async def test_simulate_stops_cleanly_on_sigterm_and_ctrl_c(signum: int) -> None
         assert line, "simulate ended before printing its environment"
         printed += line
     url = json.loads(printed)["url"]
-    process.send_signal(signum)
+    send_signal(process, signum)
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     _assert_quiet(err.decode())
     assert process.returncode == 0

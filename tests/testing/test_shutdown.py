@@ -14,6 +14,7 @@ from aiohttp import WSMsgType
 
 from frontoffice_async.testing import FrontOfficeSimulator
 
+from ..support import send_signal
 from ._hubclient import Hub, hub_url, subscribe
 
 GRACEFUL_CLOSE = {"type": 7, "allowReconnect": True}
@@ -68,7 +69,7 @@ async def test_a_signal_closes_hub_clients_gracefully_and_the_process_exits_0(
                 '"invocationId":"0"}\x1e'
             )
             assert len((await hub.next())["item"]) == 2
-            process.send_signal(sig)
+            send_signal(process, sig)
             messages, end = await hub.until_closed(timeout=10)
         assert messages == [GRACEFUL_CLOSE]
         assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
