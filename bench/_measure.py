@@ -75,11 +75,11 @@ def measure_imports(*, repeat: int) -> dict[str, Any]:
     aiohttp_ms: list[float] = []
     ours_ms: list[float] = []
     first_use_ms: list[float] = []
-    _statement_us(_FIRST_USE)  # writes the bytecode caches, as an install does
+    _statement_ms(_FIRST_USE)  # writes the bytecode caches, as an install does
     for _ in range(repeat):
         aiohttp_ms.append(_import_us("aiohttp") / 1000)
         ours_ms.append(_import_us("frontoffice_async") / 1000)
-        first_use_ms.append(_statement_us(_FIRST_USE) - _statement_us("import aiohttp"))
+        first_use_ms.append(_statement_ms(_FIRST_USE) - _statement_ms("import aiohttp"))
     return {
         "aiohttp_ms": Spread.of(aiohttp_ms).as_dict(),
         "frontoffice_async_ms": Spread.of(ours_ms).as_dict(),
@@ -93,9 +93,14 @@ def measure_imports(*, repeat: int) -> dict[str, Any]:
 _FIRST_USE = "from frontoffice_async import FrontOfficeClient"
 
 
-def _statement_us(statement: str) -> float:
-    """Milliseconds of every import `statement` makes (all top-level entries of
-    `-X importtime`, the interpreter's own start-up included: it cancels in a difference)."""
+# An installed package has bytecode caches (pip writes them); an editable one under
+# PYTHONDONTWRITEBYTECODE=1 would be compiled from source on every start.
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _importtime(statement: str) -> list[tuple[int, str]]:
+    """(cumulative µs, name) of every import `statement` makes, from `-X importtime` in a
+    fresh interpreter; the name keeps its indent (one space: a top-level import)."""
     completed = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
         [sys.executable, "-X", "importtime", "-c", statement],
         capture_output=True,
@@ -103,34 +108,27 @@ def _statement_us(statement: str) -> float:
         check=True,
         env=_ENV,
     )
-    total = 0
-    for line in completed.stderr.splitlines():
-        fields = line.split("|")
-        top_level = fields[-1].startswith(" ") and not fields[-1].startswith("  ")
-        if len(fields) == 3 and top_level and fields[1].strip().isdigit():  # not the heading
-            total += int(fields[1])
-    return total / 1000
-
-
-# An installed package has bytecode caches (pip writes them); an editable one under
-# PYTHONDONTWRITEBYTECODE=1 would be compiled from source on every start.
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def _import_us(module: str) -> int:
-    completed = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=_ENV,
-    )
+    rows = []
     for line in completed.stderr.splitlines():
         # "import time:  self [us] | cumulative | imported package"; nested names are indented.
         fields = line.split("|")
-        if len(fields) == 3 and fields[2] == f" {module}":
-            return int(fields[1])
+        if len(fields) == 3 and fields[1].strip().isdigit():  # not the heading
+            rows.append((int(fields[1]), fields[2]))
+    return rows
+
+
+def _import_us(module: str) -> int:
+    for cumulative, name in _importtime(f"import {module}"):
+        if name == f" {module}":
+            return cumulative
     raise RuntimeError(f"no import time reported for {module}")
+
+
+def _statement_ms(statement: str) -> float:
+    """Milliseconds of every import `statement` makes (the top-level entries, the
+    interpreter's own start-up included: it cancels in a difference)."""
+    top_level = (us for us, name in _importtime(statement) if not name.startswith("  "))
+    return sum(top_level) / 1000
 
 
 def measure_help(*, repeat: int) -> dict[str, Any]:

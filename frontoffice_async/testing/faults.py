@@ -10,7 +10,7 @@ import hashlib
 import math
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -24,6 +24,7 @@ _FAULT_ENDPOINTS: frozenset[str] = frozenset(
     {"accounts", "place_order", "cancel_order", "cancel_stop_order", "access_token", "hub"}
 )
 _DEFAULT_ENDPOINTS = frozenset({"cancel_order", "cancel_stop_order", "accounts", "place_order"})
+_K = TypeVar("_K")
 
 
 #: The kinds `FaultPlan.uniform` spreads its rate over by default: the transient failures a
@@ -233,13 +234,8 @@ class FaultPlan:
         """
         if not self.rates:
             return None
-        point = _unit_interval(f"{self.seed}:{key}:{n}")
-        cumulative = 0.0
-        for kind, rate in self.rates.items():
-            cumulative += rate
-            if point < cumulative:
-                return self._fault_of_kind(kind)
-        return None
+        kind = _pick(self.rates, _unit_interval(f"{self.seed}:{key}:{n}"))
+        return None if kind is None else self._fault_of_kind(kind)
 
     def draw_hub(self, n: int) -> HubFault | None:
         """The rate-drawn hub fault for the `n`-th hub connection (counted from 0).
@@ -248,13 +244,7 @@ class FaultPlan:
         """
         if not self.hub_rates:
             return None
-        point = _unit_interval(f"{self.seed}:hub-connection:{n}")
-        cumulative = 0.0
-        for fault, rate in self.hub_rates.items():
-            cumulative += rate
-            if point < cumulative:
-                return fault
-        return None
+        return _pick(self.hub_rates, _unit_interval(f"{self.seed}:hub-connection:{n}"))
 
     def _fault_of_kind(self, kind: FaultKind) -> Fault:
         if kind is FaultKind.RATE_LIMITED:
@@ -262,6 +252,16 @@ class FaultPlan:
         if kind is FaultKind.SLOW:
             return Fault(kind, delay=self.slow_delay)
         return Fault(kind)
+
+
+def _pick(rates: Mapping[_K, float], point: float) -> _K | None:
+    """The entry of `rates` whose slice of [0, 1), laid end to end in order, holds `point`."""
+    cumulative = 0.0
+    for choice, rate in rates.items():
+        cumulative += rate
+        if point < cumulative:
+            return choice
+    return None
 
 
 def _unit_interval(text: str) -> float:
