@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._hub.streams import OpenOrdersStream
     from .auth import OfflineTokenAuth, TokenProvider
     from .bulk import BulkCancelResult, CancelOutcome
     from .client import FrontOfficeClient
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
         TimeInForce,
     )
     from .retry import RetryBudget, RetryEvent, RetryPolicy
-    from .streams import OpenOrdersStream
 
 __all__ = [
     "APIConnectionError",
@@ -110,7 +110,7 @@ __all__ = [
 ]
 
 #: The modules that hold the public names, cheapest first.
-_HOMES = ("errors", "models", "retry", "auth", "bulk", "streams", "client")
+_HOMES = ("errors", "models", "retry", "auth", "bulk", "_hub.streams", "client")
 
 
 def __getattr__(name: str) -> Any:

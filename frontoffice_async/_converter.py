@@ -24,7 +24,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from . import models
 from .errors import ResponseValidationError
-from .models import _OpenEnum
+from .models import OpenEnum
 
 __all__ = [
     "converter",
@@ -158,7 +158,7 @@ def _structure_int(value: Any, _: type) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
-def _structure_open_enum(value: Any, cls: type[_OpenEnum]) -> _OpenEnum:
+def _structure_open_enum(value: Any, cls: type[OpenEnum]) -> OpenEnum:
     if isinstance(value, str):
         # A dict lookup for known values; `cls(value)` is ten times slower.
         member = cls._value2member_map_.get(value)
@@ -175,7 +175,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _structure_int)
     # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
     # most specific class must win over the strict `str` hook.
-    conv.register_structure_hook(_OpenEnum, _structure_open_enum)
+    conv.register_structure_hook(OpenEnum, _structure_open_enum)
     conv.register_structure_hook_factory(_is_optional, functools.partial(_optional_hook, conv))
     # Generated on first use of each model, not at import: `import` stays cheap.
     conv.register_structure_hook_factory(

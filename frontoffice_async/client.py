@@ -1,36 +1,49 @@
 """`FrontOfficeClient`: the session manager and the endpoint calls.
 
-A call builds its URL and headers here and hands them to the send pipeline (retry middleware,
-then aiohttp); the answer comes back as a record (2xx, via the converter) or a typed error.
-Bulk calls hand `bulk` a "cancel this id" callable; cancel-all lives in `_cancel_all`.
+A facade: each method checks its arguments and hands the work down. Single calls go to the
+request path (`_http`: the view's `ViewCalls` builds the request, the pipeline sends it through
+the retry middleware and aiohttp, the answer comes back as a record or a typed error); bulk
+calls run `_stop.pool` over a "cancel this id" callable; snapshots and streams come from the
+hub (`_hub`); cancel-all is `_stop.cancel_all`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import enum
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Self
 
 import aiohttp
+import attrs
 
-from . import _answers, _cancel_all, _converter, bulk, streams
-from ._checks import check_headers, check_market_id, check_rounds, parse_side
-from ._core import Core, Settings, check_concurrency, check_timeout
-from ._middleware import DEFAULT_MAX_BODY
+from . import _converter
+from ._http.checks import check_headers, check_market_id, check_rounds, parse_side
+from ._http.endpoints import HttpShared, ViewCalls, check_concurrency, check_timeout
+from ._http.middleware import DEFAULT_MAX_BODY
+from ._hub.reconnect import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SERVER_TIMEOUT, Hub, hub_url
+from ._hub.snapshot import read_snapshot
+from ._hub.streams import OpenOrdersStream
+from ._stop import cancel_all, pool
 from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome
-from .errors import ResponseValidationError
 from .models import Account, OpenOrder, Order, OrderSide, StopOrder
 from .retry import RetryBudget, RetryEvent, RetryPolicy
 
 __all__ = ["FrontOfficeClient"]
 
-T = TypeVar("T")
 
-_UNSET: Any = object()
+class _Unset(enum.Enum):
+    """ "Not given" for `with_options`, where None is a value (no account, no timeout)."""
+
+    UNSET = 0
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 class FrontOfficeClient:
@@ -91,7 +104,7 @@ class FrontOfficeClient:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._core = core = Core(
+        http = self._http = HttpShared(
             base_url,
             token=token,
             retry=retry,
@@ -107,23 +120,31 @@ class FrontOfficeClient:
             clock=clock,
             rand=rand,
         )
-        self._settings = Settings(
-            core,
-            core.pipeline,
-            account_id=account_id,
-            concurrency=concurrency,
-            headers=default_headers,
+        self._hub = Hub(
+            session=http.holder.get,
+            url=hub_url(http.base),
+            tokens=http.tokens,
+            budget=http.middleware.shared.budget,
+            on_retry=on_retry,
+            sleep=sleep,
+            rand=rand,
         )
+        #: The worker tasks of `iter_cancel_orders` calls still running (see `close`).
+        self._runners: set[asyncio.Task[None]] = set()
+        self._calls = ViewCalls(
+            http, http.pipeline(http.middleware), account_id=account_id, headers=default_headers
+        )
+        self._concurrency = check_concurrency(concurrency)
         self._is_view = False
 
     def with_options(
         self,
         *,
-        account_id: str | None = _UNSET,
-        retry: RetryPolicy = _UNSET,
-        timeout: float | aiohttp.ClientTimeout | None = _UNSET,
-        default_headers: Mapping[str, str] = _UNSET,
-        concurrency: int = _UNSET,
+        account_id: str | _Unset | None = _UNSET,
+        retry: RetryPolicy | _Unset = _UNSET,
+        timeout: float | aiohttp.ClientTimeout | _Unset | None = _UNSET,
+        default_headers: Mapping[str, str] | _Unset = _UNSET,
+        concurrency: int | _Unset = _UNSET,
     ) -> FrontOfficeClient:
         """A view of this client with some settings changed, for one call or a few.
 
@@ -134,36 +155,39 @@ class FrontOfficeClient:
         Example:
             >>> await client.with_options(retry=RetryPolicy.none(), timeout=2.0).cancel_order(oid)
         """
-        mine = self._settings
+        mine = self._calls
         pipeline = mine.pipeline
         if retry is not _UNSET and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if retry is not _UNSET or timeout is not _UNSET:
             middleware = pipeline.retry
-            pipeline = pipeline.evolve(
-                middleware.evolve(
+            pipeline = self._http.pipeline(
+                attrs.evolve(
+                    middleware,
                     policy=middleware.policy if retry is _UNSET else retry,
                     timeout=middleware.timeout if timeout is _UNSET else check_timeout(timeout),
                 )
             )
-        view = object.__new__(FrontOfficeClient)
-        view._core = self._core
-        view._is_view = True
-        view._settings = Settings(
-            self._core,
+        calls = ViewCalls(
+            self._http,
             pipeline,
             account_id=mine.account_id if account_id is _UNSET else account_id,
-            concurrency=mine.concurrency if concurrency is _UNSET else concurrency,
             headers=mine.headers
             if default_headers is _UNSET
             else {**mine.headers, **check_headers(default_headers)},
         )
+        view = copy.copy(self)
+        view._calls = calls
+        view._concurrency = (
+            self._concurrency if concurrency is _UNSET else check_concurrency(concurrency)
+        )
+        view._is_view = True
         return view
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._core.holder.get()
+        self._http.holder.get()
         return self
 
     async def __aexit__(
@@ -178,43 +202,51 @@ class FrontOfficeClient:
         """Close the client: no new request leaves, requests already on the wire finish
         (each within its per-attempt limit), then the session it created is closed (never a
         borrowed one). Idempotent; a view's `close()` does nothing."""
-        if not self._is_view:
-            await self._core.aclose()
+        if self._is_view:
+            return
+        # Streams end at once (`ClientClosedError`); an `iter_cancel_orders` whose consumer
+        # left without closing it would keep its workers waiting for a reader forever: they
+        # end with the client. Then requests on the wire finish and the session closes.
+        await self._hub.aclose()
+        runners = list(self._runners)
+        for runner in runners:
+            runner.cancel()
+        if runners:
+            await asyncio.wait(runners)
+        await self._http.aclose()
 
     @property
     def closed(self) -> bool:
         """True once `close()` has run (on this client or, for a view, its parent)."""
-        return self._core.holder.closed
+        return self._http.holder.closed
 
     @property
     def account_id(self) -> str | None:
         """The default `accountId` of calls."""
-        return self._settings.account_id
+        return self._calls.account_id
 
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy calls use (change it for a call with `with_options`)."""
-        return self._settings.pipeline.retry.policy
+        return self._calls.pipeline.retry.policy
 
     @property
     def concurrency(self) -> int:
         """The default worker count of bulk calls."""
-        return self._settings.concurrency
+        return self._concurrency
 
     @property
     def retry_budget_left(self) -> int:
         """Retry tokens left in the client-wide budget (500 when idle; see `RetryBudget`)."""
-        return self._settings.pipeline.retry.budget.available
+        return self._calls.pipeline.retry.shared.budget.available
 
     def __repr__(self) -> str:
-        if self._core.holder.closed:
-            state = "closed"
-        else:
-            state = "open" if self._core.holder.started else "not started"
+        holder = self._http.holder
+        state = "closed" if holder.closed else "open" if holder.started else "not started"
         kind = "view of " if self._is_view else ""
         return (
-            f"<FrontOfficeClient {kind}{self._core.base} account_id={self._settings.account_id!r} "
-            f"token={self._core.tokens!r} {state}>"
+            f"<FrontOfficeClient {kind}{self._http.base} account_id={self._calls.account_id!r} "
+            f"token={self._http.tokens!r} {state}>"
         )
 
     # --- single calls ---------------------------------------------------------------------------
@@ -227,7 +259,7 @@ class FrontOfficeClient:
         cancelled it), `ConflictError` (409) when the platform is busy with it, and
         `InvalidOrderIdError` before any request for an impossible id.
         """
-        record, _ = await self._settings.canceller(Order, account_id)(order_id, None)
+        record, _ = await self._calls.canceller(Order, account_id)(order_id, None)
         return record
 
     async def cancel_stop_order(
@@ -238,22 +270,12 @@ class FrontOfficeClient:
         Sends `Content-Type: application/json; x-api-version=4.0` as the platform's own example
         does (whether the server needs it is not documented); `default_headers` can override it.
         """
-        record, _ = await self._settings.canceller(StopOrder, account_id, stop=True)(
-            order_id, None
-        )
+        record, _ = await self._calls.canceller(StopOrder, account_id, stop=True)(order_id, None)
         return record
 
     async def list_accounts(self) -> list[Account]:
         """The trading accounts the token can act on (no `accountId` needed)."""
-        self._core.holder.get()  # closed or wrong loop: say so before anything else
-        url = self._core.accounts_url
-        pipeline = self._settings.pipeline
-        body, attempts = await pipeline.send("GET", url, self._settings.base_headers)
-        try:
-            return _converter.read_list(body, Account, url=url, attempts=attempts)
-        except ResponseValidationError as error:
-            _answers.scrub(error, pipeline.retry.tokens.secrets)  # a server may echo the token
-            raise
+        return await self._calls.list_accounts()
 
     # --- bulk -----------------------------------------------------------------------------------
 
@@ -276,10 +298,10 @@ class FrontOfficeClient:
         `on_outcome` before the one exception propagates. Repeated ids are sent once; with
         `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
         """
-        return await bulk.cancel_orders(
-            self._settings.canceller(Order, account_id),
+        return await pool.cancel_orders(
+            self._calls.canceller(Order, account_id),
             order_ids,
-            concurrency=self._settings.concurrency if concurrency is None else concurrency,
+            concurrency=self._concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
         )
@@ -298,10 +320,10 @@ class FrontOfficeClient:
         The documented API lists no open stop orders, so cancel-all cannot find them: keep
         the ids your bot placed and cancel them with this.
         """
-        return await bulk.cancel_orders(
-            self._settings.canceller(StopOrder, account_id, stop=True),
+        return await pool.cancel_orders(
+            self._calls.canceller(StopOrder, account_id, stop=True),
             order_ids,
-            concurrency=self._settings.concurrency if concurrency is None else concurrency,
+            concurrency=self._concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
         )
@@ -322,12 +344,12 @@ class FrontOfficeClient:
         work when the generator is closed: wrap it in `contextlib.aclosing` to do that at
         once (otherwise at the latest when the client closes).
         """
-        return bulk.iter_cancel_orders(
-            self._settings.canceller(Order, account_id),
+        return pool.iter_cancel_orders(
+            self._calls.canceller(Order, account_id),
             order_ids,
-            concurrency=self._settings.concurrency if concurrency is None else concurrency,
+            concurrency=self._concurrency if concurrency is None else concurrency,
             dedupe=dedupe,
-            owner=self._core.runners,
+            owner=self._runners,
         )
 
     # --- open orders and cancel-all -------------------------------------------------------------
@@ -346,8 +368,8 @@ class FrontOfficeClient:
         raises `ResponseValidationError` naming it."""
         wanted = None if side is None else parse_side(side)
         market_id = check_market_id(market_id)
-        records = await self._settings.snapshot(self._settings.account_for(account_id), timeout)
-        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._core.hub.url)
+        records = await self._snapshot(self._calls.account_for(account_id), timeout)
+        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._hub.url)
         return [
             o
             for o in orders
@@ -360,9 +382,9 @@ class FrontOfficeClient:
         *,
         account_id: str | None = None,
         reconnect: bool = True,
-        server_timeout: float | None = streams.DEFAULT_SERVER_TIMEOUT,
-        handshake_timeout: float | None = streams.DEFAULT_HANDSHAKE_TIMEOUT,
-    ) -> streams.OpenOrdersStream:
+        server_timeout: float | None = DEFAULT_SERVER_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> OpenOrdersStream:
         """The live OpenOrders stream, for bots that keep it open.
 
         Use as `async with client.stream_open_orders() as stream: async for event in stream`;
@@ -371,16 +393,16 @@ class FrontOfficeClient:
         the stream connects again as the retry policy allows, and the next event is a fresh
         snapshot. A Close with an error and without `allowReconnect: true` raises `HubError`
         (`reconnect=False`: a Close without an error ends the iteration, anything else
-        raises). `server_timeout`:
-        seconds of silence after which the hub counts as dead; `handshake_timeout`: seconds
-        for the upgrade and the SignalR handshake of each connection.
+        raises). `server_timeout`: seconds of silence after which the hub counts as dead;
+        `handshake_timeout`: seconds for the upgrade and the SignalR handshake of each
+        connection.
         """
-        self._core.holder.get()
-        return streams.OpenOrdersStream(
-            self._core.hub,
-            self._settings.account_for(account_id),
-            policy=self._settings.pipeline.retry.policy,
-            headers=self._settings.base_headers,
+        self._http.holder.get()
+        return OpenOrdersStream(
+            self._hub,
+            self._calls.account_for(account_id),
+            policy=self._calls.pipeline.retry.policy,
+            headers=self._calls.base_headers,
             reconnect=reconnect,
             server_timeout=server_timeout,
             handshake_timeout=handshake_timeout,
@@ -409,19 +431,19 @@ class FrontOfficeClient:
         every outcome of every round. `dry_run=True` takes one snapshot and cancels nothing:
         the orders it would cancel are the result's `remaining`.
         """
-        account = self._settings.account_for(account_id)
+        account = self._calls.account_for(account_id)
         wanted = None if side is None else parse_side(side)
         market_id = check_market_id(market_id)
-        workers = self._settings.concurrency if concurrency is None else concurrency
+        workers = self._concurrency if concurrency is None else concurrency
         check_concurrency(workers)  # before the snapshot: a bad argument sends nothing
         check_rounds(rounds)
-        cancel = self._settings.canceller(Order, account)
+        cancel = self._calls.canceller(Order, account)
 
         async def snapshot() -> list[Any]:
-            return await self._settings.snapshot(account, snapshot_timeout)
+            return await self._snapshot(account, snapshot_timeout)
 
         async def cancel_ids(ids: Iterable[str]) -> BulkCancelResult[Order]:
-            return await bulk.cancel_orders(
+            return await pool.cancel_orders(
                 cancel,
                 ids,
                 concurrency=workers,
@@ -429,8 +451,18 @@ class FrontOfficeClient:
                 dedupe=False,  # a selection lists each id once
             )
 
-        return await _cancel_all.cancel_all(
+        return await cancel_all.cancel_all(
             snapshot, cancel_ids, market_id=market_id, side=wanted, rounds=rounds, dry_run=dry_run
         )
 
-    # --- plumbing -------------------------------------------------------------------------------
+    async def _snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
+        """The raw records of the account's OpenOrders snapshot (see `_hub.snapshot`)."""
+        self._http.holder.get()
+        calls = self._calls
+        return await read_snapshot(
+            self._hub,
+            account_id,
+            timeout=timeout,
+            policy=calls.pipeline.retry.policy,
+            headers=calls.base_headers,
+        )

@@ -25,7 +25,7 @@ FrontOfficeError
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from .models import OpenOrder
@@ -56,6 +56,18 @@ __all__ = [
 _EMPTY: Mapping[str, str] = {}
 
 
+class StatusFields(TypedDict, total=False):
+    """The keywords of `APIStatusError` that its subclasses pass on unchanged."""
+
+    status: Required[int]
+    method: Required[str]
+    url: Required[str]
+    headers: Mapping[str, str]
+    body: str
+    trace_id: str | None
+    attempts: int
+
+
 class FrontOfficeError(Exception):
     """Base of every error this library raises on purpose."""
 
@@ -77,7 +89,7 @@ class InvalidOrderIdError(FrontOfficeError, ValueError):
         super().__init__(f"invalid order id {shown}: {reason}")
 
 
-class _OrderIdTypeError(InvalidOrderIdError, TypeError):
+class OrderIdTypeError(InvalidOrderIdError, TypeError):
     """An order id that is not a `str`."""
 
 
@@ -112,7 +124,7 @@ class APIConnectionError(FrontOfficeError):
         super().__init__(message)
 
     def __str__(self) -> str:
-        return f"{self.args[0]} ({self.method} {self.url}, {_attempts(self.attempts)})"
+        return f"{self.args[0]} ({self.method} {self.url}, {_attempts_text(self.attempts)})"
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -120,7 +132,7 @@ class APITimeoutError(APIConnectionError, TimeoutError):
     whole call exceeded the policy's deadline."""
 
 
-class _TokenProviderTimeoutError(APITimeoutError):
+class TokenProviderTimeoutError(APITimeoutError):
     """The token provider was still running at the call's deadline (a bulk call stops)."""
 
 
@@ -166,7 +178,7 @@ class APIStatusError(FrontOfficeError):
         trace = f", trace {self.trace_id}" if self.trace_id else ""
         return (
             f"{self.status} {self.message} ({self.method} {self.url}, "
-            f"{_attempts(self.attempts)}{trace})"
+            f"{_attempts_text(self.attempts)}{trace})"
         )
 
     def __repr__(self) -> str:
@@ -192,24 +204,9 @@ class OrderNotActiveError(BadRequestError):
         *,
         order_id: str,
         after_retry: bool = False,
-        status: int,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] = _EMPTY,
-        body: str = "",
-        trace_id: str | None = None,
-        attempts: int = 1,
+        **fields: Unpack[StatusFields],
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            method=method,
-            url=url,
-            headers=headers,
-            body=body,
-            trace_id=trace_id,
-            attempts=attempts,
-        )
+        super().__init__(message, **fields)
         self.order_id = order_id
         """The order the cancel named."""
         self.after_retry = after_retry
@@ -238,24 +235,9 @@ class OrderNotFoundError(APIStatusError):
         *,
         order_id: str,
         after_retry: bool = False,
-        status: int,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] = _EMPTY,
-        body: str = "",
-        trace_id: str | None = None,
-        attempts: int = 1,
+        **fields: Unpack[StatusFields],
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            method=method,
-            url=url,
-            headers=headers,
-            body=body,
-            trace_id=trace_id,
-            attempts=attempts,
-        )
+        super().__init__(message, **fields)
         self.order_id = order_id
         """The order the request named."""
         self.after_retry = after_retry
@@ -274,24 +256,9 @@ class RateLimitError(APIStatusError):
         message: str,
         *,
         retry_after: float | None = None,
-        status: int,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] = _EMPTY,
-        body: str = "",
-        trace_id: str | None = None,
-        attempts: int = 1,
+        **fields: Unpack[StatusFields],
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            method=method,
-            url=url,
-            headers=headers,
-            body=body,
-            trace_id=trace_id,
-            attempts=attempts,
-        )
+        super().__init__(message, **fields)
         self.retry_after = retry_after
         """Seconds the server asked to wait (`Retry-After`), or None."""
 
@@ -404,7 +371,7 @@ class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
         return BulkCancelError(self.message, excs, kept)
 
 
-def _attempts(n: int) -> str:
+def _attempts_text(n: int) -> str:
     if n == 0:
         return "nothing sent"
     return "1 attempt" if n == 1 else f"{n} attempts"

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class _OpenEnum(enum.StrEnum):
+class OpenEnum(enum.StrEnum):
     """A str enum that accepts values it does not know.
 
     The platform adds enum values without notice; a trading client must not fail to parse a
@@ -59,7 +59,7 @@ class _OpenEnum(enum.StrEnum):
         return super().__repr__()
 
 
-class OrderStatus(_OpenEnum):
+class OrderStatus(OpenEnum):
     """Lifecycle state of an order. Active (cancellable) states are Started, Pending, Working."""
 
     STARTED = "Started"
@@ -79,21 +79,21 @@ class OrderStatus(_OpenEnum):
 _ACTIVE_STATUSES = frozenset({OrderStatus.STARTED, OrderStatus.PENDING, OrderStatus.WORKING})
 
 
-class OrderSide(_OpenEnum):
+class OrderSide(OpenEnum):
     """Buy or sell."""
 
     BUY = "Buy"
     SELL = "Sell"
 
 
-class OrderType(_OpenEnum):
+class OrderType(OpenEnum):
     """How the order executes; stop-limit types may arrive as unknown members."""
 
     MARKET = "Market"
     LIMIT = "Limit"
 
 
-class TimeInForce(_OpenEnum):
+class TimeInForce(OpenEnum):
     """How long an order stays on the book."""
 
     GTC = "Gtc"
@@ -103,7 +103,7 @@ class TimeInForce(_OpenEnum):
     DAY = "Day"
 
 
-class OrderSource(_OpenEnum):
+class OrderSource(OpenEnum):
     """Who or what placed the order."""
 
     MANUAL = "Manual"
@@ -112,7 +112,7 @@ class OrderSource(_OpenEnum):
     SYSTEM = "System"
 
 
-class StopOrderStatus(_OpenEnum):
+class StopOrderStatus(OpenEnum):
     """State of a stop order; a cancelled one usually comes back as an unknown "Cancelled"."""
 
     WAITING_FOR_ACTIVATION = "WaitingForActivation"
@@ -121,7 +121,7 @@ class StopOrderStatus(_OpenEnum):
     CANCELLED = "Cancelled"
 
 
-class AccountType(_OpenEnum):
+class AccountType(OpenEnum):
     """How positions are kept on a trading account."""
 
     HEDGING = "Hedging"

@@ -1,6 +1,7 @@
 """What to do when an attempt fails: the retry policy, the pure decision, the retry budget.
 
-No I/O here: `_middleware.RetryMiddleware` runs the attempts and asks `decide`.
+No I/O here: `_http.middleware.RetryMiddleware` runs the attempts and asks `decide` (which,
+like `RetryDecision`, the client's own modules use; it is not part of the public API).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Final
 import attrs
 from attrs import validators as v
 
-__all__ = ["RetryBudget", "RetryDecision", "RetryEvent", "RetryPolicy", "decide"]
+__all__ = ["RetryBudget", "RetryEvent", "RetryPolicy"]
 
 #: Budget numbers, as botocore's standard retry mode.
 BUDGET_CAPACITY: Final = 500

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-__all__ = ["AttemptTimers", "Expiry"]
+T = TypeVar("T")
+
+__all__ = ["AttemptTimers", "DeadlinePassed", "Expiry", "within"]
 
 
 class Expiry:
@@ -78,3 +82,33 @@ class AttemptTimers:
         for expiry in self._buckets.pop(slot):
             expiry.fired = True
             expiry._task.cancel()
+
+
+class DeadlinePassed(Exception):
+    """`within`'s deadline passed before the awaitable was done (it was cancelled)."""
+
+
+async def within(
+    awaitable: Awaitable[T],
+    deadline_at: float | None,
+    *,
+    timers: AttemptTimers,
+    clock: Callable[[], float],
+) -> T:
+    """Await `awaitable` until `deadline_at` (a time of `clock`; None: no limit).
+
+    Raises `DeadlinePassed` when the deadline cancelled it; a cancellation from elsewhere
+    propagates as it is.
+    """
+    if deadline_at is None:
+        return await awaitable
+    expiry = timers.arm(max(deadline_at - clock(), 0.0))
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if expiry is None or not expiry.caused():
+            raise
+        raise DeadlinePassed from None
+    finally:
+        if expiry is not None:
+            expiry.disarm()

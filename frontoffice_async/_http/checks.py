@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from .errors import InvalidAccountIdError, InvalidOrderIdError, _OrderIdTypeError
-from .models import OrderSide
+from ..errors import InvalidAccountIdError, InvalidOrderIdError, OrderIdTypeError
+from ..models import OrderSide
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -49,7 +49,7 @@ _MAX_HEADERS_SIZE: Final = 4096
 def order_path_segment(order_id: object) -> str:
     """The id, percent-encoded as exactly one path segment, or `InvalidOrderIdError`."""
     if not isinstance(order_id, str):
-        raise _OrderIdTypeError(order_id, f"expected a str, got {type(order_id).__name__}")
+        raise OrderIdTypeError(order_id, f"expected a str, got {type(order_id).__name__}")
     if order_id.isalnum() and order_id.isascii() and len(order_id) <= MAX_ID_LENGTH:
         return order_id  # the usual ULID: nothing to check or encode
     if not order_id or order_id.isspace():

@@ -3,8 +3,8 @@
 The upgrade goes through a session of the hub's own on the client's connector: it follows no
 redirect, resends nothing behind the retry policy's back, and has no trace configs (the upgrade
 URL carries the token in its query, and tracers record full URLs). `aclose` ends every hub
-wait and connection of the client. Also: how a connection says it ended (`Failure`, `Late`)
-and stopping a helper task (`reap`). Token masking is `_answers.mask`, shared with REST.
+wait and connection of the client. Also: what a refused or dropped upgrade means, and stopping
+a helper task (`reap`). Token masking is `answers.mask`, shared with REST.
 """
 
 from __future__ import annotations
@@ -18,63 +18,16 @@ from typing import Any, Final, Protocol
 import aiohttp
 from multidict import CIMultiDict
 
-from . import _answers
-from ._session import USER_AGENT
-from .errors import APIStatusError, ClientClosedError, FrontOfficeError, HubError
+from .._http import answers
+from .._http.session import USER_AGENT
+from ..errors import APIStatusError, ClientClosedError, FrontOfficeError, HubError
+from .protocol import Failure
 
-__all__ = [
-    "Answer",
-    "Dropped",
-    "Failure",
-    "Guard",
-    "HubTransport",
-    "Late",
-    "detach",
-    "reap",
-]
+__all__ = ["Answer", "Dropped", "Guard", "HubTransport", "detach", "reap"]
 
 # Bytes (and seconds) of a refused upgrade's body read for the error message.
 _ANSWER_BODY: Final = 64 * 1024
 _ANSWER_BODY_WAIT: Final = 1.0
-#: What stands for a hidden token (not `<hidden>`: the HTML stripper of error bodies eats that).
-
-
-class Failure(Exception):
-    """A connection ended or failed before its caller was done with it.
-
-    `error` is what the caller raises if it does not connect again. `retry` says a new
-    connection may help (the retry policy still decides: `status` and `timed_out` go to
-    `decide`). `invited`: the hub ended the connection and allows a new one (a Close with
-    `allowReconnect`, a Completion), so reconnecting does not hang on the policy resending after
-    connection errors; `graceful`: it did so without an error (a deploy), which ends a stream
-    that does not reconnect quietly.
-    """
-
-    def __init__(
-        self,
-        error: FrontOfficeError,
-        *,
-        cause: str,
-        retry: bool = True,
-        graceful: bool = False,
-        invited: bool = False,
-        timed_out: bool = False,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(cause)
-        self.error = error
-        self.cause = cause
-        self.retry = retry
-        self.graceful = graceful
-        self.invited = invited or graceful
-        self.timed_out = timed_out
-        self.status = status
-        self.retry_after = retry_after
-
-
-class Late(Exception):
-    """The caller's deadline passed during a wait; the caller says what did not arrive."""
 
 
 async def reap(task: asyncio.Task[Any]) -> None:
@@ -230,7 +183,7 @@ class Answer(Exception):
         the upgrade carried, hidden in what the answer echoes)."""
         status = self.status
         headers = CIMultiDict(
-            (name, _answers.HIDDEN if _answers.mask(value, (token,)) != value else value)
+            (name, answers.HIDDEN if answers.mask(value, (token,)) != value else value)
             for name, value in self.headers
         )
         if 300 <= status < 400:
@@ -247,11 +200,11 @@ class Answer(Exception):
         if status < 300:
             error = HubError(f"the hub answered the upgrade with HTTP {status}, not a websocket")
             return Failure(error, cause=str(status), retry=False, status=status)
-        body = _answers.mask(self.body.decode("utf-8", "replace"), (token,)).encode()
-        error = _answers.status_error(
+        body = answers.mask(self.body.decode("utf-8", "replace"), (token,)).encode()
+        error = answers.status_error(
             status=status, method="GET", url=url, headers=headers, body=body, attempts=attempts
         )
-        retry_after = _answers.retry_after_seconds(headers) if status in (429, 503) else None
+        retry_after = answers.retry_after_seconds(headers) if status in (429, 503) else None
         return Failure(error, cause=str(status), status=status, retry_after=retry_after)
 
 
@@ -273,7 +226,7 @@ async def _upgrade_only(
     try:
         response = await handler(request)
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        what = _answers.connection_error(exc, method="GET", url="", attempts=1).args[0]
+        what = answers.connection_error(exc, method="GET", url="", attempts=1).args[0]
         raise Dropped(str(what), type(exc).__name__) from None
     if response.status == 101:
         return response

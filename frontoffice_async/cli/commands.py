@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from frontoffice_async import __version__
 
-from . import _cli_output as output
-from . import _demo
-from ._cli_common import (
+from . import demo, output
+from .common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -32,8 +31,8 @@ from ._cli_common import (
     make_client,
     not_empty,
 )
-from ._cli_process import EXIT_OUTPUT, OutputError, in_thread, silence_stdout
-from ._cli_progress import ProgressBar, progress_bar
+from .process import EXIT_OUTPUT, OutputError, in_thread, silence_stdout
+from .progress import ProgressBar, progress_bar
 
 if TYPE_CHECKING:
     from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
@@ -116,7 +115,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_options(accounts, ("base_url", "token", "account_id", "timeout", "json"))
     accounts.set_defaults(handler=_cmd_accounts, command="accounts")
-    _demo.add_commands(commands)
+    demo.add_commands(commands)
     return parser
 
 

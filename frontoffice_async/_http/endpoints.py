@@ -1,52 +1,59 @@
-"""What a client and all its views share, built once from the constructor's arguments.
+"""The endpoints: their URLs and headers, and the calls that build each request and read its
+answer into a record.
 
-The session (and its gate), the token, the retry budget and the rate limiter (inside the
-retry middleware), the OpenOrders hub, and the URLs the endpoints use.
+`HttpShared` is what a client and all its views share on the request path (the session, the
+token, the middleware's shared state, the URLs), built once from the constructor's arguments;
+`ViewCalls` is one view's (its retry policy and per-attempt timeout, default account, extra
+headers). To add an endpoint: its URL here, a method on `ViewCalls` that sends it through
+`pipeline.send` and reads the answer with `_converter`, and a thin method on the client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import aiohttp
+import attrs
 from yarl import URL
 
-from . import _answers, _converter, streams
-from ._checks import check_account_id, check_headers, normalise_base_url, order_path_segment
-from ._gate import Halt
-from ._middleware import RetryMiddleware
-from ._pipeline import Pipeline
-from ._ratelimit import RateLimiter
-from ._session import USER_AGENT, SessionHolder
-from .auth import OfflineTokenAuth, TokenProvider, TokenSource
-from .bulk import Canceller
-from .errors import ResponseValidationError
-from .retry import RetryBudget, RetryEvent, RetryPolicy
+from .. import _converter
+from ..auth import OfflineTokenAuth, TokenProvider
+from ..errors import ResponseValidationError
+from ..models import Account
+from ..retry import RetryBudget, RetryEvent, RetryPolicy
+from . import answers
+from .checks import check_account_id, check_headers, normalise_base_url, order_path_segment
+from .gate import Halt
+from .middleware import RetryMiddleware, Shared
+from .pipeline import Pipeline
+from .ratelimit import RateLimiter
+from .session import USER_AGENT, SessionHolder
+from .tokens import TokenSource, exchange_offline_token
 
-__all__ = ["Core", "Settings", "check_concurrency", "check_timeout"]
+__all__ = ["HttpShared", "ViewCalls", "check_concurrency", "check_timeout"]
 
 T = TypeVar("T")
 _API: Final = "/frontoffice/api"
 #: What the platform's own example sends on `DELETE /v3/stop-orders/{id}` (see the docs).
 _STOP_ORDER_HEADERS: Final = {"Content-Type": "application/json; x-api-version=4.0"}
-_HUB_PATH: Final = "frontoffice/ws/v4/account"
+
+#: Cancels one id, unless the call's `Halt` is set by then (`Halted`): the record and the
+#: attempts it took, or a `FrontOfficeError`.
+Canceller = Callable[[str, Halt | None], Awaitable[tuple[T, int]]]
 
 
-class Core:
-    """The parts of a `FrontOfficeClient` its views share."""
+class HttpShared:
+    """The request path of a `FrontOfficeClient`, shared by all its views."""
 
     __slots__ = (
         "accounts_url",
         "base",
         "holder",
-        "hub",
+        "middleware",
         "orders_prefix",
-        "pipeline",
-        "runners",
         "stop_orders_prefix",
         "tokens",
     )
@@ -87,13 +94,11 @@ class Core:
             trace_configs=list(trace_configs or ()),
         )
         if isinstance(token, OfflineTokenAuth):
-            token.bind(base, holder.get)
+            token.bind(functools.partial(exchange_offline_token, holder.get, base))
         tokens = self.tokens = TokenSource(token)
-        middleware = RetryMiddleware(
-            retry if retry is not None else RetryPolicy(),
-            tokens=tokens,
-            timeout=attempt_timeout,
-            budget=retry_budget,
+        shared = Shared(
+            tokens,
+            budget=retry_budget if retry_budget is not None else RetryBudget(),
             limiter=None
             if rate_limit is None
             else RateLimiter(rate_limit, clock=clock, sleep=sleep),
@@ -104,70 +109,46 @@ class Core:
             clock=clock,
             rand=rand,
         )
-        self.pipeline = Pipeline(holder.get, middleware, holder.their_middlewares)
-        self.hub = streams.Hub(
-            session=holder.get,
-            url=URL(base).with_scheme("wss" if base.startswith("https") else "ws") / _HUB_PATH,
-            tokens=tokens,
-            budget=middleware.budget,
-            on_retry=on_retry,
-            sleep=sleep,
-            rand=rand,
+        self.middleware = RetryMiddleware(
+            retry if retry is not None else RetryPolicy(), attempt_timeout, shared
         )
-        #: The worker tasks of `iter_cancel_orders` calls still running (see `aclose`).
-        self.runners: set[asyncio.Task[None]] = set()
+        """The client's own middleware; a view's differs in policy and timeout only."""
         self.orders_prefix = f"{base}{_API}/v3/orders/"
         self.stop_orders_prefix = f"{base}{_API}/v3/stop-orders/"
         self.accounts_url = URL(f"{base}{_API}/v3/accounts", encoded=True)
 
+    def pipeline(self, middleware: RetryMiddleware) -> Pipeline:
+        """A send pipeline through `middleware` on the shared session."""
+        return Pipeline(self.holder.get, middleware, self.holder.their_middlewares)
+
     async def aclose(self) -> None:
-        """Streams end at once (`ClientClosedError`), abandoned `iter_cancel_orders` workers
-        stop, requests on the wire finish; then the session the client created is closed
-        and a running token provider call stopped."""
-        await self.hub.aclose()
-        # An `iter_cancel_orders` whose consumer left without closing it would keep its
-        # workers waiting for a reader forever: they end with the client.
-        runners = list(self.runners)
-        for runner in runners:
-            runner.cancel()
-        if runners:
-            await asyncio.wait(runners)
+        """Let no request leave, wait for those on the wire, close the session the client
+        created, and stop a running token provider call."""
         await self.holder.close()
         await self.tokens.aclose()
 
 
-class Settings:
-    """What a client or a view sets for its own calls: the default account, the bulk
-    concurrency, extra headers, and the pipeline (retry policy and per-attempt timeout)."""
+def _optional_account_id(account_id: object) -> str | None:
+    return None if account_id is None else check_account_id(account_id)
 
-    __slots__ = (
-        "_core",
-        "_headers_by_account",
-        "account_id",
-        "base_headers",
-        "concurrency",
-        "headers",
-        "pipeline",
-    )
 
-    def __init__(
-        self,
-        core: Core,
-        pipeline: Pipeline,
-        *,
-        account_id: str | None,
-        concurrency: int,
-        headers: Mapping[str, str] | None,
-    ) -> None:
-        self._core = core
-        self.pipeline = pipeline
-        self.account_id = None if account_id is None else check_account_id(account_id)
-        self.concurrency = check_concurrency(concurrency)
-        self.headers = check_headers(headers)
+@attrs.frozen(eq=False)
+class ViewCalls:
+    """The calls of one client or view: its pipeline (retry policy, per-attempt timeout),
+    default account and extra headers, on the shared request path."""
+
+    http: HttpShared
+    pipeline: Pipeline
+    account_id: str | None = attrs.field(converter=_optional_account_id)
+    headers: Mapping[str, str] = attrs.field(converter=check_headers)
+    base_headers: Mapping[str, str] = attrs.field(init=False)
+    """What every request of this view carries besides `Authorization` and `accountId`."""
+    _by_account: dict[tuple[str, bool], dict[str, str]] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
         # A borrowed session has none of our session-wide headers.
-        base = {} if core.holder.owns else {"User-Agent": USER_AGENT}
-        self.base_headers = {**base, **self.headers}
-        self._headers_by_account: dict[tuple[str, bool], dict[str, str]] = {}
+        extra = {} if self.http.holder.owns else {"User-Agent": USER_AGENT}
+        object.__setattr__(self, "base_headers", {**extra, **self.headers})
 
     def account_for(self, account_id: str | None) -> str:
         """The call's account, or the default one; ValueError when there is none."""
@@ -182,21 +163,21 @@ class Settings:
     def headers_for(self, account_id: str, *, stop: bool = False) -> dict[str, str]:
         """The headers of a call on `account_id` (built once per account); RuntimeError when
         the client is closed or used from another loop, before anything else happens."""
-        self._core.holder.get()
+        self.http.holder.get()
         key = (account_id, stop)
-        headers = self._headers_by_account.get(key)
+        headers = self._by_account.get(key)
         if headers is None:
             extra = _STOP_ORDER_HEADERS if stop else {}
             headers = {**extra, **self.base_headers, "accountId": account_id}
-            self._headers_by_account[key] = headers
+            self._by_account[key] = headers
         return headers
 
     def canceller(
         self, cls: type[T], account_id: str | None, *, stop: bool = False
     ) -> Canceller[T]:
         """Cancels one id of `cls` (an order, or with `stop` a stop order) on the account."""
-        core = self._core
-        prefix = core.stop_orders_prefix if stop else core.orders_prefix
+        http = self.http
+        prefix = http.stop_orders_prefix if stop else http.orders_prefix
         headers = self.headers_for(self.account_for(account_id), stop=stop)
         return functools.partial(self._cancel, prefix, cls, headers)
 
@@ -216,19 +197,19 @@ class Settings:
             return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
         except ResponseValidationError as error:
             # The body is kept on the error: a server that echoes the token must not show it.
-            _answers.scrub(error, self.pipeline.retry.tokens.secrets)
+            answers.scrub(error, self.http.tokens.secrets)
             raise
 
-    async def snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
-        """The raw records of the account's OpenOrders snapshot (see `streams`)."""
-        self._core.holder.get()
-        return await streams.read_snapshot(
-            self._core.hub,
-            account_id,
-            timeout=timeout,
-            policy=self.pipeline.retry.policy,
-            headers=self.base_headers,
-        )
+    async def list_accounts(self) -> list[Account]:
+        """GET the accounts the token can act on."""
+        self.http.holder.get()  # closed or wrong loop: say so before anything else
+        url = self.http.accounts_url
+        body, attempts = await self.pipeline.send("GET", url, self.base_headers)
+        try:
+            return _converter.read_list(body, Account, url=url, attempts=attempts)
+        except ResponseValidationError as error:
+            answers.scrub(error, self.http.tokens.secrets)  # a server may echo the token
+            raise
 
 
 def check_concurrency(concurrency: object) -> int:

@@ -13,10 +13,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from . import _answers
-from ._gate import Halt
-from ._middleware import Exchange, RetryMiddleware
-from .errors import ClientClosedError, FrontOfficeError, ResponseValidationError
+from ..errors import ClientClosedError, FrontOfficeError, ResponseValidationError
+from . import answers
+from .attempt import Exchange
+from .gate import Halt
+from .middleware import RetryMiddleware
 
 __all__ = ["Pipeline"]
 
@@ -34,7 +35,7 @@ class Pipeline:
     ) -> None:
         self._session = session
         self.retry = retry
-        """The middleware (policy, timeout, budget, limiter, token) of this client or view."""
+        """This client's or view's middleware: its policy and timeout, and the shared state."""
         # A per-request `middlewares=` replaces the session's own: a borrowed session's
         # middlewares stay outside ours.
         self._theirs = their_middlewares
@@ -62,7 +63,7 @@ class Pipeline:
             session = self._session()
             if session.closed:
                 raise ClientClosedError("the aiohttp session passed as session= is closed")
-            exchange = Exchange(self.retry, halt)
+            exchange = Exchange(self.retry.run, halt)
             theirs = self._theirs
             try:
                 response = await session.request(
@@ -77,7 +78,7 @@ class Pipeline:
             except FrontOfficeError:
                 raise
             except (aiohttp.ClientError, OSError) as exc:  # raised outside our middleware
-                raise _answers.connection_error(
+                raise answers.connection_error(
                     exc, method=method, url=str(url), attempts=exchange.attempts
                 ) from exc
             attempts = exchange.attempts
@@ -92,13 +93,13 @@ class Pipeline:
             if 200 <= status < 300:
                 if exchange.truncated:
                     raise ResponseValidationError(
-                        f"the body is larger than the {self.retry.max_body} bytes allowed",
+                        f"the body is larger than the {self.retry.shared.max_body} bytes allowed",
                         url=str(url),
-                        body=body[:4096].decode("utf-8", "replace"),
+                        body=body[: answers.BODY_KEPT].decode("utf-8", "replace"),
                         attempts=attempts,
                     )
                 return body, attempts
-            raise _answers.status_error(
+            raise answers.status_error(
                 status=status,
                 method=method,
                 url=str(url),
@@ -110,5 +111,5 @@ class Pipeline:
             )
         except FrontOfficeError as error:
             # A server (or a proxy) may echo the token back: it must not reach the caller.
-            _answers.scrub(error, self.retry.tokens.secrets)
+            answers.scrub(error, self.retry.shared.tokens.secrets)
             raise

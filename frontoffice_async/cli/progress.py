@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import _cli_output as output
+from . import output
 
 if TYPE_CHECKING:
     from frontoffice_async import CancelOutcome

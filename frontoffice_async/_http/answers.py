@@ -19,8 +19,9 @@ from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
-from .errors import (
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -36,13 +37,17 @@ from .errors import (
 )
 
 __all__ = [
+    "BODY_KEPT",
     "HIDDEN",
     "clip",
     "connection_error",
+    "deadline_error",
     "describe_body",
+    "final_connection_error",
     "mask",
     "one_line",
     "retry_after_seconds",
+    "safe_url",
     "scrub",
     "status_error",
 ]
@@ -52,7 +57,8 @@ __all__ = [
 HIDDEN: Final = "[hidden]"
 
 EXCERPT = 200  # characters of a peer's text shown in a message
-_BODY_KEPT = 4096  # characters of a body kept on an error; a proxy page can be megabytes
+#: Characters of a peer's body kept on an error: a proxy page can be megabytes.
+BODY_KEPT: Final = 4096
 _SCAN = 64 * 1024  # characters of a non-JSON body searched for a message
 _TAG = re.compile(r"<[^<>]*>")  # [^<>]: linear even on unclosed "<<<<"
 _SPACE = re.compile(r"\s+")
@@ -86,7 +92,7 @@ def status_error(
     message, trace_id, from_the_api = _describe(text)
     if not message:
         message = _reason(status)
-    kept = clip(text, _BODY_KEPT)
+    kept = clip(text, BODY_KEPT)
     # Only the API's own answer (JSON, or no body) says something about the order; an HTML or
     # text page comes from a proxy, a WAF or an HTTP parser, and the order may still be live.
     if order_id is not None and status in (400, 404) and from_the_api:
@@ -158,6 +164,42 @@ def connection_error(
     else:
         what = f"{type(exc).__name__}: {one_line(str(exc), EXCERPT)}"
     return APIConnectionError(what, method=method, url=url, attempts=attempts)
+
+
+def deadline_error(
+    deadline: float | None,
+    what: str | None,
+    *,
+    method: str,
+    url: str,
+    attempts: int,
+    kind: type[APITimeoutError] = APITimeoutError,
+) -> APITimeoutError:
+    """The error of a call whose deadline passed (`what`: what it was still waiting for)."""
+    waiting = "" if what is None else f" waiting for {what}"
+    return kind(
+        f"deadline of {deadline or 0:g}s exceeded{waiting}",
+        method=method,
+        url=url,
+        attempts=attempts,
+    )
+
+
+def final_connection_error(
+    exc: BaseException, *, method: str, url: str, attempts: int, deadline: float | None
+) -> APIConnectionError:
+    """The error of a call whose last attempt failed on the network (`deadline`: the call's,
+    when it has passed: a timeout then says so)."""
+    error = connection_error(exc, method=method, url=url, attempts=attempts)
+    if isinstance(error, APITimeoutError) and deadline is not None:
+        return deadline_error(deadline, None, method=method, url=url, attempts=attempts)
+    return error
+
+
+def safe_url(url: URL) -> str:
+    """`url` as it may appear in errors and logs: query strings can carry tokens (the
+    websocket hub's does); paths and hosts cannot."""
+    return str(url.with_query(None).with_fragment(None))
 
 
 def forget_credentials(exc: BaseException) -> None:

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None, *, process: bool = False) -> int:
     try:
         if process:
             signal.signal(signal.SIGTERM, _terminated)  # until the event loop takes over
-        from ._cli_process import run_main  # noqa: PLC0415 - asyncio: inside the `try`
+        from .process import run_main  # noqa: PLC0415 - asyncio: inside the `try`
 
         return run_main(lambda: run(argv), process=process)
     except KeyboardInterrupt:  # Ctrl-C before the event loop handled it
@@ -67,13 +67,13 @@ async def run(argv: Sequence[str] | None = None) -> int:
     Cancelling it (Ctrl-C under `main`) makes a bulk command report what was done so far
     (`"interrupted": true` with --json) before `CancelledError` propagates.
     """
-    from ._cli_commands import run_command  # noqa: PLC0415 - see the module's docstring
+    from .commands import run_command  # noqa: PLC0415 - see the module's docstring
 
     return await run_command(argv)
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of `frontoffice` and its subcommands."""
-    from ._cli_commands import make_parser as make  # noqa: PLC0415
+    from .commands import make_parser as make  # noqa: PLC0415
 
     return make()

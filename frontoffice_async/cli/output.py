@@ -1,4 +1,4 @@
-"""How the CLI shows things: results, tables, JSON (the bar: `_cli_progress`). It renders.
+"""How the CLI shows things: results, tables, JSON (the bar: `progress`). It renders.
 
 rich (the `cli` extra) draws the tables, imported only when something is drawn;
 without it the output is plain text. Text from the server is escaped before it is shown.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
-from ._cli_process import OutputError, tell
+from .process import OutputError, tell
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -9,9 +9,9 @@ from typing import Any, Final
 
 import aiohttp
 
-from ._gate import Gate
-from ._version import __version__
-from .errors import ClientClosedError
+from .._version import __version__
+from ..errors import ClientClosedError
+from .gate import Gate
 
 __all__ = ["USER_AGENT", "SessionHolder"]
 

@@ -4,7 +4,6 @@ connections (attempts, full-jitter backoff, the client's retry budget, a time li
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -13,11 +12,13 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._hub_transport import Failure, HubTransport, Late
-from ._signalr import Connection
-from .auth import TokenSource
-from .errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
-from .retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
+from .._http.middleware import announce
+from .._http.tokens import TokenSource
+from ..errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
+from ..retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
+from .connection import Connection
+from .protocol import Failure, Late
+from .transport import HubTransport
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -25,10 +26,9 @@ __all__ = [
     "Episode",
     "Hub",
     "first_item",
+    "hub_url",
     "seconds",
 ]
-
-logger = logging.getLogger("frontoffice_async")
 
 T = TypeVar("T")
 
@@ -36,6 +36,12 @@ T = TypeVar("T")
 DEFAULT_SERVER_TIMEOUT: Final = 30.0
 #: Seconds for the websocket upgrade and the SignalR handshake of one connection.
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 15.0
+_HUB_PATH: Final = "frontoffice/ws/v4/account"
+
+
+def hub_url(base_url: str) -> URL:
+    """The account hub's URL for a REST base URL (ws or wss, keeping its path prefix)."""
+    return URL(base_url).with_scheme("wss" if base_url.startswith("https") else "ws") / _HUB_PATH
 
 
 class Hub:
@@ -235,22 +241,11 @@ class Episode:
             raise own from exc.__cause__
 
     def _announce(self, failure: Failure, delay: float) -> None:
-        hub = self._hub
-        url = str(hub.url)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "reconnecting to %s after connection %d (%s) in %.3fs",
-                url,
-                self.attempts,
-                failure.cause,
-                delay,
-            )
-        if hub.on_retry is not None:
-            event = RetryEvent("GET", url, self.attempts, delay, failure.cause, failure.status)
-            try:
-                hub.on_retry(event)
-            except Exception:
-                logger.exception("on_retry callback failed")
+        url = str(self._hub.url)
+        event = RetryEvent("GET", url, self.attempts, delay, failure.cause, failure.status)
+        # "%.0s": the line does not show the method (always GET).
+        line = "reconnecting to %.0s%s after connection %d (%s) in %.3fs"
+        announce(event, self._hub.on_retry, line)
 
 
 def _reason(failure: Failure) -> str:

@@ -1,15 +1,15 @@
-"""One SignalR (JSON protocol) connection to the account hub, carrying one OpenOrders stream.
+"""One SignalR (JSON protocol) connection to the account hub, carrying one stream.
 
 The connection opens (upgrade, handshake, stream invocation), reads items, pings the hub from
 a task of its own (so a caller busy between items is not dropped), and says how it ended as a
-`Failure` its caller can act on: connect again, or raise the error it carries.
+`Failure` its caller can act on: connect again, or raise the error it carries. The framing is
+`protocol`'s; this module is the lifecycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
@@ -17,26 +17,18 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
-from . import _answers, _converter
-from ._answers import mask
-from ._hub_transport import Answer, Dropped, Failure, HubTransport, Late, reap
-from .errors import (
-    APIConnectionError,
-    APITimeoutError,
+from .._http import answers
+from ..errors import (
     ClientClosedError,
-    FrontOfficeError,
     HubError,
-    ResponseValidationError,
 )
+from . import protocol
+from .protocol import Failure, Late
+from .report import Report
+from .transport import Answer, Dropped, HubTransport, reap
 
-__all__ = ["KEEPALIVE", "Connection", "Failure", "Late"]
+__all__ = ["KEEPALIVE", "Connection"]
 
-_RS: Final = "\x1e"  # SignalR record separator: every message ends with it
-_HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
-_PING: Final = '{"type":6}' + _RS
-_CANCEL: Final = '{"type":5,"invocationId":"0"}' + _RS
-# SignalR message types (HubProtocolConstants) the client reads.
-_STREAM_ITEM, _COMPLETION, _CLOSE = 2, 3, 7
 # aiohttp's default (4 MiB) is a snapshot of ~7,000 orders: far too small for cancel-all.
 _MAX_MESSAGE: Final = 256 * 1024 * 1024
 #: Seconds between our own pings: the hub drops a client it has not heard for 30 s.
@@ -47,11 +39,10 @@ CLOSE_REPLY_WAIT: Final = 0.05
 # reads nothing cannot hold us.
 _HANG_UP_STEP: Final = 0.25
 _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_REPLY_WAIT)
-_KEPT: Final = 4096  # characters of an unreadable message kept on the error
 
 
 class Connection:
-    """One websocket to the hub carrying the OpenOrders stream of one account."""
+    """One websocket to the hub carrying one stream (`target`) of one account."""
 
     def __init__(
         self,
@@ -63,12 +54,13 @@ class Connection:
         server_timeout: float | None,
         handshake_timeout: float | None,
         attempt: int,
+        target: str = "OpenOrders",
     ) -> None:
         self._transport = transport
         self._url = url
         self.safe_url = str(url)
-        invocation = {"target": "OpenOrders", "arguments": [account_id], "invocationId": "0"}
-        self._invocation = json.dumps({"type": 4, **invocation}) + _RS  # a StreamInvocation
+        self._report = Report(self.safe_url, attempt)
+        self._invocation = protocol.invocation(target, account_id)
         self._headers = headers
         self._server_timeout = server_timeout
         self._handshake_timeout = handshake_timeout
@@ -78,7 +70,6 @@ class Connection:
         """The `Authorization` value whose token the upgrade carried."""
         self.items = 0
         """Stream items received."""
-        self._token = ""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pinger: asyncio.Task[None] | None = None
         self._pending: deque[str] = deque()
@@ -95,18 +86,18 @@ class Connection:
         Raises `Failure`, `Late` (the caller's `deadline` passed), or a final error.
         """
         self.header = header
-        self._token = header.removeprefix("Bearer ")
+        self._report.token = header.removeprefix("Bearer ")
         timeout = self._handshake_timeout
         until = None if timeout is None else self._loop.time() + timeout
         what = f"no websocket upgrade and SignalR handshake within {timeout or 0:g}s"
         await self._upgrade(deadline, until, what)
-        await self._send(_HANDSHAKE, deadline, until, what)
+        await self._send(protocol.HANDSHAKE, deadline, until, what)
         reply = await self._next_message(deadline, until, what)
-        if reply.get("type") == _CLOSE:  # instead of the handshake's answer
+        if reply.get("type") == protocol.CLOSE:  # instead of the handshake's answer
             raise self._closed(reply)
         if reply.get("error"):
             raise Failure(
-                HubError(f"the hub refused the handshake: {self._text(reply['error'])}"),
+                HubError(f"the hub refused the handshake: {self._report.text(reply['error'])}"),
                 cause="handshake refused",
                 retry=False,
             )
@@ -117,11 +108,11 @@ class Connection:
 
     async def _upgrade(self, deadline: float | None, until: float | None, what: str) -> None:
         session = self._transport.session()
-        url = self._url.with_query(access_token=self._token)
-        limit = _earliest(deadline, until)
-        failure: Failure
+        report = self._report
+        url = self._url.with_query(access_token=report.token)
+        failure: Failure | Late
         try:
-            async with asyncio.timeout_at(limit) as scope:
+            async with asyncio.timeout_at(_earliest(deadline, until)) as scope:
                 ws = await session.ws_connect(
                     url,
                     headers=self._headers,
@@ -131,27 +122,14 @@ class Connection:
                     max_msg_size=_MAX_MESSAGE,
                 )
         except Answer as answer:
-            failure = answer.failure(url=self.safe_url, attempts=self.attempt, token=self._token)
-        except Dropped as dropped:
-            error = APIConnectionError(
-                self._scrub(dropped.what), method="GET", url=self.safe_url, attempts=self.attempt
-            )
-            failure = Failure(error, cause=dropped.cause)
+            failure = answer.failure(url=self.safe_url, attempts=self.attempt, token=report.token)
         except TimeoutError as exc:
-            if not scope.expired():  # aiohttp's own (a connect timeout of the connector)
-                failure = Failure(self._connection_error(exc), cause="timeout", timed_out=True)
-            else:
-                failure = self._timed_out(deadline, what)
-        except aiohttp.WSServerHandshakeError as exc:  # a 101 that is no websocket upgrade
-            error = APIConnectionError(
-                f"the hub's answer is not a websocket upgrade: {_answers.one_line(exc.message)}",
-                method="GET",
-                url=self.safe_url,
-                attempts=self.attempt,
-            )
-            failure = Failure(error, cause="bad upgrade")
-        except (aiohttp.ClientError, OSError) as exc:
-            failure = Failure(self._connection_error(exc), cause=type(exc).__name__)
+            if scope.expired():
+                failure = self._timeout_failure(deadline, what)
+            else:  # aiohttp's own (a connect timeout of the connector)
+                failure = report.upgrade_failure(exc)
+        except (Dropped, aiohttp.ClientError, OSError) as exc:
+            failure = report.upgrade_failure(exc)
         else:
             self._ws = ws
             self._heard_at = self._sent_at = self._loop.time()
@@ -171,10 +149,15 @@ class Connection:
         while True:
             message = await self._next_message(deadline, None, what)
             kind = message.get("type")
-            if kind == _STREAM_ITEM and message.get("invocationId") == "0":
+            if kind == protocol.STREAM_ITEM and message.get("invocationId") == "0":
                 self.items += 1
-                return self._records(message.get("item"))
-            if kind == _COMPLETION and message.get("invocationId") == "0":
+                try:
+                    return protocol.records(message.get("item"))
+                except ValueError as exc:
+                    raise self._report.invalid_message_error(
+                        str(message.get("item")), str(exc)
+                    ) from None
+            if kind == protocol.COMPLETION and message.get("invocationId") == "0":
                 self._finished = True
                 if message.get("error"):
                     error = HubError(
@@ -183,33 +166,19 @@ class Connection:
                     raise Failure(error, cause="Completion with error", retry=False)
                 error = HubError(self._ended("the hub completed the OpenOrders stream"))
                 raise Failure(error, cause="Completion", graceful=True)
-            if kind == _CLOSE:
+            if kind == protocol.CLOSE:
                 raise self._closed(message)
             # Pings, invocations and the items of other streams need no answer.
 
     def _closed(self, message: dict[str, Any]) -> Failure:
-        """A Close message. `allowReconnect: true` means connect again, whatever its error (as
-        the official client does: ASP.NET Core sends an error with it when it dropped a client
-        that was silent too long). Without an error it is a graceful shutdown (a deploy), unless
-        `allowReconnect` is false. An error without `allowReconnect: true` is final."""
+        """What a Close message means (see `protocol.close_failure`)."""
         self._finished = True
-        allowed = message.get("allowReconnect")
-        if message.get("error"):
-            error = HubError(f"the hub closed the connection: {self._text(message['error'])}")
-            again = allowed is True
-            return Failure(error, cause="Close with error", retry=again, invited=again)
-        if allowed is False:
-            error = HubError("the hub closed the connection and asked not to reconnect")
-            return Failure(error, cause="Close", retry=False)
-        error = HubError(self._ended("the hub closed the connection"))
-        return Failure(error, cause="Close", graceful=True)
-
-    def _records(self, item: object) -> list[Any]:
-        if isinstance(item, list):
-            return item
-        if isinstance(item, dict):
-            return [item]
-        raise self._garbage(str(item)[:_KEPT], "an item that is neither an array nor an object")
+        error = message.get("error")
+        return protocol.close_failure(
+            message,
+            error_text=self._text(error) if error else None,
+            ended=self._ended("the hub closed the connection"),
+        )
 
     async def _next_message(
         self, deadline: float | None, until: float | None, what: str
@@ -218,12 +187,9 @@ class Connection:
             await self._receive(deadline, until, what)
         raw = self._pending.popleft()
         try:
-            message = _converter.decode(raw)
-        except (ValueError, RecursionError):
-            raise self._garbage(raw, "a message that is not JSON") from None
-        if not isinstance(message, dict):
-            raise self._garbage(raw, "a message that is not a JSON object")
-        return message
+            return protocol.parse_message(raw)
+        except ValueError as exc:
+            raise self._report.invalid_message_error(raw, str(exc)) from None
 
     async def _receive(self, deadline: float | None, until: float | None, what: str) -> None:
         """Receive one websocket message into `_pending`.
@@ -243,7 +209,7 @@ class Connection:
         except TimeoutError:
             if not scope.expired():
                 raise
-            raise self._timed_out(deadline, what) from None
+            raise self._timeout_failure(deadline, what) from None
         self._heard_at = self._loop.time()
         if msg.type is aiohttp.WSMsgType.TEXT:
             data: str = msg.data
@@ -251,33 +217,26 @@ class Connection:
             try:
                 data = bytes(msg.data).decode("utf-8")
             except UnicodeDecodeError:
-                raise self._garbage(
-                    bytes(msg.data[:_KEPT]).decode("utf-8", "replace"),
+                raise self._report.invalid_message_error(
+                    bytes(msg.data[: answers.BODY_KEPT]).decode("utf-8", "replace"),
                     "a binary message that is not UTF-8",
                 ) from None
         else:
-            raise self._lost(msg)
-        if not data.endswith(_RS):
-            raise self._garbage(data, "a message without the SignalR record separator")
-        self._pending.extend(part for part in data.split(_RS) if part)
+            raise self._closed_socket_error(msg)
+        try:
+            self._pending.extend(protocol.split_frames(data))
+        except ValueError as exc:
+            raise self._report.invalid_message_error(data, str(exc)) from None
 
-    def _lost(self, msg: aiohttp.WSMessage) -> BaseException:
+    def _closed_socket_error(self, msg: aiohttp.WSMessage) -> BaseException:
         """The error for a websocket that closed or broke under us."""
         self._finished = True
         if self._transport.closed:
             return ClientClosedError("the client was closed while the OpenOrders stream was open")
         if msg.type is aiohttp.WSMsgType.ERROR and isinstance(msg.data, BaseException):
-            return Failure(self._connection_error(msg.data), cause=type(msg.data).__name__)
-        if self.items:
-            error: FrontOfficeError = APIConnectionError(
-                "the hub closed the websocket without a SignalR Close message",
-                method="GET",
-                url=self.safe_url,
-                attempts=self.attempt,
-            )
-        else:
-            error = HubError(self._ended("the hub closed the websocket"))
-        return Failure(error, cause="websocket closed")
+            error = self._report.connection_error(msg.data)
+            return Failure(error, cause=type(msg.data).__name__)
+        return self._report.socket_closed(self.items)
 
     # --- writing and hanging up -------------------------------------------------------------
 
@@ -286,22 +245,24 @@ class Connection:
     ) -> None:
         ws = self._ws
         assert ws is not None
-        failure: Failure
+        failure: Failure | Late
         try:
             async with asyncio.timeout_at(_earliest(deadline, until)) as scope:
                 await ws.send_str(text)
         except TimeoutError as exc:
             if not scope.expired():
-                failure = Failure(self._connection_error(exc), cause="timeout", timed_out=True)
+                failure = Failure(
+                    self._report.connection_error(exc), cause="timeout", timed_out=True
+                )
             else:
-                failure = self._timed_out(deadline, what)
+                failure = self._timeout_failure(deadline, what)
         except (aiohttp.ClientError, OSError, RuntimeError) as exc:
             # RuntimeError: aiohttp's "cannot write to closing transport"
             if self._transport.closed:
                 raise ClientClosedError(
                     "the client was closed while the OpenOrders stream was open"
                 ) from None
-            failure = Failure(self._connection_error(exc), cause=type(exc).__name__)
+            failure = Failure(self._report.connection_error(exc), cause=type(exc).__name__)
         else:
             self._sent_at = self._loop.time()
             return
@@ -315,7 +276,7 @@ class Connection:
                 await asyncio.sleep(wait)
                 continue
             try:
-                await ws.send_str(_PING)
+                await ws.send_str(protocol.PING)
             except (aiohttp.ClientError, OSError, RuntimeError):
                 return  # the connection is over: the reader finds out and says how
             self._sent_at = self._loop.time()
@@ -335,7 +296,7 @@ class Connection:
             if self._invoked and not self._finished and not ws.closed:
                 with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
                     async with asyncio.timeout(_HANG_UP_STEP):
-                        await ws.send_str(_CANCEL)
+                        await ws.send_str(protocol.CANCEL)
             # aiohttp waits CLOSE_REPLY_WAIT for the reply, then closes the connection;
             # cancelled (the outer bound), it closes the connection too.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
@@ -347,44 +308,17 @@ class Connection:
 
     # --- errors -----------------------------------------------------------------------------
 
-    def _timed_out(self, deadline: float | None, what: str) -> Failure:
+    def _timeout_failure(self, deadline: float | None, what: str) -> Failure | Late:
+        """`Late` when the caller's deadline passed, else the hub's silence as a `Failure`."""
         if deadline is not None and self._loop.time() >= deadline:
-            raise Late
-        error = APITimeoutError(what, method="GET", url=self.safe_url, attempts=self.attempt)
-        return Failure(error, cause="timeout", timed_out=True)
+            return Late()
+        return self._report.silence(what)
 
     def _ended(self, what: str) -> str:
-        if self.items:
-            return what
-        count = "1 connection" if self.attempt == 1 else f"{self.attempt} connections"
-        return f"{what} before sending the snapshot ({count})"
-
-    def _connection_error(self, exc: BaseException) -> APIConnectionError:
-        error = _answers.connection_error(
-            exc, method="GET", url=self.safe_url, attempts=self.attempt
-        )
-        text = str(error.args[0])
-        if self._scrub(text) != text:
-            error = type(error)(
-                self._scrub(text), method="GET", url=self.safe_url, attempts=self.attempt
-            )
-        return error
-
-    def _garbage(self, raw: str, what: str) -> ResponseValidationError:
-        return ResponseValidationError(
-            f"the hub sent {what}",
-            url=self.safe_url,
-            body=_answers.clip(self._scrub(raw[: 2 * _KEPT]), _KEPT),
-            attempts=self.attempt,
-        )
+        return self._report.ended(what, self.items)
 
     def _text(self, value: object) -> str:
-        """A text from the hub, as it may appear in an error: one line, clipped, no token."""
-        return _answers.one_line(self._scrub(str(value)))
-
-    def _scrub(self, text: str) -> str:
-        """`text` without the token, raw or percent-encoded (as the upgrade URL carries it)."""
-        return mask(text, (self._token,))
+        return self._report.text(value)
 
 
 def _earliest(*limits: float | None) -> float | None:

@@ -13,8 +13,8 @@ import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _cli_output as output
-from ._cli_common import (
+from . import output
+from .common import (
     EXIT_FAILED,
     EXIT_OK,
     BulkRun,
@@ -28,8 +28,8 @@ from ._cli_common import (
     rate,
     seconds,
 )
-from ._cli_process import divert_signals
-from ._cli_progress import progress_bar
+from .process import divert_signals
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order

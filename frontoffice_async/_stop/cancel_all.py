@@ -16,11 +16,12 @@ from typing import Any
 
 import attrs
 
-from . import _answers, _converter
-from ._checks import check_rounds
-from .bulk import BulkCancelResult, CancelOutcome
-from .errors import ResponseValidationError
-from .models import OpenOrder, Order, OrderSide
+from .. import _converter
+from .._http import answers
+from .._http.checks import check_rounds
+from ..bulk import BulkCancelResult, CancelOutcome
+from ..errors import ResponseValidationError
+from ..models import OpenOrder, Order, OrderSide
 
 __all__ = ["Selection", "cancel_all", "select"]
 
@@ -159,4 +160,4 @@ def _clipped(raw: Any) -> str:
         text = json.dumps(raw, default=str, ensure_ascii=True)
     except (TypeError, ValueError, RecursionError):
         text = repr(raw)
-    return _answers.clip(text, _RAW_KEPT)
+    return answers.clip(text, _RAW_KEPT)

@@ -1,0 +1,287 @@
+"""The client's bearer token: cached, refreshed before it expires and once after a 401.
+
+Callers that need a token at the same time share one provider call (one "episode"); its failure
+is their `TokenProviderError`. Also the request of the offline-token exchange
+(`exchange_offline_token`), which `auth.OfflineTokenAuth` is bound to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import aiohttp
+from yarl import URL
+
+from ..auth import TokenProvider, bearer_header
+from ..errors import (
+    ClientClosedError,
+    FrontOfficeError,
+    ResponseValidationError,
+    TokenProviderError,
+)
+from . import answers
+
+__all__ = ["TokenSource", "exchange_offline_token", "jwt_expiry"]
+
+#: Refresh this long before a JWT's `exp`.
+REFRESH_MARGIN: Final = 60.0
+#: Lifetime assumed for a token whose expiry cannot be read (the platform's are ~60 min).
+DEFAULT_LIFETIME: Final = 55 * 60.0
+#: After a freshly fetched token is refused too, the provider is not asked again for this
+#: long: a provider that keeps handing out a revoked token is asked once, not once per call.
+REFUSED_COOLDOWN: Final = 10.0
+#: After the provider fails, callers within this many seconds share that failure instead of
+#: asking again: one provider call per episode, however many ids need a token at once.
+FAILED_COOLDOWN: Final = 1.0
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim (unix seconds) of a JWT, or None if the token is not a readable JWT.
+
+    The signature is not checked: the client only needs to know when to ask for a new one.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp):
+        return float(exp)
+    return None
+
+
+class TokenSource:
+    """The current bearer token of one client (and its views). Its repr never shows the token.
+
+    Built from a `str` (fixed) or an async callable (asked lazily, cached, asked again before
+    expiry and once when a request gets 401).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_closing",
+        "_failed_until",
+        "_fetch_task",
+        "_header",
+        "_known",
+        "_provider",
+        "_refresh_at",
+        "_refused",
+        "_refused_until",
+        "refreshes",
+    )
+
+    def __init__(
+        self, token: str | TokenProvider, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._provider: TokenProvider | None
+        self._header: str | None
+        # The last tokens handed out: what an error must never show, should a server echo one.
+        self._known: deque[str] = deque(maxlen=4)
+        if isinstance(token, str):
+            self._header = bearer_header(token)
+            self._known.append(self._header.removeprefix("Bearer "))
+            self._provider = None
+        elif callable(token):
+            self._header = None
+            self._provider = token
+        else:
+            raise TypeError(
+                f"token must be a str or an async callable, got {type(token).__name__}"
+            )
+        self._clock = clock
+        # Wall-clock time after which a refreshable token is fetched again before use.
+        self._refresh_at = math.inf
+        self._fetch_task: asyncio.Task[str] | None = None
+        self._refused: str | None = None
+        self._refused_until = -math.inf
+        self._failed_until = -math.inf
+        self._closing = False
+        self.refreshes = 0
+        """How many times the provider was asked (for tests and metrics)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The tokens lately in use (raw, without "Bearer "), for masking echoes of them."""
+        return tuple(self._known)
+
+    @property
+    def can_refresh(self) -> bool:
+        """True when a 401 can be answered by asking the provider again."""
+        return self._provider is not None
+
+    def cached(self) -> str | None:
+        """The header value if one is held and not about to expire; no I/O."""
+        if self._clock() >= self._refresh_at:
+            return None
+        return self._header
+
+    async def header(self) -> str:
+        """The `Authorization` header value, fetching a token first if needed."""
+        header = self.cached()
+        if header is not None:
+            return header
+        return await self.refresh(stale=self._header)
+
+    def should_refresh(self, rejected: str) -> bool:
+        """Whether a 401 for the header `rejected` is worth asking the provider again."""
+        if self._provider is None:
+            return False
+        return not (rejected == self._refused and self._clock() < self._refused_until)
+
+    def refused(self, header: str) -> None:
+        """A token fetched to answer a 401 was refused too: rest the provider a while."""
+        self._refused = header
+        self._refused_until = self._clock() + REFUSED_COOLDOWN
+
+    async def refresh(self, stale: str | None) -> str:
+        """A new header, unless another caller already replaced `stale` with a fresh one.
+
+        Concurrent callers share one provider call; a caller that stops waiting (deadline,
+        cancellation) leaves the call running for the others.
+        """
+        if self._provider is None:
+            raise RuntimeError("a fixed token cannot be refreshed")
+        header = self._header
+        if header is not None and header != stale and self.cached() is not None:
+            return header
+        task = self._fetch_task
+        if task is None or (task.done() and not self._failed_lately(task)):
+            task = asyncio.get_running_loop().create_task(
+                self._fetch(self._provider), name="frontoffice-token-provider"
+            )
+            task.add_done_callback(_retrieve)
+            self._fetch_task = task
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and self._closing and not (caller and caller.cancelling()):
+                # `aclose()` stopped the provider, not our caller: say so, do not cancel it.
+                raise ClientClosedError(
+                    "the client was closed while the token provider was running"
+                ) from None
+            raise
+
+    def _failed_lately(self, task: asyncio.Task[str]) -> bool:
+        return (
+            not task.cancelled()
+            and task.exception() is not None
+            and self._clock() < self._failed_until
+        )
+
+    async def aclose(self) -> None:
+        """Stop a provider call still running (the client is closing): its waiters get
+        `ClientClosedError`."""
+        self._closing = True
+        task, self._fetch_task = self._fetch_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _fetch(self, provider: TokenProvider) -> str:
+        self.refreshes += 1
+        try:
+            return self._accept(await self._ask(provider))
+        except TokenProviderError:
+            self._failed_until = self._clock() + FAILED_COOLDOWN
+            raise
+
+    async def _ask(self, provider: TokenProvider) -> object:
+        try:
+            return await provider()
+        except FrontOfficeError as exc:  # our own OfflineTokenAuth: its text is safe to show
+            raise TokenProviderError(f"the token provider failed: {exc}") from exc
+        except Exception as exc:
+            # The provider's own text is not shown: it is the caller's code and may hold a secret.
+            raise TokenProviderError(
+                f"the token provider raised {type(exc).__name__} (see __cause__)"
+            ) from exc
+
+    def _accept(self, token: object) -> str:
+        try:
+            header = bearer_header(token)
+        except (TypeError, ValueError) as exc:
+            raise TokenProviderError(
+                f"the token provider returned no usable token: {exc}"
+            ) from None
+        now = self._clock()
+        expiry = jwt_expiry(header.removeprefix("Bearer "))
+        if expiry is None:
+            self._refresh_at = now + DEFAULT_LIFETIME
+        else:
+            # Never schedule in the past: a clock skew must not cause a refresh loop.
+            self._refresh_at = max(expiry - REFRESH_MARGIN, now + 1.0)
+        self._header = header
+        self._known.append(header.removeprefix("Bearer "))
+        return header
+
+    def __repr__(self) -> str:
+        kind = "refreshable" if self._provider is not None else "fixed"
+        return f"<TokenSource {kind}>"
+
+
+def _retrieve(task: asyncio.Task[str]) -> None:
+    # Every waiter may have given up; the failure is theirs to see, not the loop's log's.
+    if not task.cancelled():
+        task.exception()
+
+
+async def exchange_offline_token(
+    session: Callable[[], aiohttp.ClientSession],
+    base_url: str,
+    path: str,
+    offline_token: str,
+    timeout: float,
+) -> str:
+    """POST the offline token to `base_url + path`; the `accessToken` of the answer.
+
+    Raises the typed error of a failed exchange, with the offline token masked in it.
+    """
+    url = URL(base_url.rstrip("/") + path)
+    try:
+        # middlewares=(): the exchange must not go through the retry middleware, which is
+        # waiting for this very token, nor be resent as a non-idempotent POST.
+        async with session().post(
+            url,
+            json={"token": offline_token},
+            middlewares=(),
+            allow_redirects=False,
+            raise_for_status=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            body = await response.read()
+            status, headers = response.status, response.headers
+    except (aiohttp.ClientError, OSError) as exc:
+        error = answers.connection_error(exc, method="POST", url=str(url), attempts=1)
+        raise answers.scrub(error, (offline_token,)) from exc
+    if not 200 <= status < 300:
+        refused = answers.status_error(
+            status=status, method="POST", url=str(url), headers=headers, body=body, attempts=1
+        )
+        raise answers.scrub(refused, (offline_token,))
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = None
+    token = data.get("accessToken") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token.strip():
+        raise ResponseValidationError(
+            "the token exchange returned no accessToken",
+            url=str(url),
+            path="accessToken",
+            body="<not shown: may hold a token>",
+        )
+    return token

@@ -1,0 +1,134 @@
+"""The SignalR JSON hub protocol as the client speaks it, without I/O.
+
+Frames end with the record separator; a message is a JSON object whose `type` says what it
+is. Here: the frames the client sends, splitting and parsing what arrives, reading a stream
+item's records, what a Close message means, and how a connection says it ended (`Failure`,
+`Late`). Tested without an event loop, like `retry.decide`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .. import _converter
+from ..errors import FrontOfficeError, HubError
+
+__all__ = [
+    "CANCEL",
+    "CLOSE",
+    "COMPLETION",
+    "HANDSHAKE",
+    "PING",
+    "RS",
+    "STREAM_ITEM",
+    "Failure",
+    "Late",
+    "close_failure",
+    "invocation",
+    "parse_message",
+    "records",
+    "split_frames",
+]
+
+RS: Final = "\x1e"  # the record separator: every message ends with it
+HANDSHAKE: Final = '{"protocol":"json","version":1}' + RS
+PING: Final = '{"type":6}' + RS
+#: Cancels the stream of invocation "0" (the one stream a connection carries).
+CANCEL: Final = '{"type":5,"invocationId":"0"}' + RS
+# Message types (HubProtocolConstants) the client reads.
+STREAM_ITEM: Final = 2
+COMPLETION: Final = 3
+CLOSE: Final = 7
+
+
+class Failure(Exception):
+    """A connection ended or failed before its caller was done with it.
+
+    `error` is what the caller raises if it does not connect again. `retry` says a new
+    connection may help (the retry policy still decides: `status` and `timed_out` go to
+    `decide`). `invited`: the hub ended the connection and allows a new one (a Close with
+    `allowReconnect`, a Completion), so reconnecting does not hang on the policy resending after
+    connection errors; `graceful`: it did so without an error (a deploy), which ends a stream
+    that does not reconnect quietly.
+    """
+
+    def __init__(
+        self,
+        error: FrontOfficeError,
+        *,
+        cause: str,
+        retry: bool = True,
+        graceful: bool = False,
+        invited: bool = False,
+        timed_out: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(cause)
+        self.error = error
+        self.cause = cause
+        self.retry = retry
+        self.graceful = graceful
+        self.invited = invited or graceful
+        self.timed_out = timed_out
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Late(Exception):
+    """The caller's deadline passed during a wait; the caller says what did not arrive."""
+
+
+def invocation(target: str, account_id: str) -> str:
+    """The StreamInvocation frame of `target` (e.g. `OpenOrders`) for one account."""
+    message = {"type": 4, "target": target, "arguments": [account_id], "invocationId": "0"}
+    return json.dumps(message) + RS
+
+
+def split_frames(data: str) -> list[str]:
+    """The messages of one websocket message; ValueError if it does not end a frame."""
+    if not data.endswith(RS):
+        raise ValueError("a message without the SignalR record separator")
+    return [part for part in data.split(RS) if part]
+
+
+def parse_message(raw: str) -> dict[str, Any]:
+    """One message as a JSON object; ValueError saying what it is instead."""
+    try:
+        message = _converter.decode(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("a message that is not JSON") from None
+    if not isinstance(message, dict):
+        raise ValueError("a message that is not a JSON object")
+    return message
+
+
+def records(item: object) -> list[Any]:
+    """The records of a stream item: an array of them, or a lone one."""
+    if isinstance(item, list):
+        return item
+    if isinstance(item, dict):
+        return [item]
+    raise ValueError("an item that is neither an array nor an object")
+
+
+def close_failure(message: Mapping[str, Any], *, error_text: str | None, ended: str) -> Failure:
+    """What a Close message means (`error_text`: its error as it may be shown; `ended`: the
+    text of a graceful end).
+
+    `allowReconnect: true` means connect again, whatever its error (as the official client
+    does: ASP.NET Core sends an error with it when it dropped a client that was silent too
+    long). Without an error it is a graceful shutdown (a deploy), unless `allowReconnect` is
+    false. An error without `allowReconnect: true` is final.
+    """
+    allowed = message.get("allowReconnect")
+    if error_text is not None:
+        error = HubError(f"the hub closed the connection: {error_text}")
+        again = allowed is True
+        return Failure(error, cause="Close with error", retry=again, invited=again)
+    if allowed is False:
+        error = HubError("the hub closed the connection and asked not to reconnect")
+        return Failure(error, cause="Close", retry=False)
+    return Failure(HubError(ended), cause="Close", graceful=True)
