@@ -392,7 +392,7 @@ async def test_with_options_checks_its_arguments(client: FrontOfficeClient) -> N
     with pytest.raises(TypeError, match="RetryPolicy"):
         client.with_options(retry=None)  # type: ignore[arg-type]
     view = client.with_options(timeout=aiohttp.ClientTimeout(total=2.0))
-    assert view._settings.pipeline.retry.timeout == 2.0
+    assert view._calls.pipeline.retry.timeout == 2.0
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import sys
+
+import pytest
 
 import frontoffice_async
 import frontoffice_async.testing
@@ -125,9 +128,12 @@ def test_contract_names_from_the_design() -> None:
 
 
 def test_public_modules_export_only_public_names() -> None:
-    from frontoffice_async import auth, bulk, client, errors, models, retry, streams  # noqa: PLC0415
+    from frontoffice_async import auth, bulk, client, errors, models, retry  # noqa: PLC0415
 
-    for module in (auth, bulk, client, errors, models, retry, streams):
+    for module in (auth, bulk, client, errors, models, retry):
+        # A public module's `__all__` is its share of the package's: machinery it keeps for
+        # its siblings (`retry.decide`) is not in it.
+        assert set(module.__all__) <= set(frontoffice_async.__all__), module.__name__
         for name in module.__all__:
             assert not name.startswith("_"), f"{module.__name__}.{name}"
             obj = getattr(module, name)
@@ -143,3 +149,12 @@ def test_models_are_frozen_slotted_and_import_no_cattrs() -> None:
     for cls in (models.Order, models.StopOrder, models.OpenOrder, models.Account):
         assert "__slots__" in vars(cls)
         assert cls.__setattr__ is not object.__setattr__  # frozen
+
+
+def test_the_streams_module_of_0_1_is_a_deprecated_alias() -> None:
+    sys.modules.pop("frontoffice_async.streams", None)
+    with pytest.warns(DeprecationWarning, match="import OpenOrdersStream from frontoffice_async"):
+        from frontoffice_async import streams  # noqa: PLC0415
+
+    assert streams.OpenOrdersStream is frontoffice_async.OpenOrdersStream
+    assert streams.__all__ == ["OpenOrdersStream"]

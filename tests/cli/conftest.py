@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from frontoffice_async import RetryPolicy, _cli_common, cli
+from frontoffice_async import RetryPolicy, cli
+from frontoffice_async.cli import common
 from frontoffice_async.testing import FrontOfficeSimulator
 
 from ..support import SENTINEL_TOKEN, Run
@@ -14,7 +15,7 @@ from ..support import SENTINEL_TOKEN, Run
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff of a millisecond, so retry paths cost no real time (in-process runs only)."""
-    monkeypatch.setattr(_cli_common, "RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
+    monkeypatch.setattr(common, "RETRY", RetryPolicy(base_delay=0.001, max_delay=0.002))
 
 
 @pytest.fixture

@@ -19,11 +19,9 @@ from frontoffice_async import (
     CancelOutcome,
     Order,
     OrderNotActiveError,
-    _cli_common,
-    _cli_output,
-    _cli_progress,
     cli,
 )
+from frontoffice_async.cli import common, output, progress
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
 from ..support import RESULT_KEYS, SENTINEL_TOKEN, UNKNOWN_ID, Run, summary_row
@@ -250,14 +248,14 @@ async def test_order_filled_between_snapshot_and_cancel_is_not_active(
     # scripted answer is what it sends, and the order is final from that moment on.
     body = b'{"title":"Bad Request","status":400,"detail":"Order cannot be cancelled."}'
     sim.faults = FaultPlan(scripts={filled: [Fault.response(400, body)]})
-    on_outcome = _cli_common.BulkRun.on_outcome
+    on_outcome = common.BulkRun.on_outcome
 
-    def fill_then_record(run: _cli_common.BulkRun, outcome: CancelOutcome[Order]) -> None:
+    def fill_then_record(run: common.BulkRun, outcome: CancelOutcome[Order]) -> None:
         if outcome.order_id == filled:
             sim.update_order(filled, status="Completed")
         on_outcome(run, outcome)
 
-    monkeypatch.setattr(_cli_common.BulkRun, "on_outcome", fill_then_record)
+    monkeypatch.setattr(common.BulkRun, "on_outcome", fill_then_record)
     code, out, err = await invoke("cancel-all", "--yes", "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -369,17 +367,17 @@ def _not_active(order_id: str) -> OrderNotActiveError:
 
 def test_exit_code_follows_the_categories() -> None:
     not_active = CancelOutcome[Order]("A", error=_not_active("A"), attempts=1)
-    assert _cli_common.exit_code(BulkCancelResult([not_active]), verify=False) == 0
+    assert common.exit_code(BulkCancelResult([not_active]), verify=False) == 0
     unverified = BulkCancelResult([not_active], unreadable=['{"orderId": 7}'], rounds=3)
-    assert _cli_common.exit_code(unverified, verify=True) == 1
+    assert common.exit_code(unverified, verify=True) == 1
     out = io.StringIO()
-    _cli_output.print_result(unverified, verify=True, out=out)
+    output.print_result(unverified, verify=True, out=out)
     assert 'unreadable records in the last snapshot (1):\n  {"orderId": 7}' in out.getvalue()
     assert "NOT verified after 3 rounds: 0 still open, 1 unreadable" in out.getvalue()
 
 
 def test_bulk_run_keeps_one_outcome_per_id_as_the_library_does() -> None:
-    run = _cli_common.BulkRun(clock=iter(range(100)).__next__)
+    run = common.BulkRun(clock=iter(range(100)).__next__)
     ids = list(run.feed(["A", "B"]))
     cancelled = CancelOutcome[Order]("A", attempts=1, order=object())  # type: ignore[arg-type]
     late = CancelOutcome[Order]("A", attempts=1, error=_not_active("A"))
@@ -505,22 +503,22 @@ async def test_control_characters_are_escaped(
     assert code == 1  # not a valid id: a failed outcome, listed with its id
     assert "evil\\x1b]0;title\\x07" in out
     assert "\x1b" not in out
-    monkeypatch.setattr(_cli_output, "_use_rich", lambda out: True)
+    monkeypatch.setattr(output, "_use_rich", lambda out: True)
     code, out, _ = await invoke("cancel-all", "--dry-run")
     assert "\x1b[31mevil" not in out
 
 
 def test_printable() -> None:
-    assert _cli_output.printable("plain id-01 ü €") == "plain id-01 ü €"
-    assert _cli_output.printable("a\tb\r\nc\x00\x7f\x9b") == "a\\tb\\r\\nc\\x00\\x7f\\x9b"
-    assert _cli_output.printable("\u200b\U000e0001") == "\\u200b\\U000e0001"
+    assert output.printable("plain id-01 ü €") == "plain id-01 ü €"
+    assert output.printable("a\tb\r\nc\x00\x7f\x9b") == "a\\tb\\r\\nc\\x00\\x7f\\x9b"
+    assert output.printable("\u200b\U000e0001") == "\\u200b\\U000e0001"
 
 
 async def test_rich_tables_and_progress_bar(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cli_output, "_use_rich", lambda out: True)
-    monkeypatch.setattr(_cli_progress, "show_progress", lambda args: True)
+    monkeypatch.setattr(output, "_use_rich", lambda out: True)
+    monkeypatch.setattr(progress, "show_progress", lambda args: True)
     ids = sim.add_orders(3)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
@@ -536,9 +534,9 @@ async def test_rich_tables_and_progress_bar(
 async def test_plain_text_without_rich(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cli_output, "HAVE_RICH", False)
+    monkeypatch.setattr(output, "HAVE_RICH", False)
     # Asked for, but impossible.
-    monkeypatch.setattr(_cli_progress, "show_progress", lambda args: True)
+    monkeypatch.setattr(progress, "show_progress", lambda args: True)
     ids = sim.add_orders(2)
     code, out, err = await invoke("cancel", *ids)
     assert code == 0
@@ -559,7 +557,7 @@ async def test_plain_text_without_rich(
     ],
 )
 def test_percentile_is_nearest_rank(values: list[float], q: float, expected: float | None) -> None:
-    assert _cli_output.percentile(values, q) == expected
+    assert output.percentile(values, q) == expected
 
 
 # --- interruption, main --------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from frontoffice_async import _cli_common, _cli_output, _cli_process, cli
+from frontoffice_async import cli
+from frontoffice_async.cli import common, output, process
 from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator, HubFault
 
 from ..support import RESULT_KEYS, Run, summary_row
@@ -56,8 +57,8 @@ async def test_an_empty_option_is_a_usage_error(
 
 
 def test_describe_selection_tests_for_a_filter_not_its_truth() -> None:
-    assert _cli_output.describe_selection(0, "A", None, None) == "0 open orders on account A"
-    text = _cli_output.describe_selection(1, "A", "spot.x", "sell")
+    assert output.describe_selection(0, "A", None, None) == "0 open orders on account A"
+    text = output.describe_selection(1, "A", "spot.x", "sell")
     assert text == "1 open order (market spot.x, sell) on account A"
 
 
@@ -128,9 +129,9 @@ async def test_a_usage_error_with_json_is_a_json_error_document(
 
 
 def test_a_bad_number_says_so() -> None:
-    assert _cli_common.non_negative_int("7") == 7
+    assert common.non_negative_int("7") == 7
     with pytest.raises(argparse.ArgumentTypeError, match="not an integer: 'x'"):
-        _cli_common.non_negative_int("x")
+        common.non_negative_int("x")
 
 
 # --- an unwritable stdout -----------------------------------------------------------------------
@@ -148,7 +149,7 @@ async def test_a_closed_stdout_sends_nothing_and_exits_74(
 ) -> None:
     ids = sim.add_orders(2)
     monkeypatch.setattr(sys, "stdout", None)
-    assert await cli.run(["cancel", *ids]) == _cli_process.EXIT_OUTPUT
+    assert await cli.run(["cancel", *ids]) == process.EXIT_OUTPUT
     assert capsys.readouterr().err == "error: cannot write the output: stdout is closed\n"
     assert sim.stats.requests == 0
 
@@ -162,7 +163,7 @@ async def test_a_failed_write_is_one_line_and_exits_74(
 ) -> None:
     sim.add_orders(2)
     monkeypatch.setattr(sys, "stdout", _Full())
-    assert await cli.run(argv) == _cli_process.EXIT_OUTPUT
+    assert await cli.run(argv) == process.EXIT_OUTPUT
     err = capsys.readouterr().err
     assert err.endswith("error: cannot write the output: No space left on device\n")
     assert "Traceback" not in err
@@ -190,15 +191,15 @@ async def test_demo_interrupted_during_its_setup_says_so(
 
 async def test_in_thread_is_cancelled_at_once_while_the_read_blocks() -> None:
     release = threading.Event()
-    read = asyncio.ensure_future(_cli_process.in_thread(lambda: release.wait(10)))
+    read = asyncio.ensure_future(process.in_thread(lambda: release.wait(10)))
     await asyncio.sleep(0.02)
     read.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(read, timeout=1)
     release.set()  # let the thread end
-    assert await _cli_process.in_thread(lambda: 42) == 42
+    assert await process.in_thread(lambda: 42) == 42
     with pytest.raises(OSError, match="gone"):
-        await _cli_process.in_thread(_raise_gone)
+        await process.in_thread(_raise_gone)
 
 
 def _raise_gone() -> Any:
@@ -209,7 +210,7 @@ def test_main_ends_quietly_on_a_very_early_interrupt(monkeypatch: pytest.MonkeyP
     def interrupted(*args: Any, **kwargs: Any) -> int:
         raise KeyboardInterrupt  # Ctrl-C before the loop handles signals
 
-    monkeypatch.setattr(_cli_process, "run_main", interrupted)
+    monkeypatch.setattr(process, "run_main", interrupted)
     assert cli.main(["cancel", "X1"]) == 130
 
 

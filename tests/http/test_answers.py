@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from frontoffice_async import APIConnectionError, APITimeoutError, BadRequestError, ServerError
-from frontoffice_async._answers import (
+from frontoffice_async._http.answers import (
     connection_error,
     describe_body,
     mask,

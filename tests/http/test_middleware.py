@@ -24,11 +24,11 @@ from frontoffice_async import (
     RetryPolicy,
     ServerError,
 )
-from frontoffice_async._middleware import RetryMiddleware
-from frontoffice_async.auth import TokenSource
+from frontoffice_async._http.middleware import RetryMiddleware, Shared
+from frontoffice_async._http.tokens import TokenSource
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
 
-from .support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script
+from ..support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script
 
 SECRET = SENTINEL_TOKEN
 
@@ -223,7 +223,7 @@ async def test_users_own_session_still_gets_retries(sim: FrontOfficeSimulator) -
 
 async def test_post_is_never_resent(sim: FrontOfficeSimulator) -> None:
     sim.faults = FaultPlan(sequence=[Fault.unavailable(), None])
-    middleware = RetryMiddleware(FAST, tokens=TokenSource(sim.token), sleep=Sleeps())
+    middleware = RetryMiddleware(FAST, None, Shared(TokenSource(sim.token), sleep=Sleeps()))
     body = {
         "order": {
             "marketId": "spot.eth_usdt",

@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 
-from frontoffice_async._ratelimit import RateLimiter, SlotTooLate
+from frontoffice_async._http.ratelimit import RateLimiter, SlotTooLate
 
-from .support import FakeClock
+from ..support import FakeClock
 
 
 class StallingClock(FakeClock):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from frontoffice_async._timer import AttemptTimers
+from frontoffice_async._http.timers import AttemptTimers
 
 
 async def guarded(timers: AttemptTimers, delay: float, work: float) -> str:

@@ -30,12 +30,12 @@ from frontoffice_async import (
     RetryEvent,
     RetryPolicy,
     ServerError,
-    _signalr,
 )
+from frontoffice_async._hub import connection
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from ._scripted_hub import (
+from .._scripted_hub import (
     CLOSE,
     CLOSE_RECONNECT,
     COMPLETION,
@@ -48,7 +48,7 @@ from ._scripted_hub import (
     item,
     message,
 )
-from .support import Sleeps, sample
+from ..support import Sleeps, sample
 
 SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
 TOKEN = "tok-SENTINEL-7c21e9"
@@ -229,7 +229,7 @@ def hub_client(
         script.url, account_id=DEFAULT_ACCOUNT_ID, sleep=sleeps or Sleeps(), **kwargs
     )
     if server_timeout is not None:
-        client._core.hub.server_timeout = server_timeout  # what a snapshot counts as silence
+        client._hub.server_timeout = server_timeout  # what a snapshot counts as silence
     return client
 
 
@@ -325,7 +325,7 @@ async def test_a_handshake_that_never_comes_is_left_for_a_new_connection(
 ) -> None:
     script = await hubs.start(Conn(handshake_reply=None), Conn([SNAPSHOT]))
     async with hub_client(script) as client:
-        client._core.hub.handshake_timeout = 0.05
+        client._hub.handshake_timeout = 0.05
         orders = await client.open_orders(timeout=5)
     assert [order.order_id for order in orders] == [ORDER_ID]
     assert script.attempts == 2
@@ -662,7 +662,7 @@ async def test_a_final_error_mid_stream_is_raised(hubs: ScriptedHubs) -> None:
 async def test_the_stream_pings_the_hub_while_it_waits(
     hubs: ScriptedHubs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_signalr, "KEEPALIVE", 0.02)
+    monkeypatch.setattr(connection, "KEEPALIVE", 0.02)
     script = await hubs.start(Conn([SNAPSHOT]))
     async with hub_client(script) as client, client.stream_open_orders() as stream:
         await anext(stream)

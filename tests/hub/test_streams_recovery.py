@@ -14,12 +14,12 @@ from frontoffice_async import (
     HubError,
     PermissionDeniedError,
     RetryEvent,
-    _signalr,
 )
+from frontoffice_async._hub import connection
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FaultPlan, HubFault
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from ._scripted_hub import (
+from .._scripted_hub import (
     CLOSE_RECONNECT,
     Conn,
     HubScript,
@@ -28,7 +28,7 @@ from ._scripted_hub import (
     message,
     open_order,
 )
-from .support import FAST, Sleeps, client_for, library_tasks
+from ..support import FAST, Sleeps, client_for, library_tasks
 
 TOKEN = "tok-SENTINEL-7c21e9"
 FIRST, SECOND = "01K2PF9XS29WN4JZRHMCTTQYJB", "01K2PF9XS29WN4JZRHMCTTQYJC"
@@ -122,7 +122,7 @@ async def test_leaving_the_stream_during_a_reconnection_stops_it(hubs: ScriptedH
                 await asyncio.wait_for(anext(stream), 0.05)
             assert library_tasks() != []  # the reconnection, apart from the caller
         assert library_tasks() == []  # stopped and awaited on the way out
-        assert client._core.hub.transport._connections == set()
+        assert client._hub.transport._connections == set()
         assert [event async for event in stream] == []  # left: the iteration is over
     assert script.attempts == 1
 
@@ -208,7 +208,7 @@ async def test_the_stream_pings_while_the_consumer_is_busy(
 ) -> None:
     """The hub drops a client it has not heard for `client_timeout`; a loop body that takes
     longer does not get the stream dropped: the pings go on without it."""
-    monkeypatch.setattr(_signalr, "KEEPALIVE", 0.05)
+    monkeypatch.setattr(connection, "KEEPALIVE", 0.05)
     sim = await frontoffice_simulator_factory(client_timeout=0.3)
     order_ids = sim.add_orders(2)
     async with client_for(sim) as client, client.stream_open_orders() as stream:

@@ -27,11 +27,11 @@ from frontoffice_async import (
     ServerError,
     TokenProviderError,
 )
-from frontoffice_async._answers import mask
+from frontoffice_async._http.answers import mask
 from frontoffice_async.errors import ClientClosedError
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
 
-from ._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message, open_order
+from .._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message, open_order
 
 TOKEN = "tok-SENTINEL-7c21e9"
 ORDER = open_order()
@@ -303,7 +303,7 @@ async def test_a_borrowed_session_lends_its_connector_only(hubs: ScriptedHubs) -
     ) as session:
         async with hub_client(script.url, session=session) as client:
             orders = await client.open_orders(timeout=5)
-            hub_session = client._core.hub.transport._session
+            hub_session = client._hub.transport._session
             assert hub_session is not None and hub_session.connector is session.connector
         assert not session.closed and hub_session.closed
         assert not session.connector.closed  # type: ignore[union-attr]
@@ -338,7 +338,7 @@ async def test_after_close_the_hub_refuses_like_every_call(hubs: ScriptedHubs) -
     with pytest.raises(ClientClosedError):
         async with stream:
             pass
-    assert client._core.hub.transport._session is None
+    assert client._hub.transport._session is None
     assert script.attempts == 1
 
 
@@ -415,7 +415,7 @@ async def test_a_cancelled_snapshot_hangs_up(hubs: ScriptedHubs) -> None:
     async with hub_client(script.url) as client:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(client.open_orders(timeout=None), 0.05)
-        assert client._core.hub.transport._connections == set()
+        assert client._hub.transport._connections == set()
         await asyncio.sleep(0.02)  # let the server read what the client sent last
     assert script.messages()[2:] == [{"type": 5, "invocationId": "0"}]
 

@@ -13,6 +13,7 @@ from frontoffice_async import (
     BulkCancelResult,
     CancelOutcome,
     ConflictError,
+    FrontOfficeClient,
     FrontOfficeError,
     Order,
     OrderNotActiveError,
@@ -20,12 +21,11 @@ from frontoffice_async import (
     OrderSide,
     OrdersStillOpenError,
     PermissionDeniedError,
-    bulk,
 )
-from frontoffice_async._cancel_all import cancel_all
 from frontoffice_async._converter import structure
-from frontoffice_async._core import Settings
-from frontoffice_async._gate import Halt
+from frontoffice_async._http.gate import Halt
+from frontoffice_async._stop import pool
+from frontoffice_async._stop.cancel_all import cancel_all
 from frontoffice_async.testing import (
     DEFAULT_ACCOUNT_ID,
     Fault,
@@ -35,7 +35,7 @@ from frontoffice_async.testing import (
     HubFault,
 )
 
-from .support import FAST, SECOND_ACCOUNT_ID, UNKNOWN_ID, cancel_requests, client_for, script
+from ..support import FAST, SECOND_ACCOUNT_ID, UNKNOWN_ID, cancel_requests, client_for, script
 
 BUSY = Fault.response(
     409,
@@ -246,7 +246,7 @@ class FakeAccount:
             return _order(order_id), 1
 
         async def cancel_ids(ids: Sequence[str]) -> BulkCancelResult[Order]:
-            return await bulk.cancel_orders(cancel_one, ids, concurrency=4)
+            return await pool.cancel_orders(cancel_one, ids, concurrency=4)
 
         return cancel_ids
 
@@ -390,17 +390,19 @@ async def test_unknown_id_in_a_snapshot_is_not_found(
 ) -> None:
     sim = frontoffice_simulator
     ids = sim.add_orders(3)
-    real = Settings.snapshot
+    real = FrontOfficeClient._snapshot
     calls = 0
 
-    async def snapshot(self: Settings, account_id: str, timeout: float | None) -> list[Any]:
+    async def snapshot(
+        self: FrontOfficeClient, account_id: str, timeout: float | None
+    ) -> list[Any]:
         nonlocal calls
         calls += 1
         records = await real(self, account_id, timeout)
         # An order the server no longer knows at all by the time we cancel it.
         return [*records, record(UNKNOWN_ID)] if calls == 1 else records
 
-    monkeypatch.setattr(Settings, "snapshot", snapshot)
+    monkeypatch.setattr(FrontOfficeClient, "_snapshot", snapshot)
     async with client_for(sim) as client:
         result = await client.cancel_all_orders()
 

@@ -6,7 +6,7 @@ import random
 import time
 import tracemalloc
 
-from frontoffice_async._ids import SeenIds, ulid_value
+from frontoffice_async._stop.ids import SeenIds, ulid_value
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

@@ -33,14 +33,14 @@ from frontoffice_async import (
     RetryPolicy,
     ServerError,
     TokenProviderError,
-    bulk,
 )
 from frontoffice_async._converter import structure
-from frontoffice_async._gate import Halt
+from frontoffice_async._http.gate import Halt
+from frontoffice_async._stop import pool
 from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from .support import (
+from ..support import (
     FAST,
     SECOND_ACCOUNT_ID,
     UNKNOWN_ID,
@@ -299,7 +299,7 @@ async def test_iter_cancel_orders_memory_is_bounded_with_dedupe() -> None:
     count = 0
     tracemalloc.start()
     try:
-        async with closing(bulk.iter_cancel_orders(instant, iter(ids), concurrency=32)) as outs:
+        async with closing(pool.iter_cancel_orders(instant, iter(ids), concurrency=32)) as outs:
             async for outcome in outs:
                 count += outcome.ok
         current, peak = tracemalloc.get_traced_memory()
@@ -318,7 +318,7 @@ async def test_the_seen_set_is_exact() -> None:
     # Case matters (the server's ids are case-sensitive) and so does every character: the
     # compact form must never merge two different ids, nor split two equal ones.
     ids: list[Any] = [ulid, ulid.lower(), ulid[:-1] + "C", "0" * 26, "0" * 25 + "1", 0, ulid]
-    result = await bulk.cancel_orders(instant, ids, concurrency=2)
+    result = await pool.cancel_orders(instant, ids, concurrency=2)
     assert [o.order_id for o in result] == ids[:-1]
 
 
@@ -329,7 +329,7 @@ async def test_without_dedupe_memory_is_o_concurrency_for_any_number_of_ids() ->
         tracemalloc.start()
         try:
             ids = (f"01K2PF9XS2{i:016d}" for i in range(n))
-            stream = bulk.iter_cancel_orders(instant, ids, concurrency=32, dedupe=False)
+            stream = pool.iter_cancel_orders(instant, ids, concurrency=32, dedupe=False)
             async with closing(stream) as outcomes:
                 async for outcome in outcomes:
                     count += outcome.ok
@@ -653,7 +653,7 @@ async def test_a_bug_in_the_canceller_stops_the_pool_cleanly() -> None:
 
     delivered: list[CancelOutcome[Order]] = []
     with pytest.raises(KeyError):
-        await bulk.cancel_orders(
+        await pool.cancel_orders(
             cancel, list("ABCDEFG"), concurrency=2, on_outcome=delivered.append
         )
     assert [o.order_id for o in delivered] == ["A", "C"][: len(delivered)]
@@ -700,7 +700,7 @@ async def test_a_huge_concurrency_over_a_few_ids_costs_a_few_workers(
         return SAMPLE, 1
 
     started = time.perf_counter()
-    result = await bulk.cancel_orders(cancel, as_input(kind, ids), concurrency=1_000_000)
+    result = await pool.cancel_orders(cancel, as_input(kind, ids), concurrency=1_000_000)
     assert [o.order_id for o in result] == ids
     workers = {n for n in names if n.startswith("frontoffice-bulk-worker")}
     assert len(workers) <= len(ids) + 1  # at most one waiting for an id that never comes
