@@ -51,7 +51,6 @@ async def send_once(
     request: aiohttp.ClientRequest,
     handler: Handler,
     exchange: Exchange,
-    *,
     limit: float | None,
     max_body: int,
     gate: Gate,
@@ -60,6 +59,7 @@ async def send_once(
     """Send once and read the body within `limit` seconds; close what fails.
 
     The body lands on `exchange`; a time limit that ran out raises `TimeoutError`.
+    (Positional parameters: this runs once per request, and keywords cost.)
     """
     response: aiohttp.ClientResponse | None = None
     expiry = timers.arm(limit)

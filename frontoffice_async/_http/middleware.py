@@ -96,15 +96,13 @@ class RetryMiddleware:
         refreshed = False
         for attempt in range(1, policy.max_attempts + 1):
             header = await self._prepare(request, exchange, deadline_at)
+            limit = self.timeout  # the attempt's: the per-attempt timeout, cut at the deadline
+            if deadline_at is not None:
+                left = deadline_at - shared.clock()
+                limit = left if limit is None else min(limit, left)
             try:
                 response = await send_once(
-                    request,
-                    handler,
-                    exchange,
-                    limit=self._limit(deadline_at),
-                    max_body=shared.max_body,
-                    gate=shared.gate,
-                    timers=shared.timers,
+                    request, handler, exchange, limit, shared.max_body, shared.gate, shared.timers
                 )
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
@@ -151,14 +149,6 @@ class RetryMiddleware:
             await self._pause(request, attempt, decision, str(status), status)
             spent += decision.cost
         raise AssertionError("unreachable: the last attempt always returns or raises")
-
-    def _limit(self, deadline_at: float | None) -> float | None:
-        """The attempt's time limit: the per-attempt timeout, cut at the deadline."""
-        limit = self.timeout
-        if deadline_at is not None:
-            left = deadline_at - self.shared.clock()
-            limit = left if limit is None else min(limit, left)
-        return limit
 
     async def _prepare(
         self, request: aiohttp.ClientRequest, exchange: Exchange, deadline_at: float | None
