@@ -46,6 +46,7 @@ import builtins
 import difflib
 import inspect
 import io
+import json
 import logging
 import re
 import shutil
@@ -61,6 +62,7 @@ from typing import Any
 
 import pytest
 
+from frontoffice_async import APITimeoutError, BulkCancelResult, CancelOutcome, Order
 from frontoffice_async.testing import FrontOfficeSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -408,6 +410,24 @@ async def test_a_stale_expected_output_fails(tmp_path: Path) -> None:
         "page.md:7: states `# never` but never printed "
         "(a print the example does not reach must carry no expected output)",
     ]
+
+
+def test_the_cli_page_shows_the_json_documents_as_they_are() -> None:
+    """docs/cli.md's `--json` documents have exactly the keys `as_dict()` gives, in order."""
+    error = APITimeoutError("timed out", method="DELETE", url="http://host/x", attempts=1)
+    result: BulkCancelResult[Order] = BulkCancelResult([CancelOutcome("x", error=error)])
+    document = result.as_dict()
+    shown = [
+        json.loads(block.source)
+        for block in parse_blocks(DOCS / "cli.md")
+        if block.info == "json" and '"counts"' in block.source
+    ]
+    assert len(shown) == 2, "docs/cli.md: the JSON output and the failed-run document"
+    full, failed = shown
+    assert list(full) == list(document)
+    assert list(full["outcomes"][-1]) == list(document["outcomes"][0])
+    assert list(full["outcomes"][-1]["error"]) == list(document["outcomes"][0]["error"])
+    assert list(failed) == [*document, "error"]
 
 
 # --- code shown from files ------------------------------------------------------------------

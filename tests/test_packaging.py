@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -131,3 +132,13 @@ def test_lower_bounds_pin_exactly_the_declared_minimums() -> None:
         canonicalize_name(r.name): Version(next(iter(r.specifier)).version) for r in RUNTIME
     }
     assert pins == minimums
+
+
+def test_the_install_docs_name_every_extra_for_what_it_adds() -> None:
+    """docs/quickstart.md lists every extra; the command comes with every install, and the
+    `cli` extra adds only rich (the docs say so: it once claimed `[cli]` added the command)."""
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    install = page.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"`\[(\w+)\]`", install)) == sorted(EXTRAS)
+    assert PROJECT["scripts"]["frontoffice"] == "frontoffice_async.cli:console"
+    assert _names(EXTRAS["cli"]) == {"rich"}
