@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench,recipes]'
 	@touch $(STAMP)
 
+# pytest also builds the docs as `make docs` does, strictly: a warning (a broken link or
+# anchor) fails it, and mkdocs' output shows only then (tests/test_docs.py).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	# pytest also builds the docs as `make docs` does, strictly: a warning (a broken link or
-	# anchor) fails it, and its output shows only then (tests/test_docs.py).
 	$(BIN)/pytest
 
 # The docs site, built strictly into site/; `make docs SERVE=1` serves it with live reload.

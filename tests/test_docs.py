@@ -20,7 +20,8 @@ Conventions for docs/*.md:
   what it prints: `print(result.not_found)  # ['no-such-order']`. The whole comment is the
   expected text, compared with what the call really printed (its arguments joined by `sep`,
   without `end`); in it, `...` stands for any text, for what varies between runs (ports, URLs,
-  ids, timings): `print(client)  # <FrontOfficeClient http://127.0.0.1:... not started>`. A
+  ids, timings): `print(client)  # <FrontOfficeClient http://127.0.0.1:... not started>`
+  (keep it apart from a literal dot: in `0....s` the wildcard is the first three dots). A
   print that runs several times (in a loop) must match every time. A note for the reader goes
   on a comment line of its own, never after the expected output. A print that runs must carry
   an expected-output comment (`# ...` alone says "anything": use it rarely); a print that the
