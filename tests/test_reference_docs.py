@@ -53,10 +53,11 @@ def test_every_entry_is_a_public_name_listed_once() -> None:
 # griffe (which mkdocstrings uses) reads `self.remaining = list(remaining)` in `__init__` as an
 # attribute whose value is that code, with no type; mkdocstrings then renders
 # `remaining = list(remaining)`. So an entry whose class assigns public attributes in
-# `__init__` sets `show_attribute_values: false`, and each such attribute needs a type: a
-# class-level annotation (with its docstring under it), e.g. `remaining: list[OpenOrder]`.
+# `__init__` sets `show_attribute_values: false`, and each such attribute needs a type, which
+# griffe takes from an annotated assignment: `self.remaining: list[OpenOrder] = list(...)`
+# (or from an annotation in the class body).
 
-#: Attributes still without a type. Annotate them in their class body, then remove them here.
+#: Attributes still without a type. Annotate their assignments, then remove them here.
 UNTYPED = {
     "frontoffice_async.APIConnectionError": {"attempts", "method", "url"},
     "frontoffice_async.APIStatusError": {
@@ -145,6 +146,6 @@ def test_attributes_assigned_in_init_render_as_types_not_code(path: str) -> None
     )
     untyped = {name for name, member in assigned.items() if member.annotation is None}
     assert untyped == UNTYPED.get(path, set()), (
-        f"{path}: attributes without a type (annotate them in the class body, with their "
-        f"docstring under the annotation): {sorted(untyped)}; update UNTYPED to match"
+        f"{path}: attributes without a type (annotate the assignment in __init__, "
+        f"`self.name: T = ...`): {sorted(untyped)}; update UNTYPED to match"
     )
