@@ -1,10 +1,13 @@
 """Packaging: every third-party module the library imports is declared, the base install needs
-only `dependencies`, and CI's lower-bounds constraints pin exactly the declared minimums."""
+only `dependencies`, CI's lower-bounds constraints pin exactly the declared minimums, and the
+version is the same in the package, its metadata, `--version` and the CHANGELOG."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -15,6 +18,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+import frontoffice_async
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "frontoffice_async"
@@ -131,3 +136,52 @@ def test_lower_bounds_pin_exactly_the_declared_minimums() -> None:
         canonicalize_name(r.name): Version(next(iter(r.specifier)).version) for r in RUNTIME
     }
     assert pins == minimums
+
+
+def test_the_install_docs_name_every_extra_for_what_it_adds() -> None:
+    """docs/quickstart.md lists every extra; the command comes with every install, and the
+    `cli` extra adds only rich (the docs say so: it once claimed `[cli]` added the command)."""
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    install = page.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"`\[(\w+)\]`", install)) == sorted(EXTRAS)
+    assert PROJECT["scripts"]["frontoffice"] == "frontoffice_async.cli:console"
+    assert _names(EXTRAS["cli"]) == {"rich"}
+
+
+#: A release heading of CHANGELOG.md (Keep a Changelog 1.1.0): `## [0.2.0] - 2026-12-06`.
+_RELEASE = re.compile(r"^## \[(?P<version>[^]]+)\] - (?P<date>\d{4}-\d{2}-\d{2})$", re.MULTILINE)
+
+
+def changelog_releases() -> list[tuple[Version, str]]:
+    """The CHANGELOG's release headings, top to bottom: (version, date)."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## .*$", text, re.MULTILINE)
+    releases = [_RELEASE.fullmatch(h) for h in headings if h != "## [Unreleased]"]
+    assert all(releases), f"CHANGELOG.md: a heading is not `## [X.Y.Z] - YYYY-MM-DD`: {headings}"
+    return [(Version(m["version"]), m["date"]) for m in releases if m is not None]
+
+
+def test_the_changelog_lists_releases_newest_first() -> None:
+    releases = changelog_releases()
+    assert [str(v) for v, _ in releases][-1:] == ["0.1.0"]
+    assert releases == sorted(releases, reverse=True), "newest version and date first"
+    assert len({v for v, _ in releases}) == len(releases)
+
+
+def test_the_version_is_the_same_everywhere() -> None:
+    """`frontoffice_async.__version__`, the installed metadata (`pip show`), `--version` and the
+    newest CHANGELOG release agree."""
+    [(newest, _), *_] = changelog_releases()
+    assert frontoffice_async.__version__ == str(newest)
+    assert importlib.metadata.version("frontoffice-async") == str(newest), (
+        "the installed metadata is from an older install: reinstall (make clean && make test, "
+        "or pip install -e .)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "frontoffice_async", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert shown.stdout == f"frontoffice {newest}\n"

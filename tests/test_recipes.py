@@ -1,13 +1,14 @@
 """The recipes of docs/web.md (tests/recipes/), run against the simulator: a FastAPI app with
 a panic button, an aiohttp app, and OpenTelemetry tracing that never records the token.
 
-docs/web.md includes the recipe files and the marked sections of this file, so the page shows
-exactly the code that runs here.
+docs/web.md shows the recipe files and the sections of this file marked `# docs: start NAME`
+... `# docs: end NAME`, in blocks that tests/test_docs.py checks are exactly these texts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ STOP_ORDERS = "/frontoffice/api/v3/stop-orders/"
 HUB_PREFIX = "/frontoffice/ws/"
 
 
-# --8<-- [start:settings]
+# docs: start settings
 @pytest.fixture
 def simulator(
     frontoffice_simulator: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
@@ -48,25 +49,27 @@ def simulator(
     return frontoffice_simulator
 
 
-# --8<-- [end:settings]
+# docs: end settings
 
 
-def test_the_page_includes_the_recipe_files_it_shows() -> None:
-    """The page shows these files (and this file's sections) rather than copies of them."""
+def test_the_page_shows_every_recipe_file_and_test_section() -> None:
+    """The page shows each recipe file and each marked section of this file, in a block
+    marked `same-as` (tests/test_docs.py checks that the block is exactly that text)."""
     page = WEB_PAGE.read_text(encoding="utf-8")
-    for name in ("fastapi_app.py", "aiohttp_app.py", "tracing.py"):
-        assert f'--8<-- "tests/recipes/{name}"' in page
-    source = Path(__file__).read_text(encoding="utf-8")
-    for section in ("settings", "fastapi-test", "aiohttp-test", "tracing-test"):
-        assert f'--8<-- "tests/test_recipes.py:{section}"' in page
-        assert f"# --8<-- [start:{section}]" in source
-        assert f"# --8<-- [end:{section}]" in source
+    recipes = sorted(p.name for p in (Path(__file__).parent / "recipes").glob("[!_]*.py"))
+    assert recipes == ["aiohttp_app.py", "fastapi_app.py", "tracing.py"]
+    for name in recipes:
+        assert f"<!-- same-as: tests/recipes/{name} -->\n```python\n" in page
+    sections = re.findall(r"^# docs: start ([\w-]+)$", Path(__file__).read_text(), re.MULTILINE)
+    assert sections == ["settings", "fastapi-test", "aiohttp-test", "tracing-test"]
+    for section in sections:
+        assert f"<!-- same-as: tests/test_recipes.py:{section} -->\n```python\n" in page
 
 
 # --- FastAPI: lifespan, cancel route, panic button ----------------------------------------------
 
 
-# --8<-- [start:fastapi-test]
+# docs: start fastapi-test
 async def test_panic_cancels_every_open_order(simulator: FrontOfficeSimulator) -> None:
     simulator.add_orders(25)
     app = fastapi_app.app
@@ -86,7 +89,7 @@ async def test_panic_cancels_every_open_order(simulator: FrontOfficeSimulator) -
     assert simulator.open_order_ids() == []
 
 
-# --8<-- [end:fastapi-test]
+# docs: end fastapi-test
 
 
 async def _fastapi(
@@ -186,7 +189,7 @@ async def test_panic_without_a_snapshot_is_a_502_that_names_no_token(
 # --- aiohttp: cleanup_ctx -----------------------------------------------------------------------
 
 
-# --8<-- [start:aiohttp-test]
+# docs: start aiohttp-test
 async def test_aiohttp_app_cancels_through_one_client(simulator: FrontOfficeSimulator) -> None:
     ids = simulator.add_orders(20)
     app = aiohttp_app.make_app()
@@ -201,7 +204,7 @@ async def test_aiohttp_app_cancels_through_one_client(simulator: FrontOfficeSimu
     assert simulator.open_order_ids() == []
 
 
-# --8<-- [end:aiohttp-test]
+# docs: end aiohttp-test
 
 
 async def test_aiohttp_app_maps_other_errors_to_502(simulator: FrontOfficeSimulator) -> None:
@@ -237,7 +240,7 @@ def assert_no_secret(spans: Sequence[ReadableSpan], secrets: Iterable[str]) -> N
                 raise SecretInSpanError(f"span {span.name!r} records a token: {texts[1]}")
 
 
-# --8<-- [start:tracing-test]
+# docs: start tracing-test
 def attribute(span: ReadableSpan, *names: str) -> Any:
     """The first of `names` the span has: the instrumentation uses the old HTTP semantic
     conventions by default and the stable ones under OTEL_SEMCONV_STABILITY_OPT_IN."""
@@ -285,7 +288,7 @@ async def test_each_call_is_one_client_span(
     assert summary(span) == ("DELETE", f"/frontoffice/api/v3/orders/{order_id}", 200)
 
 
-# --8<-- [end:tracing-test]
+# docs: end tracing-test
 
 
 async def test_spans_carry_method_path_and_status_and_never_the_token(
