@@ -7,7 +7,7 @@ LOWER  := .venv-lower
 
 .PHONY: test demo bench clean docs test-lower-bounds
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml frontoffice_async/_version.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

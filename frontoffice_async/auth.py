@@ -51,12 +51,12 @@ class OfflineTokenAuth:
     ) -> None:
         bearer_header(offline_token)  # same rules as any token; the value is never echoed
         self._offline_token = offline_token.strip()
-        self.path = path if path.startswith("/") else "/" + path
+        self.path: str = path if path.startswith("/") else "/" + path
         """Path of the exchange endpoint, appended to the client's base URL."""
-        self.timeout = timeout
+        self.timeout: float = timeout
         """Seconds one exchange may take."""
         self._exchange: Exchange | None = None
-        self.exchanges = 0
+        self.exchanges: int = 0
         """Exchanges made so far."""
 
     def bind(self, exchange: Exchange) -> None:

@@ -163,9 +163,9 @@ class RetryBudget:
     def __init__(self, capacity: int = BUDGET_CAPACITY) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be an int >= 0, got {capacity!r}")
-        self.capacity = capacity
+        self.capacity: int = capacity
         """Tokens when full."""
-        self.available = capacity
+        self.available: int = capacity
         """Tokens left now."""
 
     def acquire(self, cost: int) -> bool:

@@ -81,19 +81,11 @@ UNTYPED = {
     },
     "frontoffice_async.ClientClosedError": {"attempts"},
     "frontoffice_async.InvalidOrderIdError": {"order_id", "reason"},
-    "frontoffice_async.OfflineTokenAuth": {"exchanges", "path", "timeout"},
-    "frontoffice_async.OpenOrdersStream": {
-        "account_id",
-        "handshake_timeout",
-        "reconnect",
-        "server_timeout",
-    },
     "frontoffice_async.OrderNotActiveError": {"after_retry", "order_id"},
     "frontoffice_async.OrderNotFoundError": {"after_retry", "order_id"},
     "frontoffice_async.OrdersStillOpenError": {"orders", "unreadable"},
     "frontoffice_async.RateLimitError": {"retry_after"},
     "frontoffice_async.ResponseValidationError": {"attempts", "body", "message", "path", "url"},
-    "frontoffice_async.RetryBudget": {"available", "capacity"},
     "frontoffice_async.TokenProviderError": {"attempts"},
 }
 

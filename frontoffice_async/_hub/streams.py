@@ -67,13 +67,13 @@ class OpenOrdersStream:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         self._hub = hub
-        self.account_id = account_id
+        self.account_id: str = account_id
         """The account whose orders the stream follows."""
-        self.reconnect = reconnect
+        self.reconnect: bool = reconnect
         """Whether the stream connects again after the hub closed or the connection broke."""
-        self.server_timeout = seconds("server_timeout", server_timeout)
+        self.server_timeout: float | None = seconds("server_timeout", server_timeout)
         """Seconds of silence after which the hub counts as dead."""
-        self.handshake_timeout = seconds("handshake_timeout", handshake_timeout)
+        self.handshake_timeout: float | None = seconds("handshake_timeout", handshake_timeout)
         """Seconds for the upgrade and the SignalR handshake of each connection."""
         self._policy = policy if policy is not None else RetryPolicy()
         self._headers = dict(headers or {})
