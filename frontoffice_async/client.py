@@ -129,8 +129,8 @@ class FrontOfficeClient:
             sleep=sleep,
             rand=rand,
         )
-        #: The worker tasks of `iter_cancel_orders` calls still running (see `close`).
-        self._runners: set[asyncio.Task[None]] = set()
+        #: The bulk calls still running: `close` stops them (see `pool.BulkCalls`).
+        self._bulk = pool.BulkCalls()
         self._calls = ViewCalls(
             http, http.pipeline(http.middleware), account_id=account_id, headers=default_headers
         )
@@ -204,16 +204,13 @@ class FrontOfficeClient:
         borrowed one). Idempotent; a view's `close()` does nothing."""
         if self._is_view:
             return
-        # Streams end at once (`ClientClosedError`); an `iter_cancel_orders` whose consumer
-        # left without closing it would keep its workers waiting for a reader forever: they
-        # end with the client. Then requests on the wire finish and the session closes.
+        # Streams end at once (`ClientClosedError`); bulk calls take no more ids; requests on
+        # the wire finish (their outcomes are kept), then the session closes. An
+        # `iter_cancel_orders` finishes its work too, even if its consumer walked away.
+        self._bulk.close()
         await self._hub.aclose()
-        runners = list(self._runners)
-        for runner in runners:
-            runner.cancel()
-        if runners:
-            await asyncio.wait(runners)
         await self._http.aclose()
+        await self._bulk.wait()
 
     @property
     def closed(self) -> bool:
@@ -304,6 +301,7 @@ class FrontOfficeClient:
             concurrency=self._concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
+            owner=self._bulk,
         )
 
     async def cancel_stop_orders(
@@ -326,6 +324,7 @@ class FrontOfficeClient:
             concurrency=self._concurrency if concurrency is None else concurrency,
             on_outcome=on_outcome,
             dedupe=dedupe,
+            owner=self._bulk,
         )
 
     def iter_cancel_orders(
@@ -349,7 +348,7 @@ class FrontOfficeClient:
             order_ids,
             concurrency=self._concurrency if concurrency is None else concurrency,
             dedupe=dedupe,
-            owner=self._runners,
+            owner=self._bulk,
         )
 
     # --- open orders and cancel-all -------------------------------------------------------------
@@ -449,6 +448,7 @@ class FrontOfficeClient:
                 concurrency=workers,
                 on_outcome=on_outcome,
                 dedupe=False,  # a selection lists each id once
+                owner=self._bulk,
             )
 
         return await cancel_all.cancel_all(

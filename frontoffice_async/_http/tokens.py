@@ -202,6 +202,15 @@ class TokenSource:
     async def _ask(self, provider: TokenProvider) -> object:
         try:
             return await provider()
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # `aclose()` stopped the provider call
+            # Raised by the provider itself (an HTTP client inside it being torn down, say):
+            # a failure of the provider, not a cancellation of anyone's call.
+            raise TokenProviderError(
+                "the token provider raised CancelledError while nothing cancelled it"
+            ) from exc
         except FrontOfficeError as exc:  # our own OfflineTokenAuth: its text is safe to show
             raise TokenProviderError(f"the token provider failed: {exc}") from exc
         except Exception as exc:

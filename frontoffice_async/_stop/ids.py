@@ -109,6 +109,11 @@ class DistinctIds:
         self._count = 0
 
     @property
+    def taken(self) -> int:
+        """Distinct ids handed out so far."""
+        return self._count
+
+    @property
     def take_now(self) -> Callable[[], tuple[int, Any] | None] | None:
         """The synchronous `take` for a sync iterable, else None."""
         return self._take_sync if self._iter is not None else None

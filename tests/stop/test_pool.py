@@ -819,3 +819,175 @@ async def test_an_abandoned_iterator_does_not_outlive_its_client(
     await asyncio.sleep(0.05)
     assert len(sim.requests) == requests
     del outcomes
+
+
+# --- a CancelledError nobody asked for, close() from another task (issue 19, items 1-2) --------
+
+
+async def test_a_provider_raising_cancelled_error_is_a_provider_failure_for_every_id(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    async def provider() -> str:
+        raise asyncio.CancelledError  # an HTTP client inside it, being torn down
+
+    ids = frontoffice_simulator.add_orders(298)
+    async with client_for(frontoffice_simulator, token=provider) as client:
+        result = await client.cancel_orders(ids)
+        with pytest.raises(TokenProviderError) as single:
+            await client.cancel_order(ids[0])
+        with pytest.raises(TokenProviderError):
+            await client.open_orders()
+    assert [o.order_id for o in result] == ids  # not `<BulkCancelResult 0 ids>`
+    assert all(isinstance(o.error, TokenProviderError) for o in result)
+    assert isinstance(single.value.__cause__, asyncio.CancelledError)
+    with pytest.raises(BulkCancelError):
+        result.raise_for_failures()
+    assert frontoffice_simulator.open_order_ids() == ids  # and nothing claims otherwise
+
+
+async def test_a_provider_that_raises_cancelled_error_once_fails_the_call_loudly(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    sim = frontoffice_simulator
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncio.CancelledError
+        return sim.token
+
+    ids = sim.add_orders(400)
+    async with client_for(sim, token=provider) as client:
+        result = await client.cancel_orders(ids)
+    assert len(result) == 400  # was 105 outcomes for 400 ids, and no error
+    still_open = set(sim.open_order_ids())
+    assert still_open <= {o.order_id for o in result.failed}
+    if still_open:
+        with pytest.raises(BulkCancelError):
+            result.raise_for_failures()
+
+
+def _feed_raising_cancelled_after(ids: list[str], n: int) -> AsyncIterator[str]:
+    async def feed() -> AsyncIterator[str]:
+        for i, order_id in enumerate(ids):
+            if i == n:
+                raise asyncio.CancelledError  # the caller's own code, not a cancellation
+            yield order_id
+
+    return feed()
+
+
+async def test_an_input_raising_cancelled_error_propagates_after_every_outcome(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    sim = await frontoffice_simulator_factory(latency=0.01)
+    ids = sim.add_orders(298)
+    delivered: list[CancelOutcome[Order]] = []
+    async with client_for(sim) as client:
+        with pytest.raises(asyncio.CancelledError):
+            await client.cancel_orders(
+                _feed_raising_cancelled_after(ids, 150), on_outcome=delivered.append
+            )
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # nobody cancelled this task
+        assert library_tasks() == []
+    assert len(delivered) == 150  # every id taken has its outcome
+    cancelled_on_server = {i for i in ids if sim.orders[i].status == "Cancelled"}
+    assert {o.order_id for o in delivered if o.ok} == cancelled_on_server
+
+
+async def test_iter_cancel_orders_over_an_input_raising_cancelled_error_ends(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    ids = frontoffice_simulator.add_orders(60)
+    seen: list[str] = []
+
+    async def consume(client: FrontOfficeClient) -> None:
+        outcomes = client.iter_cancel_orders(_feed_raising_cancelled_after(ids, 30))
+        async with contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                seen.append(outcome.order_id)
+
+    async with client_for(frontoffice_simulator) as client:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(consume(client), 10)  # it used to hang here
+    assert sorted(seen) == sorted(ids[:30])
+
+
+@pytest.mark.parametrize("kind", ["list", "async generator"])
+async def test_close_from_another_task_ends_an_iterating_consumer_with_every_outcome(
+    frontoffice_simulator_factory: SimulatorFactory, kind: str
+) -> None:
+    sim = await frontoffice_simulator_factory(latency=0.02)
+    ids = sim.add_orders(400)
+    seen: list[CancelOutcome[Order]] = []
+    twenty = asyncio.Event()
+
+    async def consume(client: FrontOfficeClient) -> None:
+        outcomes = client.iter_cancel_orders(as_input(kind, ids), concurrency=16)
+        async with contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                seen.append(outcome)
+                if len(seen) == 20:
+                    twenty.set()
+
+    client = client_for(sim)
+    async with client:
+        consumer = asyncio.create_task(consume(client))
+        await twenty.wait()
+        await asyncio.wait_for(client.close(), 10)
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(consumer, 10)  # it used to wait forever
+    cancelled_on_server = {i for i in ids if sim.orders[i].status == "Cancelled"}
+    assert {o.order_id for o in seen if o.ok} == cancelled_on_server  # none lost (16 were)
+    assert library_tasks() == []
+
+
+async def test_close_ends_a_bulk_call_waiting_for_its_async_input(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    ids = frontoffice_simulator.add_orders(5)
+    stuck = asyncio.Event()
+
+    async def feed() -> AsyncIterator[str]:
+        for order_id in ids:
+            yield order_id
+        stuck.set()
+        await asyncio.Event().wait()  # a feed that goes quiet
+        yield "never"
+
+    delivered: list[CancelOutcome[Order]] = []
+    client = client_for(frontoffice_simulator)
+    async with client:
+        call = asyncio.create_task(client.cancel_orders(feed(), on_outcome=delivered.append))
+        await stuck.wait()
+        await asyncio.wait_for(client.close(), 10)
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(call, 10)  # it used to never end
+    assert sorted(o.order_id for o in delivered) == sorted(ids)
+    assert library_tasks() == []
+
+
+async def test_close_keeps_the_outcomes_of_an_abandoned_iterator(
+    frontoffice_simulator_factory: SimulatorFactory,
+) -> None:
+    sim = await frontoffice_simulator_factory(latency=0.02)
+    ids = sim.add_orders(200)
+    client = client_for(sim, concurrency=8)
+    async with client:
+        outcomes = client.iter_cancel_orders(ids)
+        seen = [await anext(outcomes)]  # then walked away without aclose()
+        await asyncio.sleep(0.05)  # the workers go on until the outbox is full
+        await asyncio.wait_for(client.close(), 10)
+        assert library_tasks() == []
+
+        async def rest() -> None:
+            async for outcome in outcomes:  # whoever comes back finds every outcome
+                seen.append(outcome)
+
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(rest(), 10)  # it used to hang: the workers were killed
+    cancelled_on_server = {i for i in ids if sim.orders[i].status == "Cancelled"}
+    assert {o.order_id for o in seen if o.ok} == cancelled_on_server
