@@ -26,7 +26,7 @@ from ._http.checks import check_headers, check_market_id, check_rounds, parse_si
 from ._http.endpoints import HttpShared, ViewCalls, check_concurrency, check_timeout
 from ._http.middleware import DEFAULT_MAX_BODY
 from ._hub.reconnect import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SERVER_TIMEOUT, Hub, hub_url
-from ._hub.snapshot import read_snapshot
+from ._hub.snapshot import check_settle, read_snapshot
 from ._hub.streams import OpenOrdersStream
 from ._stop import cancel_all, pool
 from .auth import TokenProvider
@@ -78,6 +78,9 @@ class FrontOfficeClient:
             the OpenOrders hub's websocket upgrade, whose URL holds the token.
         retry_budget: A `RetryBudget` to share with other clients (default: one of its own).
         max_body_size: Bytes of a response body read at most, after decompression.
+        snapshot_settle: Seconds after a snapshot's first item during which later items of
+            the hub still belong to it (merged by id: the latest state of an order wins);
+            None: 0.5. Cancel-all starts cancelling on the first item; only its verdict waits.
         on_retry: Called with a `RetryEvent` before each resend.
         sleep: Injectable `asyncio.sleep`, for tests.
         clock: Injectable monotonic clock, for tests.
@@ -99,6 +102,7 @@ class FrontOfficeClient:
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         retry_budget: RetryBudget | None = None,
         max_body_size: int = DEFAULT_MAX_BODY,
+        snapshot_settle: float | None = None,
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -135,6 +139,7 @@ class FrontOfficeClient:
             http, http.pipeline(http.middleware), account_id=account_id, headers=default_headers
         )
         self._concurrency = check_concurrency(concurrency)
+        self._snapshot_settle = None if snapshot_settle is None else check_settle(snapshot_settle)
         self._is_view = False
 
     def with_options(
@@ -438,16 +443,16 @@ class FrontOfficeClient:
         check_rounds(rounds)
         cancel = self._calls.canceller(Order, account)
 
-        async def snapshot() -> list[Any]:
-            return await self._snapshot(account, snapshot_timeout)
+        async def snapshot(on_item: Callable[[list[Any]], object] | None) -> list[Any]:
+            return await self._snapshot(account, snapshot_timeout, on_item)
 
-        async def cancel_ids(ids: Iterable[str]) -> BulkCancelResult[Order]:
+        async def cancel_ids(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
             return await pool.cancel_orders(
                 cancel,
                 ids,
                 concurrency=workers,
                 on_outcome=on_outcome,
-                dedupe=False,  # a selection lists each id once
+                dedupe=False,  # a pass feeds each id once
                 owner=self._bulk,
             )
 
@@ -455,14 +460,22 @@ class FrontOfficeClient:
             snapshot, cancel_ids, market_id=market_id, side=wanted, rounds=rounds, dry_run=dry_run
         )
 
-    async def _snapshot(self, account_id: str, timeout: float | None) -> list[Any]:
-        """The raw records of the account's OpenOrders snapshot (see `_hub.snapshot`)."""
+    async def _snapshot(
+        self,
+        account_id: str,
+        timeout: float | None,
+        on_item: Callable[[list[Any]], object] | None = None,
+    ) -> list[Any]:
+        """The raw open records of the account's OpenOrders snapshot, merged over the settle
+        window (see `_hub.snapshot`); `on_item` sees each item as it arrives."""
         self._http.holder.get()
         calls = self._calls
         return await read_snapshot(
             self._hub,
             account_id,
             timeout=timeout,
+            settle=self._snapshot_settle,
             policy=calls.pipeline.retry.policy,
             headers=calls.base_headers,
+            on_item=on_item,
         )

@@ -16,12 +16,22 @@ import pytest
 import pytest_asyncio
 from aioresponses import aioresponses, core
 
+from frontoffice_async._hub import snapshot
+
 from ._scripted_hub import ScriptedHubs
-from .support import SENTINEL_TOKEN
+from .support import SENTINEL_TOKEN, SHORT_SETTLE
 
 if TYPE_CHECKING:  # the plugin module is imported by pytest itself, so its asserts are rewritten
     from frontoffice_async.testing import FrontOfficeSimulator
     from frontoffice_async.testing.pytest_plugin import SimulatorFactory
+
+
+@pytest.fixture(autouse=True)
+def short_settle_window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots settle for `SHORT_SETTLE` seconds, not 0.5, unless the test is marked
+    `real_settle`: the simulator sends a snapshot as one item, and the suite takes hundreds."""
+    if request.node.get_closest_marker("real_settle") is None:
+        monkeypatch.setattr(snapshot, "DEFAULT_SETTLE", SHORT_SETTLE)
 
 
 @pytest.fixture

@@ -80,6 +80,11 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+#: The snapshot settle window of the test session (conftest): long enough for items sent back
+#: to back on loopback, short enough that hundreds of snapshots do not each wait 0.5 s.
+SHORT_SETTLE = 0.02
+
+
 def client_for(target: FrontOfficeSimulator | str, **kwargs: Any) -> FrontOfficeClient:
     """A client of a simulator (its URL and token) or of any URL (`SENTINEL_TOKEN`), with the
     default account and instant backoff unless told otherwise."""

@@ -42,7 +42,7 @@ _WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_REP
 
 
 class Connection:
-    """One websocket to the hub carrying one stream (`target`) of one account."""
+    """One websocket to the hub carrying one stream (`kind`) of one account."""
 
     def __init__(
         self,
@@ -54,13 +54,14 @@ class Connection:
         server_timeout: float | None,
         handshake_timeout: float | None,
         attempt: int,
-        target: str = "OpenOrders",
+        kind: protocol.StreamKind = protocol.OPEN_ORDERS,
     ) -> None:
         self._transport = transport
         self._url = url
         self.safe_url = str(url)
         self._report = Report(self.safe_url, attempt)
-        self._invocation = protocol.invocation(target, account_id)
+        self.kind = kind
+        self._invocation = protocol.invocation(kind.target, account_id)
         self._headers = headers
         self._server_timeout = server_timeout
         self._handshake_timeout = handshake_timeout
@@ -152,7 +153,7 @@ class Connection:
             if kind == protocol.STREAM_ITEM and message.get("invocationId") == "0":
                 self.items += 1
                 try:
-                    return protocol.records(message.get("item"))
+                    return protocol.records(message.get("item"), nested=self.kind.nested)
                 except ValueError as exc:
                     raise self._report.invalid_message_error(
                         str(message.get("item")), str(exc)
@@ -161,10 +162,10 @@ class Connection:
                 self._finished = True
                 if message.get("error"):
                     error = HubError(
-                        f"the OpenOrders stream failed: {self._text(message['error'])}"
+                        f"the {self.kind.target} stream failed: {self._text(message['error'])}"
                     )
                     raise Failure(error, cause="Completion with error", retry=False)
-                error = HubError(self._ended("the hub completed the OpenOrders stream"))
+                error = HubError(self._ended(f"the hub completed the {self.kind.target} stream"))
                 raise Failure(error, cause="Completion", graceful=True)
             if kind == protocol.CLOSE:
                 raise self._closed(message)
@@ -232,7 +233,9 @@ class Connection:
         """The error for a websocket that closed or broke under us."""
         self._finished = True
         if self._transport.closed:
-            return ClientClosedError("the client was closed while the OpenOrders stream was open")
+            return ClientClosedError(
+                f"the client was closed while the {self.kind.target} stream was open"
+            )
         if msg.type is aiohttp.WSMsgType.ERROR and isinstance(msg.data, BaseException):
             error = self._report.connection_error(msg.data)
             return Failure(error, cause=type(msg.data).__name__)
@@ -260,7 +263,7 @@ class Connection:
             # RuntimeError: aiohttp's "cannot write to closing transport"
             if self._transport.closed:
                 raise ClientClosedError(
-                    "the client was closed while the OpenOrders stream was open"
+                    f"the client was closed while the {self.kind.target} stream was open"
                 ) from None
             failure = Failure(self._report.connection_error(exc), cause=type(exc).__name__)
         else:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+
+import attrs
 
 from .. import _converter
 from ..errors import FrontOfficeError, HubError
@@ -20,11 +23,14 @@ __all__ = [
     "CLOSE",
     "COMPLETION",
     "HANDSHAKE",
+    "OPEN_ORDERS",
+    "OPEN_POSITIONS",
     "PING",
     "RS",
     "STREAM_ITEM",
     "Failure",
     "Late",
+    "StreamKind",
     "close_failure",
     "invocation",
     "parse_message",
@@ -105,8 +111,56 @@ def parse_message(raw: str) -> dict[str, Any]:
     return message
 
 
-def records(item: object) -> list[Any]:
-    """The records of a stream item: an array of them, or a lone one."""
+@attrs.frozen
+class StreamKind:
+    """One stream of the account hub: its target, the id key of its records, whether its
+    items nest the array one level deeper (`{"item": [...]}`), and which records say that
+    the thing they describe is no longer open."""
+
+    target: str
+    key: str
+    nested: bool
+    _closed: Any = attrs.field(alias="closed")  # (record) -> bool
+
+    def is_closed(self, record: Mapping[str, Any]) -> bool:
+        """True when `record` (the latest word on its id) says it is no longer open."""
+        return bool(self._closed(record))
+
+
+# Only what the stream calls final is dropped: an unknown status may still be live.
+_FINAL_ORDER_STATUSES: Final = frozenset({"completed", "cancelled", "expired", "rejected"})
+
+
+def _order_closed(record: Mapping[str, Any]) -> bool:
+    status = record.get("status")
+    return isinstance(status, str) and status.casefold() in _FINAL_ORDER_STATUSES
+
+
+def _position_closed(record: Mapping[str, Any]) -> bool:
+    # Undocumented: how the stream says a position closed. A "Closed" status or a zero lot
+    # amount does; anything else, including what cannot be read, counts as open.
+    status = record.get("status")
+    if isinstance(status, str) and status.casefold() == "closed":
+        return True
+    lots = record.get("positionLotAmount")
+    if isinstance(lots, str | int | Decimal) and not isinstance(lots, bool):
+        try:
+            return Decimal(lots) == 0
+        except (InvalidOperation, ValueError):
+            return False
+    return False
+
+
+OPEN_ORDERS: Final = StreamKind("OpenOrders", "orderId", False, closed=_order_closed)
+#: Its items hold the array in their own `item`: `{"item": {"item": [...]}}`.
+OPEN_POSITIONS: Final = StreamKind("OpenPositions", "positionId", True, closed=_position_closed)
+
+
+def records(item: object, *, nested: bool = False) -> list[Any]:
+    """The records of a stream item: an array of them, or a lone one (`nested`: the array
+    sits in the item's own `item`, as OpenPositions sends it; a bare array is taken too)."""
+    if nested and isinstance(item, dict) and "item" in item:
+        item = item["item"]
     if isinstance(item, list):
         return item
     if isinstance(item, dict):

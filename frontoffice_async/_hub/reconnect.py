@@ -17,7 +17,7 @@ from .._http.tokens import TokenSource
 from ..errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
 from ..retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
 from .connection import Connection
-from .protocol import Failure, Late
+from .protocol import OPEN_ORDERS, Failure, Late, StreamKind
 from .transport import HubTransport
 
 __all__ = [
@@ -93,6 +93,7 @@ async def first_item(
     headers: Mapping[str, str],
     server_timeout: float | None,
     handshake_timeout: float | None,
+    kind: StreamKind = OPEN_ORDERS,
 ) -> tuple[Connection, list[Any]]:
     """Connect until a connection delivers its first item (the snapshot), as `episode` allows.
 
@@ -108,6 +109,7 @@ async def first_item(
             server_timeout=server_timeout,
             handshake_timeout=handshake_timeout,
             attempt=episode.attempts,
+            kind=kind,
         )
         try:
             header = await episode.header()
@@ -132,9 +134,17 @@ class Episode:
     """One run of connections until a snapshot arrives: the retry policy's attempts, backoff
     and budget, and a time limit over every wait (token provider, upgrade, items, sleeps)."""
 
-    def __init__(self, hub: Hub, policy: RetryPolicy | None, *, limit: float | None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        policy: RetryPolicy | None,
+        *,
+        limit: float | None,
+        target: str = OPEN_ORDERS.target,
+    ) -> None:
         policy = policy if policy is not None else RetryPolicy()
         self._hub = hub
+        self._target = target
         # `decide` gets no deadline: the time left is checked here, against `limit`.
         self._policy = attrs.evolve(policy, deadline=None)
         # The hub ending a stream and allowing a new one (a deploy, a Close with
@@ -199,7 +209,9 @@ class Episode:
         self._announce(failure, decision.delay)
         await hub.sleep(decision.delay)
         if hub.transport.closed:
-            raise ClientClosedError("the client was closed while the OpenOrders hub reconnected")
+            raise ClientClosedError(
+                f"the client was closed while the {self._target} hub reconnected"
+            )
 
     def succeeded(self) -> None:
         """A snapshot arrived: give the retry budget back what this run took (or 1 token)."""
@@ -209,7 +221,7 @@ class Episode:
         """The error for a run whose time limit passed (`failure`: the last connection's)."""
         last = "" if failure is None else f"; the last connection: {_reason(failure)}"
         return APITimeoutError(
-            f"no OpenOrders snapshot within {self.limit:g}s{last}",
+            f"no {self._target} snapshot within {self.limit:g}s{last}",
             method="GET",
             url=str(self._hub.url),
             attempts=self.attempts,
@@ -228,7 +240,7 @@ class Episode:
             if not scope.expired():
                 raise
             raise APITimeoutError(
-                f"no OpenOrders snapshot within {self.limit:g}s: still waiting for the token "
+                f"no {self._target} snapshot within {self.limit:g}s: still waiting for the token "
                 "provider",
                 method="GET",
                 url=str(self._hub.url),

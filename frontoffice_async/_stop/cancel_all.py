@@ -2,16 +2,27 @@
 
 `FrontOfficeClient.cancel_all_orders` (and through it the CLI and the demo) runs `cancel_all`:
 snapshot, cancel what matches, snapshot again and cancel what still matches (and what failed),
-up to `rounds` passes; the last snapshot says what is left. Reading a snapshot is tolerant here:
-a cancel needs only an order id, so one malformed record must not stop the others.
+up to `rounds` passes; the last snapshot says what is left. A pass starts cancelling on the
+snapshot's first item, and the ids of later items of its settle window join it: the window
+delays only the verdict. Reading a snapshot is tolerant here: a cancel needs only an order id,
+so one malformed record must not stop the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter, deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from typing import Any
 
 import attrs
@@ -28,8 +39,11 @@ __all__ = ["Selection", "cancel_all", "select"]
 #: Characters of an unreadable record kept on the result.
 _RAW_KEPT = 500
 
-Snapshot = Callable[[], Awaitable[list[Any]]]
-CancelIds = Callable[[Sequence[str]], Awaitable[BulkCancelResult[Order]]]
+#: Reads a snapshot (merged over its settle window), handing each item to the callback, if any,
+#: as it arrives.
+Snapshot = Callable[[Callable[[list[Any]], object] | None], Awaitable[list[Any]]]
+#: Cancels the ids of an async iterable with the bulk pool.
+CancelIds = Callable[[AsyncIterable[str]], Coroutine[Any, Any, BulkCancelResult[Order]]]
 
 
 @attrs.frozen
@@ -96,33 +110,43 @@ async def cancel_all(
     """Cancel what the snapshots show, up to `rounds` passes; see `cancel_all_orders`."""
     check_rounds(rounds)
     started = time.perf_counter()
-    selection = select(await snapshot(), market_id, side)
-    filtered_out = selection.filtered_out
     merged: dict[str, CancelOutcome[Order]] = {}
+    filtered_out: dict[str, int] | None = None
     passes = attempts = 0
-    pending = selection.ids
+    failed: list[str] = []
     stopped_by = None
-    while not dry_run and pending and passes < rounds and stopped_by is None:
+    while True:
+        if dry_run or passes == rounds or stopped_by is not None:
+            # No pass may follow: this snapshot only says what is left.
+            selection = select(await snapshot(None), market_id, side)
+            break
+        # A pass: what failed in the last one, then what the items show as they come.
+        feed = _Feed(failed, market_id, side)
+        result, records = await _pass(snapshot, cancel, feed)
+        selection = select(records, market_id, side)
+        if filtered_out is None:
+            filtered_out = selection.filtered_out
+        if not feed.count:
+            break  # nothing matched in the whole window, nothing failed: this snapshot verifies
         passes += 1
-        failed: list[str] = []
-        result = await cancel(pending)
         attempts += result.attempts
         stopped_by = result.stopped_by
+        failed = []
         for outcome in result:
             earlier = merged.get(outcome.order_id)
             # "Cancelled" by any round wins; otherwise the latest round says what happened.
             if earlier is None or not earlier.ok:
                 merged[outcome.order_id] = outcome
             if outcome.failed:
+                # Sent again next pass even if the hub no longer lists it: a lost answer's
+                # order then comes back "not active" instead of staying a false failure.
                 failed.append(outcome.order_id)
         if stopped_by is not None:
             # A revoked token or a forbidden account: another round would only send the same
             # refused requests again. What this round tried is what may still be open.
             break
-        selection = select(await snapshot(), market_id, side)
-        # What still matches, and what failed even if the hub no longer lists it: a lost
-        # answer's order then comes back "not active" instead of staying a false failure.
-        pending = tuple(dict.fromkeys((*selection.ids, *failed)))
+    if filtered_out is None:
+        filtered_out = selection.filtered_out
     remaining, unreadable = selection.typed()
     return BulkCancelResult(
         merged.values(),
@@ -136,6 +160,75 @@ async def cancel_all(
         attempts=attempts,
         stopped_by=stopped_by,
     )
+
+
+async def _pass(
+    snapshot: Snapshot, cancel: CancelIds, feed: _Feed
+) -> tuple[BulkCancelResult[Order], list[Any]]:
+    """One pass: the pool cancels the feed's ids while the snapshot fills it; the pool's
+    result and the snapshot's records. If the snapshot fails, what was sent finishes (its
+    outcomes reach `on_outcome`) before its error propagates."""
+    work = asyncio.ensure_future(cancel(feed))
+    try:
+        records = await snapshot(feed.add_item)
+    except BaseException:
+        feed.close()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            work.cancel()
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # the snapshot's error is the one to raise
+        raise
+    feed.close()
+    return await work, records
+
+
+class _Feed(AsyncIterator[str]):
+    """The ids of one pass, each once, as the snapshot's items bring them: what the pool
+    reads, open until the snapshot's window closes."""
+
+    __slots__ = ("_closed", "_market_id", "_more", "_queue", "_seen", "_side")
+
+    def __init__(
+        self, first: Iterable[str], market_id: str | None, side: OrderSide | None
+    ) -> None:
+        self._queue: deque[str] = deque()
+        self._seen: set[str] = set()
+        self._more = asyncio.Event()
+        self._closed = False
+        self._market_id = market_id
+        self._side = side
+        self.extend(first)
+
+    def add_item(self, records: list[Any]) -> None:
+        """Feed what one item of the snapshot shows that matches the filters."""
+        self.extend(select(records, self._market_id, self._side).ids)
+
+    @property
+    def count(self) -> int:
+        """Distinct ids fed so far."""
+        return len(self._seen)
+
+    def extend(self, ids: Iterable[str]) -> None:
+        for order_id in ids:
+            if order_id not in self._seen:
+                self._seen.add(order_id)
+                self._queue.append(order_id)
+        if self._queue:
+            self._more.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._more.set()
+
+    async def __anext__(self) -> str:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._more.clear()
+            await self._more.wait()
+        return self._queue.popleft()
 
 
 def _matches(raw: dict[str, Any], market_id: str | None, side: OrderSide | None) -> bool | None:

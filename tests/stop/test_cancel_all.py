@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -231,12 +231,16 @@ class FakeAccount:
         self.refuse: dict[str, Exception] = {}
         self.lag: set[str] = set()  # cancelled orders the next snapshot still lists
 
-    async def snapshot(self) -> list[Any]:
+    async def snapshot(self, on_item: Callable[[list[Any]], object] | None = None) -> list[Any]:
         listed = [r for r in self.records if not _is(r, self.cancelled) or _is(r, self.lag)]
         self.lag.clear()
+        if on_item is not None:
+            on_item(listed)
         return listed
 
-    def canceller(self) -> Callable[[Sequence[str]], Awaitable[BulkCancelResult[Order]]]:
+    def canceller(
+        self,
+    ) -> Callable[[AsyncIterable[str]], Coroutine[Any, Any, BulkCancelResult[Order]]]:
         async def cancel_one(order_id: str, halt: Halt | None) -> tuple[Order, int]:
             if order_id in self.refuse:
                 raise self.refuse[order_id]
@@ -245,7 +249,7 @@ class FakeAccount:
             self.cancelled.append(order_id)
             return _order(order_id), 1
 
-        async def cancel_ids(ids: Sequence[str]) -> BulkCancelResult[Order]:
+        async def cancel_ids(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
             return await pool.cancel_orders(cancel_one, ids, concurrency=4)
 
         return cancel_ids
@@ -308,11 +312,11 @@ async def test_a_lagging_hub_does_not_turn_cancelled_into_not_active() -> None:
     account = FakeAccount([record("A"), record("B")])
     original = account.canceller()
 
-    async def cancel_ids(ids: Sequence[str]) -> BulkCancelResult[Order]:
+    async def cancel_ids(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
         first_pass = not account.cancelled
         result = await original(ids)
         if first_pass:
-            account.lag.update(ids)  # the next snapshot still lists them, once
+            account.lag.update(account.cancelled)  # the next snapshot still lists them, once
         return result
 
     result = await cancel_all(account.snapshot, cancel_ids, market_id=None, side=None, rounds=3)
@@ -394,13 +398,19 @@ async def test_unknown_id_in_a_snapshot_is_not_found(
     calls = 0
 
     async def snapshot(
-        self: FrontOfficeClient, account_id: str, timeout: float | None
+        self: FrontOfficeClient,
+        account_id: str,
+        timeout: float | None,
+        on_item: Callable[[list[Any]], object] | None = None,
     ) -> list[Any]:
         nonlocal calls
         calls += 1
         records = await real(self, account_id, timeout)
         # An order the server no longer knows at all by the time we cancel it.
-        return [*records, record(UNKNOWN_ID)] if calls == 1 else records
+        records = [*records, record(UNKNOWN_ID)] if calls == 1 else records
+        if on_item is not None:
+            on_item(records)
+        return records
 
     monkeypatch.setattr(FrontOfficeClient, "_snapshot", snapshot)
     async with client_for(sim) as client:
