@@ -89,7 +89,12 @@ class HubEndpoint:
             return responder.problem(hub_fault.status, headers=headers)
 
         ws = web.WebSocketResponse(timeout=_CLOSE_TIMEOUT)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            # The client left while the upgrade waited (a SLOW fault): nothing to answer.
+            # Raised, aiohttp would log it with a traceback, as if the simulator had failed.
+            return responder.drop(request)
         entry.status = 101
         session = HubSession(
             ws,
