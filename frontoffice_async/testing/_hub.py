@@ -15,7 +15,7 @@ from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._hub_faults import HubFaultKind
 from frontoffice_async.testing._hub_session import HubSession
 from frontoffice_async.testing._log import ENTRY_KEY
-from frontoffice_async.testing._rest import Rejected, Responder, truncated
+from frontoffice_async.testing._responder import Rejected, Responder, truncated
 from frontoffice_async.testing._tokens import TokenRegistry
 from frontoffice_async.testing.faults import FaultKind
 

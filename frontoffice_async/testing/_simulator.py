@@ -20,7 +20,8 @@ from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._hub import HubEndpoint
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
 from frontoffice_async.testing._order import OrderKind, SimulatedOrder, check_field
-from frontoffice_async.testing._rest import Responder, RestApi
+from frontoffice_async.testing._responder import Responder
+from frontoffice_async.testing._rest import RestApi
 from frontoffice_async.testing._signals import caught_signals
 from frontoffice_async.testing._tokens import TokenRegistry
 from frontoffice_async.testing.faults import FaultPlan
