@@ -104,7 +104,7 @@ class FrontOfficeSimulator:
         self._tokens = TokenRegistry(seed)
         self._token = self._tokens.issue(self._account_ids, token=token)
         self._book = OrderBook(seed)
-        self._log = RequestLog()
+        self._log = RequestLog(secrets=() if offline_token is None else (offline_token,))
         self._dispenser = FaultDispenser(args.check_plan(faults))
         # Set when closing starts (pending sleeps end, `serve_until_stopped` returns) and
         # when it is done (a second `close()` waits for the first).
@@ -355,8 +355,12 @@ class FrontOfficeSimulator:
         self._tokens.revoke(token)
 
     def requests_for(self, order_id: str) -> list[RecordedRequest]:
-        """The logged requests naming `order_id`, in arrival order."""
-        return [record for record in self._log.records() if record.order_id == order_id]
+        """The logged requests naming `order_id` (an order or a position id), in arrival order."""
+        return [
+            record
+            for record in self._log.records()
+            if order_id in (record.order_id, record.position_id)
+        ]
 
     def reset_log(self) -> None:
         """Forget the logged requests and zero `stats`."""
