@@ -29,8 +29,9 @@ OrderKind = Literal["order", "stop"]
 
 #: Statuses in which an order can still be cancelled.
 ACTIVE_ORDER_STATUSES = frozenset({"Started", "Pending", "Working"})
-#: Statuses in which a stop order can still be cancelled.
-ACTIVE_STOP_STATUSES = frozenset({"WaitingForActivation", "Activated"})
+#: Statuses in which a stop order can still be cancelled: an Activated one has become an
+#: order of its own, so the stop order itself is final.
+ACTIVE_STOP_STATUSES = frozenset({"WaitingForActivation"})
 
 
 def _kind(name: str, value: object) -> str:
@@ -51,6 +52,7 @@ _CHECKS: dict[str, _fields.Check] = {
             "time_in_force",
             "status",
             "source",
+            "reason",
         ),
         _fields.text,
     ),
@@ -127,6 +129,8 @@ class SimulatedOrder:
     updated_at: datetime
     cancellation_date: datetime | None = None
     source: str = "Manual"
+    #: Why the order exists: `Trader`, or e.g. `StopOut` for one the platform placed itself.
+    reason: str = "Trader"
 
     def __attrs_post_init__(self) -> None:
         # on_setattr does not run in __init__: check (and convert) every field here.
@@ -136,7 +140,7 @@ class SimulatedOrder:
     @property
     def is_active(self) -> bool:
         """Whether a cancel request would succeed (Started/Pending/Working for orders,
-        WaitingForActivation/Activated for stop orders)."""
+        WaitingForActivation for stop orders)."""
         active = ACTIVE_STOP_STATUSES if self.kind == "stop" else ACTIVE_ORDER_STATUSES
         return self.status in active
 
@@ -190,7 +194,7 @@ class SimulatedOrder:
             "timeInForce": self.time_in_force,
             "status": self.status,
             "source": self.source,
-            "reason": "Trader",
+            "reason": self.reason,
             "side": self.side,
             "orderType": self.order_type,
             "requestedAmount": _wire.format_decimal(self.requested_amount),

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import attrs
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
@@ -12,7 +16,27 @@ from frontoffice_async.testing._log import ENTRY_KEY
 from frontoffice_async.testing._tokens import Grant, TokenRegistry
 from frontoffice_async.testing.faults import Fault, FaultKind
 
-__all__ = ["Rejected", "Responder", "truncated"]
+__all__ = ["Action", "Call", "Rejected", "Responder", "truncated"]
+
+
+@attrs.frozen
+class Call:
+    """Who calls: the token's grant, the checked `accountId` (None where the endpoint needs
+    none), and whether the request may change anything (False under a NOT_APPLIED fault)."""
+
+    grant: Grant
+    account_id: str | None
+    apply: bool = True
+
+    @property
+    def account(self) -> str:
+        """The checked `accountId` of an endpoint that requires one."""
+        assert self.account_id is not None  # such routes check the header first
+        return self.account_id
+
+
+#: What an endpoint does once the checks and faults let a request through.
+Action = Callable[[web.Request, Call], Awaitable[web.Response]]
 
 
 class Rejected(Exception):
@@ -46,6 +70,20 @@ class Responder:
             status, trace_id=self._trace_ids.next(), detail=detail, errors=errors, headers=headers
         )
 
+    def invalid(self, errors: dict[str, list[str]]) -> web.Response:
+        """A 400 validation problem, as ASP.NET Core's model validation answers."""
+        return self.problem(400, errors=errors)
+
+    async def read_json(self, request: web.Request, *, empty: Any = ...) -> Any:
+        """The JSON body, or `Rejected` with a 400; an empty body is `empty` if given."""
+        raw = await request.read()
+        if not raw.strip() and empty is not ...:
+            return empty
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep, too
+            raise Rejected(self.invalid({"$": ["The request body is not valid JSON."]})) from None
+
     def authenticate(self, token: str | None, tokens: TokenRegistry) -> Grant:
         """The grant of `token`, or `Rejected` with a 401."""
         if not token:
@@ -66,7 +104,8 @@ class Responder:
     def next_fault(self, request: web.Request) -> Fault | None:
         """Draw the fault of this request and note it in the request log."""
         entry = request[ENTRY_KEY]
-        fault = self._dispenser.next_fault(entry.endpoint, entry.order_id)
+        named = entry.order_id if entry.order_id is not None else entry.position_id
+        fault = self._dispenser.next_fault(entry.endpoint, named)
         entry.fault = None if fault is None else fault.kind
         return fault
 
