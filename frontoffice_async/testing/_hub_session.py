@@ -339,6 +339,8 @@ class HubSession:
                 async with asyncio.timeout(wait):
                     first = await self._outbox.get()
             except TimeoutError:
+                if not self._pings:  # silenced while this wait was running
+                    continue
                 first = sr.PING_FRAME
             batch = [first]
             while not self._outbox.empty():
