@@ -65,7 +65,8 @@ def decimal(name: str, value: object) -> Decimal:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)  # finite numbers have an int exponent
-    if abs(number) > _DOTNET_DECIMAL_MAX or -exponent > _DOTNET_DECIMAL_PLACES:
+    # copy_abs(), not abs(): abs() rounds to the context and overflows on 1E+999999999.
+    if number.copy_abs() > _DOTNET_DECIMAL_MAX or -exponent > _DOTNET_DECIMAL_PLACES:
         raise ValueError(
             f"{name} {value!r} does not fit the platform's decimal "
             f"(|x| <= {_DOTNET_DECIMAL_MAX}, at most {_DOTNET_DECIMAL_PLACES} decimal places)"

@@ -411,7 +411,7 @@ async def test_close_one_refuses(
         status, body = await post(session, sim, close_path(unknown))
         assert (status, body["title"]) == (404, "Not Found")
         assert body["detail"] == f"Position {unknown} was not found."
-    for bad in ("0", "-1", "lots", True, [1], {"lots": 1}):
+    for bad in ("0", "-1", "lots", True, [1], {"lots": 1}, "1E+999999999", "NaN"):
         status, body = await post(
             session, sim, close_path(position_id), {"closePositionLotAmount": bad}
         )

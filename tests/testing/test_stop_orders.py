@@ -148,6 +148,7 @@ async def test_a_gtd_stop_order_keeps_its_expiry(
     [
         (False, {"activationPrice": None}, "order.activationPrice"),
         (False, {"activationPrice": "-1"}, "order.activationPrice"),
+        (False, {"activationPrice": "1E+999999999"}, "order.activationPrice"),  # no 500
         (False, {"requestedAmount": "0"}, "order.requestedAmount"),
         (False, {"requestedPrice": None}, "order.requestedPrice"),  # a Limit needs one
         (False, {"side": "Long"}, "order.side"),
