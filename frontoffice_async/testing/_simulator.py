@@ -16,17 +16,11 @@ from typing import Any, Self
 from aiohttp import web
 
 from frontoffice_async.testing import _arguments as args
-from frontoffice_async.testing import _wire
+from frontoffice_async.testing._app import Settings, build_application
 from frontoffice_async.testing._dispenser import FaultDispenser
-from frontoffice_async.testing._hub import HubEndpoint
-from frontoffice_async.testing._hub_streams import order_stream, position_stream
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
 from frontoffice_async.testing._order import SimulatedOrder
 from frontoffice_async.testing._position import SimulatedPosition
-from frontoffice_async.testing._responder import Responder
-from frontoffice_async.testing._rest import RestApi
-from frontoffice_async.testing._rest_orders import OrdersApi
-from frontoffice_async.testing._rest_positions import PositionsApi
 from frontoffice_async.testing._scene import Scene
 from frontoffice_async.testing._signals import caught_signals
 from frontoffice_async.testing.faults import FaultPlan
@@ -98,16 +92,16 @@ class FrontOfficeSimulator:
         self._account_ids = args.check_accounts(accounts)
         if token is not None:
             args.check_token("token", token)
-        if offline_token is not None:
-            args.check_token("offline_token", offline_token)
-        args.check_seconds("latency", latency, allow_zero=True)
-        args.check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
-        args.check_seconds("ping_interval", ping_interval, allow_zero=False)
-        if client_timeout is not None:
-            args.check_seconds("client_timeout", client_timeout, allow_zero=False)
+        self._settings = Settings(
+            seed=seed,
+            latency=latency,
+            offline_token=offline_token,
+            access_token_ttl=access_token_ttl,
+            ping_interval=ping_interval,
+            client_timeout=client_timeout,
+        )
         self._host = args.check_host(host)
         self._port = args.check_port(port)
-        seed = args.check_seed(seed)
         self._scene = scene = Scene(self._account_ids, seed)
         self._token = scene.tokens.issue(self._account_ids, token=token)
         self._log = RequestLog(secrets=() if offline_token is None else (offline_token,))
@@ -116,36 +110,6 @@ class FrontOfficeSimulator:
         # when it is done (a second `close()` waits for the first).
         self._closing = asyncio.Event()
         self._closed_event = asyncio.Event()
-        responder = Responder(
-            dispenser=self._dispenser, closing=self._closing, trace_ids=_wire.TraceIds(seed)
-        )
-        self._rest = RestApi(
-            groups=[
-                OrdersApi(book=scene.book, responder=responder),
-                PositionsApi(
-                    positions=scene.positions,
-                    orders=scene.book,
-                    responder=responder,
-                    stop_outs=scene.stop_outs,
-                ),
-            ],
-            tokens=scene.tokens,
-            responder=responder,
-            account_ids=self._account_ids,
-            forbidden=scene.forbidden,
-            latency=latency,
-            offline_token=offline_token,
-            access_token_ttl=access_token_ttl,
-        )
-        self._hub = HubEndpoint(
-            streams=[order_stream(scene.book), position_stream(scene.positions)],
-            tokens=scene.tokens,
-            responder=responder,
-            dispenser=self._dispenser,
-            forbidden=scene.forbidden,
-            ping_interval=ping_interval,
-            client_timeout=client_timeout,
-        )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -167,10 +131,13 @@ class FrontOfficeSimulator:
             raise RuntimeError("this FrontOfficeSimulator is closed; create a new one")
         if self._runner is not None:
             raise RuntimeError("this FrontOfficeSimulator is already started")
-        app = web.Application(middlewares=[self._log.middleware])
-        app.add_routes(self._rest.routes())
-        app.add_routes(self._hub.routes())
-        app.on_shutdown.append(self._hub.shutdown)
+        app = build_application(
+            self._scene,
+            log=self._log,
+            dispenser=self._dispenser,
+            closing=self._closing,
+            settings=self._settings,
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
