@@ -59,7 +59,9 @@ class SimulatedPosition:
 
     Mutable on purpose, like `SimulatedOrder`: a test may set a field directly
     (`position.current_market_price = Decimal("59000")` turns a Buy position's profit into a
-    loss for a `NegativePnl` bulk close); the stream hears of it with the next change.
+    loss for a `NegativePnl` bulk close). The OpenPositions stream is not told of such a
+    change: it announces new positions and closes, and shows the change in later
+    snapshots and in the next item that holds the position.
     Every field is checked when it is set: str fields take a non-empty str, amounts and
     prices a finite `Decimal` (an `int`, `float` or decimal str is converted), timestamps a
     `datetime` (stored in UTC), `leverage` a positive int or None, `take_profit` and

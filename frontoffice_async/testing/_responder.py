@@ -115,7 +115,7 @@ class Responder:
         """The answer a fault gives instead of handling the request, or None to handle it.
 
         SLOW waits here (then returns None); MALFORMED and LOST_RESPONSE act after the
-        request was handled, so they return None too.
+        request was handled and NOT_APPLIED while it is handled, so they return None too.
         """
         if fault is None:
             return None
