@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
-from frontoffice_async.testing._order import check_field
+from frontoffice_async.testing import _fields
+from frontoffice_async.testing._position import POSITION_MARKETS
 from frontoffice_async.testing.faults import FaultPlan
 
 __all__ = [
@@ -20,11 +22,15 @@ __all__ = [
     "check_accounts",
     "check_count",
     "check_host",
+    "check_ids",
+    "check_lot_amount",
     "check_order_ids",
     "check_plan",
     "check_port",
+    "check_position_market",
     "check_seconds",
     "check_seed",
+    "check_side",
     "check_token",
 ]
 
@@ -129,18 +135,50 @@ def check_count(count: object) -> int:
 
 
 def check_order_ids(order_ids: object, count: int) -> list[str]:
+    """Order ids of the caller's choosing: see `check_ids`."""
+    return check_ids("order_ids", order_ids, count)
+
+
+def check_ids(name: str, ids: object, count: int) -> list[str]:
     """Ids of the caller's choosing: exactly `count` distinct non-empty strs, any text UTF-8
     can carry."""
-    if isinstance(order_ids, str) or not isinstance(order_ids, Iterable):
-        raise TypeError(f"order_ids must be a list of order ids, got {type(order_ids).__name__}")
-    ids = list(order_ids)
-    if len(ids) != count:
-        raise ValueError(f"order_ids has {len(ids)} ids but count is {count}")
-    if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
-        raise ValueError("order_ids must be distinct, non-empty strings")
-    for order_id in ids:
-        check_field("order_id", order_id)  # and text UTF-8 can carry
-    return ids
+    what = name.removesuffix("s").replace("_", " ")
+    if isinstance(ids, str) or not isinstance(ids, Iterable):
+        raise TypeError(f"{name} must be a list of {what}s, got {type(ids).__name__}")
+    chosen = list(ids)
+    if len(chosen) != count:
+        raise ValueError(f"{name} has {len(chosen)} ids but count is {count}")
+    if any(not isinstance(i, str) or not i for i in chosen) or len(set(chosen)) != len(chosen):
+        raise ValueError(f"{name} must be distinct, non-empty strings")
+    for chosen_id in chosen:
+        _fields.text(name.removesuffix("s"), chosen_id)  # and text UTF-8 can carry
+    return chosen
+
+
+def check_side(side: object) -> str | None:
+    """`Buy`, `Sell`, or None (alternate)."""
+    if side not in (None, "Buy", "Sell"):
+        raise ValueError(f"side must be 'Buy', 'Sell' or None, got {side!r}")
+    return side
+
+
+def check_position_market(market_id: object) -> str:
+    """A market that holds positions: `cfd.<base>_<quote>` or `perp.<base>_<quote>`."""
+    market = _fields.text("market_id", market_id)
+    if market.partition(".")[0].lower() not in POSITION_MARKETS or "." not in market:
+        raise ValueError(
+            f"market_id {market!r} holds no positions: positions exist on CFD ('cfd.') and "
+            "Perpetual ('perp.') markets, e.g. 'cfd.btc_usd' or 'perp.eth_usdt'"
+        )
+    return market
+
+
+def check_lot_amount(lot_amount: object) -> Decimal:
+    """A positive number of lots: a Decimal, or an int, float or decimal str converted."""
+    lots = _fields.decimal("lot_amount", lot_amount)
+    if lots <= 0:
+        raise ValueError(f"lot_amount must be positive, got {lot_amount!r}")
+    return lots
 
 
 def check_plan(plan: FaultPlan | None) -> FaultPlan:

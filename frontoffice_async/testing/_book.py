@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,13 +11,11 @@ import attrs
 
 from frontoffice_async.testing import _wire
 from frontoffice_async.testing._order import OrderKind, SimulatedOrder, check_field
+from frontoffice_async.testing._placement import Placement
+from frontoffice_async.testing._ulid import IdSequence
 
 __all__ = ["OrderBook"]
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Id time parts count milliseconds from this instant (2025-08-15T08:59:51.970Z), one per
-# id, so ids sort in creation order and do not depend on the wall clock.
-_ID_EPOCH_MS = 1_755_248_391_970
 _COMMISSION_RATE = Decimal("0.001")
 # Fields `update_order` never changes, and why.
 _FIXED_FIELDS = {
@@ -45,8 +42,7 @@ class OrderBook:
     """
 
     def __init__(self, seed: int) -> None:
-        self._seed = seed
-        self._id_count = 0
+        self._ids = IdSequence(seed, "order-id")
         self._orders: dict[str, SimulatedOrder] = {}
         self._listeners: dict[str, list[OrderListener]] = {}
 
@@ -57,15 +53,7 @@ class OrderBook:
 
     def new_id(self) -> str:
         """A fresh 26-character ULID-like id, the same sequence for the same seed."""
-        while True:
-            n = self._id_count
-            self._id_count += 1
-            digest = hashlib.sha256(f"order-id:{self._seed}:{n}".encode()).digest()
-            order_id = _crockford(_ID_EPOCH_MS + n, 10) + _crockford(
-                int.from_bytes(digest[:10], "big"), 16
-            )
-            if order_id not in self._orders:
-                return order_id
+        return self._ids.next(self._orders)
 
     def create(
         self,
@@ -116,38 +104,121 @@ class OrderBook:
         return created
 
     def place(
-        self,
-        *,
-        account_id: str,
-        market_id: str,
-        side: str,
-        order_type: str,
-        time_in_force: str,
-        requested_amount: Decimal,
-        requested_price: Decimal | None,
+        self, placement: Placement, *, account_id: str, store: bool = True
     ) -> SimulatedOrder:
-        """A new order from the place-order endpoint: Limit rests, Market fills at once."""
+        """A new order from the place-order endpoint: Limit rests, Market fills at once.
+
+        With `store=False` the order is built (and its id spent) but not kept or announced:
+        an answer that claims what did not happen.
+        """
         now = _now()
         order = SimulatedOrder(
             order_id=self.new_id(),
             account_id=account_id,
-            market_id=market_id,
-            market_display_name=_wire.market_display_name(market_id),
-            side=side,
-            order_type=order_type,
-            time_in_force=time_in_force,
+            market_id=placement.market_id,
+            market_display_name=_wire.market_display_name(placement.market_id),
+            side=placement.side,
+            order_type=placement.order_type,
+            time_in_force=placement.time_in_force,
             status="Pending",
-            requested_amount=requested_amount,
-            remaining_amount=requested_amount,
-            requested_price=requested_price,
+            requested_amount=placement.requested_amount,
+            remaining_amount=placement.requested_amount,
+            requested_price=placement.requested_price,
             created_at=now,
             updated_at=now,
         )
-        if order_type == "Market":
-            _fill(order, _wire.reference_price(market_id))
-        self._orders[order.order_id] = order
-        self._announce(order)
+        if placement.order_type == "Market":
+            _fill(order, _wire.reference_price(placement.market_id))
+        if store:
+            self._keep(order)
         return order
+
+    def place_stop(
+        self, placement: Placement, *, account_id: str, store: bool = True
+    ) -> SimulatedOrder:
+        """A new stop order from a place-stop-order endpoint, waiting for its price."""
+        assert placement.activation_price is not None  # a stop placement always has one
+        now = _now()
+        stop = SimulatedOrder(
+            order_id=self.new_id(),
+            account_id=account_id,
+            kind="stop",
+            market_id=placement.market_id,
+            market_display_name=_wire.market_display_name(placement.market_id),
+            side=placement.side,
+            order_type=placement.order_type,
+            time_in_force=placement.time_in_force,
+            status="WaitingForActivation",
+            requested_amount=placement.requested_amount,
+            remaining_amount=placement.requested_amount,
+            requested_price=placement.requested_price,
+            activation_price=placement.activation_price,
+            created_at=now,
+            updated_at=now,
+            # A Gtd stop order's expiry: the record's only date field that can hold it.
+            cancellation_date=placement.cancellation_date,
+        )
+        if store:
+            self._keep(stop)
+        return stop
+
+    def activate(self, stop: SimulatedOrder) -> SimulatedOrder:
+        """Trigger a waiting stop order: it becomes Activated and places a new order.
+
+        The new order has its own id and `source="StopOrder"`; a Limit one rests (Pending)
+        at the stop order's price, a Market one is executing (Working), so both are active
+        and show on OpenOrders until filled or cancelled.
+        """
+        now = _now()
+        stop.status = "Activated"
+        stop.updated_at = now
+        is_limit = stop.order_type == "Limit"
+        order = SimulatedOrder(
+            order_id=self.new_id(),
+            account_id=stop.account_id,
+            market_id=stop.market_id,
+            market_display_name=stop.market_display_name,
+            side=stop.side,
+            order_type=stop.order_type,
+            time_in_force=stop.time_in_force,
+            status="Pending" if is_limit else "Working",
+            requested_amount=stop.requested_amount,
+            remaining_amount=stop.requested_amount,
+            requested_price=stop.requested_price if is_limit else None,
+            created_at=now,
+            updated_at=now,
+            source="StopOrder",
+        )
+        self._keep(order)
+        return order
+
+    def stop_out(
+        self, *, account_id: str, market_id: str, side: str, amount: Decimal, count: int
+    ) -> list[SimulatedOrder]:
+        """Orders the platform places itself in a stop-out: Market orders still executing
+        (Working, so active and cancellable), `source="System"`, `reason="StopOut"`."""
+        created = []
+        for _ in range(count):
+            now = _now()
+            order = SimulatedOrder(
+                order_id=self.new_id(),
+                account_id=account_id,
+                market_id=market_id,
+                market_display_name=_wire.market_display_name(market_id),
+                side=side,
+                order_type="Market",
+                status="Working",
+                requested_amount=amount,
+                remaining_amount=amount,
+                requested_price=None,
+                created_at=now,
+                updated_at=now,
+                source="System",
+                reason="StopOut",
+            )
+            self._keep(order)
+            created.append(order)
+        return created
 
     def find(self, order_id: str, *, account_id: str, kind: OrderKind) -> SimulatedOrder | None:
         """The order a cancel request names, or None where the platform would answer 404."""
@@ -163,6 +234,12 @@ class OrderBook:
         order.updated_at = now
         order.cancellation_date = now
         self._announce(order)
+
+    @staticmethod
+    def cancelled_copy(order: SimulatedOrder) -> SimulatedOrder:
+        """The order as a cancel would leave it, without changing it (nor telling anyone)."""
+        now = _now()
+        return attrs.evolve(order, status="Cancelled", updated_at=now, cancellation_date=now)
 
     def update(self, order_id: str, changes: Mapping[str, Any]) -> SimulatedOrder:
         """Change fields of an order, bump `updated_at` and tell the listeners.
@@ -189,12 +266,15 @@ class OrderBook:
         self._announce(order)
         return order
 
-    def open_orders(self, account_id: str | None = None) -> list[SimulatedOrder]:
-        """Active plain orders, of one account or of all, in creation order."""
+    def open_orders(
+        self, account_id: str | None = None, *, kind: OrderKind = "order"
+    ) -> list[SimulatedOrder]:
+        """Active orders (or waiting stop orders), of one account or of all, in creation
+        order."""
         return [
             order
             for order in self._orders.values()
-            if order.kind == "order"
+            if order.kind == kind
             and order.is_active
             and (account_id is None or order.account_id == account_id)
         ]
@@ -213,6 +293,10 @@ class OrderBook:
 
         return unsubscribe
 
+    def _keep(self, order: SimulatedOrder) -> None:
+        self._orders[order.order_id] = order
+        self._announce(order)
+
     def _announce(self, order: SimulatedOrder) -> None:
         if order.kind != "order":
             return
@@ -227,11 +311,3 @@ def _fill(order: SimulatedOrder, price: Decimal) -> None:
     order.fill_factor = Decimal(1)
     order.execution_price = price
     order.commission = (order.requested_amount * price * _COMMISSION_RATE).normalize()
-
-
-def _crockford(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))

@@ -36,6 +36,9 @@ class FaultKind(enum.StrEnum):
     LOST_RESPONSE = "lost_response"
     #: An arbitrary response (`Fault.response`); nothing changes on the server.
     RESPONSE = "response"
+    #: The answer of a request that took effect, but nothing changes on the server: a close
+    #: or cancel the platform accepted and never carried out.
+    NOT_APPLIED = "not_applied"
 
 
 def check_retry_after(name: str, value: float | str | None) -> None:
@@ -69,6 +72,7 @@ _FAULT_FIELDS: dict[FaultKind, frozenset[str]] = {
     FaultKind.MALFORMED: frozenset(),
     FaultKind.LOST_RESPONSE: frozenset(),
     FaultKind.RESPONSE: frozenset({"status", "body", "headers"}),
+    FaultKind.NOT_APPLIED: frozenset(),
 }
 _FAULT_DEFAULTS: dict[str, object] = {
     "retry_after": None,
@@ -172,6 +176,16 @@ class Fault:
     def lost_response(cls) -> Fault:
         """Apply the request, then close the connection without answering."""
         return cls(FaultKind.LOST_RESPONSE)
+
+    @classmethod
+    def not_applied(cls) -> Fault:
+        """Answer as if the request took effect (200, the usual body), but change nothing.
+
+        A position close or bulk close is acknowledged and the positions stay open; a
+        cancel answers the order as Cancelled and it stays active; a placed order is
+        answered and never exists. Only a later snapshot tells.
+        """
+        return cls(FaultKind.NOT_APPLIED)
 
     @classmethod
     def response(

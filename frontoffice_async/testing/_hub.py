@@ -1,21 +1,26 @@
 """The account hub endpoint: websocket upgrades, hub faults at the door, and shutdown.
 
+`FaultPlan.hub` is drawn here, per connection, since REFUSE answers the upgrade before the
+client names a stream; `FaultPlan.positions_hub` when a connection first asks for
+OpenPositions.
+
 The connections themselves speak ASP.NET Core SignalR's JSON protocol (see `_hub_session`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Sequence
 
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._dispenser import FaultDispenser
-from frontoffice_async.testing._hub_faults import HubFaultKind
+from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
 from frontoffice_async.testing._hub_session import HubSession
-from frontoffice_async.testing._log import ENTRY_KEY
-from frontoffice_async.testing._rest import Rejected, Responder, truncated
+from frontoffice_async.testing._hub_streams import Stream
+from frontoffice_async.testing._log import ENTRY_KEY, LogEntry
+from frontoffice_async.testing._responder import Rejected, Responder, truncated
 from frontoffice_async.testing._tokens import TokenRegistry
 from frontoffice_async.testing.faults import FaultKind
 
@@ -36,14 +41,16 @@ class HubEndpoint:
     def __init__(
         self,
         *,
-        book: OrderBook,
+        streams: Sequence[Stream],
         tokens: TokenRegistry,
         responder: Responder,
         dispenser: FaultDispenser,
+        forbidden: Collection[str],
         ping_interval: float,
         client_timeout: float | None,
     ) -> None:
-        self._book = book
+        self._streams = tuple(streams)
+        self._forbidden = forbidden
         self._tokens = tokens
         self._responder = responder
         self._dispenser = dispenser
@@ -89,14 +96,21 @@ class HubEndpoint:
             return responder.problem(hub_fault.status, headers=headers)
 
         ws = web.WebSocketResponse(timeout=_CLOSE_TIMEOUT)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            # The client left while the upgrade waited (a SLOW fault): nothing to answer.
+            # Raised, aiohttp would log it with a traceback, as if the simulator had failed.
+            return responder.drop(request)
         entry.status = 101
         session = HubSession(
             ws,
             request.transport,
             grant,
-            self._book,
+            self._streams,
+            forbidden=self._forbidden,
             fault=hub_fault,
+            positions_fault=lambda: self._positions_fault(entry),
             ping_interval=self._ping_interval,
             client_timeout=self._client_timeout,
         )
@@ -106,3 +120,9 @@ class HubEndpoint:
         finally:
             self._sessions.discard(session)
         return ws
+
+    def _positions_fault(self, entry: LogEntry) -> HubFault | None:
+        """Draw the fault of a connection's first OpenPositions stream, and log it."""
+        fault = self._dispenser.next_positions_hub_fault()
+        entry.positions_hub_fault = fault
+        return fault

@@ -1,4 +1,7 @@
-"""Hub faults: what goes wrong on one OpenOrders hub connection, for `FaultPlan(hub=...)`.
+"""Hub faults: what goes wrong on a hub connection's OpenOrders or OpenPositions stream.
+
+`FaultPlan(hub=...)` hands them to connections (for their OpenOrders stream),
+`FaultPlan(positions_hub=...)` to OpenPositions streams.
 
 Re-exported by `frontoffice_async.testing` and `frontoffice_async.testing.faults`.
 """
@@ -18,6 +21,11 @@ DEFAULT_CLOSE_ERROR = "Connection closed with an error."
 #: A JSON scalar: what `HubFault.bad_record` may put in a field.
 JsonScalar = str | int | float | bool | None
 
+#: Seconds between the items of a snapshot a fault sends in several items.
+DEFAULT_GAP = 0.01
+#: The most items `HubFault.split` may cut a snapshot into.
+MAX_PAGES = 1000
+
 
 class HubFaultKind(enum.StrEnum):
     """What goes wrong on a hub connection the plan picks."""
@@ -36,6 +44,14 @@ class HubFaultKind(enum.StrEnum):
     BAD_RECORD = "bad_record"
     #: The snapshot lists its first record twice.
     DUPLICATE = "duplicate"
+    #: An empty item first, then the snapshot as the next item, `gap` seconds later.
+    EMPTY_FIRST = "empty_first"
+    #: The snapshot as `pages` items, each a slice of the records, `gap` seconds apart.
+    SPLIT = "split"
+    #: An update item (the snapshot's first record alone) first, then the snapshot.
+    UPDATE_FIRST = "update_first"
+    #: The snapshot, then `gap` seconds later a Completion with an error: the stream failed.
+    FAIL_AFTER_FIRST = "fail_after_first"
 
 
 # The fields each kind uses; any other non-default field is a mistake worth reporting.
@@ -47,17 +63,22 @@ _FIELDS_OF_KIND: dict[HubFaultKind, frozenset[str]] = {
     HubFaultKind.SILENCE: frozenset({"pings"}),
     HubFaultKind.BAD_RECORD: frozenset({"field", "value", "remove"}),
     HubFaultKind.DUPLICATE: frozenset(),
+    HubFaultKind.EMPTY_FIRST: frozenset({"gap"}),
+    HubFaultKind.SPLIT: frozenset({"pages", "gap"}),
+    HubFaultKind.UPDATE_FIRST: frozenset({"gap"}),
+    HubFaultKind.FAIL_AFTER_FIRST: frozenset({"gap"}),
 }
 
 
 @attrs.frozen(repr=False)
 class HubFault:
-    """One failure to inflict on one OpenOrders hub connection.
+    """One failure to inflict on one hub connection's OpenOrders or OpenPositions stream.
 
     Build it with the named constructors, e.g. `HubFault.close()` (a graceful shutdown, as a
-    deploy sends), `HubFault.refuse(503)` or `HubFault.bad_record("orderId", None)`. Faults
-    that replace the snapshot strike when the client's OpenOrders invocation would get it;
-    the connection's later invocations are served normally.
+    deploy sends), `HubFault.refuse(503)`, `HubFault.bad_record("orderId", None)` or
+    `HubFault.split(pages=3)`. Faults that replace or reshape the snapshot strike when the
+    stream's first invocation on the connection would get it; the connection's later
+    invocations are served normally.
     """
 
     kind: HubFaultKind = attrs.field(converter=HubFaultKind)
@@ -76,6 +97,11 @@ class HubFault:
     value: JsonScalar = None
     #: Whether a BAD_RECORD fault removes the key instead of writing `value`.
     remove: bool = False
+    #: How many items a SPLIT fault cuts the snapshot into: 2..1000 (2 when None).
+    pages: int | None = None
+    #: Seconds between the items of EMPTY_FIRST, SPLIT, UPDATE_FIRST and FAIL_AFTER_FIRST
+    #: (0.01 when None): inside or outside a client's settle window, as a test needs.
+    gap: float | None = None
 
     def __attrs_post_init__(self) -> None:
         allowed = _FIELDS_OF_KIND[self.kind]
@@ -105,6 +131,22 @@ class HubFault:
                 raise TypeError(f"remove must be a bool, got {self.remove!r}")
             if self.remove and self.value is not None:
                 raise ValueError("value cannot be set when remove=True removes the key")
+        if self.pages is not None and (
+            isinstance(self.pages, bool)
+            or not isinstance(self.pages, int)
+            or not 2 <= self.pages <= MAX_PAGES
+        ):
+            raise ValueError(f"pages must be an int 2..{MAX_PAGES}, got {self.pages!r}")
+        if self.gap is not None:
+            if isinstance(self.gap, bool) or not isinstance(self.gap, int | float):
+                raise TypeError(f"gap must be a number of seconds, got {self.gap!r}")
+            if not math.isfinite(self.gap) or self.gap < 0:
+                raise ValueError(f"gap must be a finite number >= 0, got {self.gap!r}")
+        # Equal faults compare equal: HubFault.split() == HubFault(HubFaultKind.SPLIT).
+        if "gap" in allowed and self.gap is None:
+            object.__setattr__(self, "gap", DEFAULT_GAP)
+        if "pages" in allowed and self.pages is None:
+            object.__setattr__(self, "pages", 2)
 
     def __repr__(self) -> str:
         # As the named constructor that builds it: short in test ids and logs, and eval-able.
@@ -180,6 +222,33 @@ class HubFault:
     def duplicate(cls) -> HubFault:
         """List the snapshot's first record twice (an empty snapshot is sent as it is)."""
         return cls(HubFaultKind.DUPLICATE)
+
+    @classmethod
+    def empty_first(cls, *, gap: float = DEFAULT_GAP) -> HubFault:
+        """Send an empty item first (`[]`, or `{"item":[]}` on OpenPositions), then the
+        snapshot `gap` seconds later: a client that takes the first item for the snapshot
+        sees an empty account."""
+        return cls(HubFaultKind.EMPTY_FIRST, gap=gap)
+
+    @classmethod
+    def split(cls, pages: int = 2, *, gap: float = DEFAULT_GAP) -> HubFault:
+        """Send the snapshot as `pages` items, each a slice of its records, `gap` seconds
+        apart. Always `pages` items: when there are fewer records, the last ones are empty."""
+        return cls(HubFaultKind.SPLIT, pages=pages, gap=gap)
+
+    @classmethod
+    def update_first(cls, *, gap: float = DEFAULT_GAP) -> HubFault:
+        """Send an update item first (the snapshot's first record alone, as a change of
+        it would come), then the snapshot `gap` seconds later. An empty snapshot is sent as
+        it is."""
+        return cls(HubFaultKind.UPDATE_FIRST, gap=gap)
+
+    @classmethod
+    def fail_after_first(cls, *, gap: float = DEFAULT_GAP) -> HubFault:
+        """Send the snapshot, then `gap` seconds later end the stream with a Completion
+        carrying an error, as ASP.NET Core ends a stream whose producer throws. The
+        connection lives on."""
+        return cls(HubFaultKind.FAIL_AFTER_FIRST, gap=gap)
 
 
 def _check_scalar(value: object) -> None:

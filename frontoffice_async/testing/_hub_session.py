@@ -1,8 +1,10 @@
-"""One OpenOrders hub connection, served the way an ASP.NET Core SignalR server serves it.
+"""One hub connection, served the way an ASP.NET Core SignalR server serves it.
 
-The request handler's task owns two tasks: a reader that parses the client's messages, and a
-writer that sends everything in order, pings when nothing else was sent for `ping_interval`,
-and ends the connection (a normal close that waits for the client's answer, or a drop).
+The request handler's task owns two tasks: a reader that parses the client's messages and
+starts streams (OpenOrders, OpenPositions), and a writer that sends everything in order,
+pauses where a snapshot fault spaces its items, pings when nothing else was sent for
+`ping_interval`, and ends the connection (a normal close that waits for the client's answer,
+or a drop).
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ import asyncio
 import contextlib
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from frontoffice_async.testing import _signalr as sr
-from frontoffice_async.testing._book import OrderBook
 from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
-from frontoffice_async.testing._order import SimulatedOrder
+from frontoffice_async.testing._hub_streams import (
+    OPEN_ORDERS,
+    STREAM_ERROR,
+    Fail,
+    Item,
+    Pause,
+    Stream,
+    invocation_error,
+    snapshot_steps,
+)
 from frontoffice_async.testing._tokens import Grant
 
 __all__ = ["HubSession"]
@@ -32,8 +42,6 @@ _CLIENT_TIMEOUT_ERROR = (
     "message/ping within the configured ClientTimeoutInterval."
 )
 _BAD_MESSAGE = "Connection closed with an error. InvalidDataException: "
-# What ASP.NET Core (with detailed errors) completes a stream with when producing it throws.
-_STREAM_ERROR = "An error occurred on the server while streaming results."
 
 
 class _Action(enum.Enum):
@@ -44,34 +52,46 @@ class _Action(enum.Enum):
 
 
 class HubSession:
-    """One hub connection: snapshot and updates of OpenOrders streams, faults, shutdown."""
+    """One hub connection: snapshots and updates of its streams, faults, shutdown."""
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         transport: asyncio.BaseTransport | None,
         grant: Grant,
-        book: OrderBook,
+        streams: Sequence[Stream],
         *,
+        forbidden: Collection[str],
         fault: HubFault | None,
+        positions_fault: Callable[[], HubFault | None],
         ping_interval: float,
         client_timeout: float | None,
     ) -> None:
         self._ws = ws
         self._transport = transport
         self._grant = grant
-        self._book = book
+        # ASP.NET Core looks hub methods up case-insensitively.
+        self._methods = {stream.name.lower(): stream for stream in streams}
+        # A live view: `forbid_account()` refuses new invocations at once.
+        self._forbidden = forbidden
         self._ping_interval = ping_interval
         self._client_timeout = client_timeout
-        # Spent by the first snapshot; SILENCE acts from the handshake on.
+        # The connection's fault (FaultPlan.hub) is spent by its first OpenOrders snapshot;
+        # SILENCE acts from the handshake on. An OpenPositions fault is drawn when the
+        # connection first invokes OpenPositions (FaultPlan.positions_hub).
         self._fault = fault
-        self._silent = fault is not None and fault.kind is HubFaultKind.SILENCE
-        self._pings = not (self._silent and fault is not None and not fault.pings)
-        self._outbox: asyncio.Queue[str | _Action] = asyncio.Queue()
+        self._positions_fault = positions_fault
+        self._positions_fault_drawn = False
+        self._silent = False
+        self._pings = True
+        if fault is not None and fault.kind is HubFaultKind.SILENCE:
+            self._go_silent(fault)
+        self._outbox: asyncio.Queue[str | _Action | Pause] = asyncio.Queue()
         self._streams: dict[str, Callable[[], None]] = {}
         self._handshaken = False
-        # Set once the connection is ending: nothing more is read or queued.
+        # Set once the connection is ending: nothing more is read or queued, pauses end.
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._finished = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
@@ -103,7 +123,7 @@ class HubSession:
         reading and drop the connection; `run` then raises the writer's error."""
         if writer.cancelled() or writer.exception() is None:
             return
-        self._stopping = True
+        self._stop()
         if self._reader is not None:
             self._reader.cancel()
         if self._transport is not None:
@@ -116,7 +136,7 @@ class HubSession:
             if self._handshaken:
                 self._close(allow_reconnect=True)
             else:  # not a hub connection yet: there is no Close message to send
-                self._stopping = True
+                self._stop()
                 self._outbox.put_nowait(_Action.CLOSE_SOCKET)
         try:
             async with asyncio.timeout(grace):
@@ -171,7 +191,7 @@ class HubSession:
             return True
         try:
             message = json.loads(record)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             message = None
         if not isinstance(message, dict) or not isinstance(message.get("type"), int):
             self._fail(_BAD_MESSAGE + "bad message.")
@@ -183,10 +203,11 @@ class HubSession:
         if kind == sr.INVOCATION and isinstance(invocation_id, str):
             target = message.get("target")
             error = f"Unknown hub method '{target}'"
-            if _is_open_orders(target):
+            stream = self._stream_named(target)
+            if stream is not None:
                 error = (
-                    "The client attempted to invoke the streaming 'OpenOrders' method with a "
-                    "non-streaming invocation."
+                    f"The client attempted to invoke the streaming '{stream.name}' method "
+                    "with a non-streaming invocation."
                 )
             self._queue(sr.completion_frame(invocation_id, error))
         elif kind == sr.CANCEL_INVOCATION and isinstance(invocation_id, str):
@@ -215,78 +236,99 @@ class HubSession:
             return False
         target = message.get("target")
         arguments = message.get("arguments")
-        account_id = arguments[0] if isinstance(arguments, list) and arguments else None
-        error = None
-        if invocation_id in self._streams:
-            error = f"Invocation ID '{invocation_id}' is already in use."
-        elif not _is_open_orders(target):
-            error = f"Unknown hub method '{target}'"
-        elif not (
-            isinstance(arguments, list) and len(arguments) == 1 and isinstance(account_id, str)
-        ):
-            count = len(arguments) if isinstance(arguments, list) else 0
-            error = (
-                "Failed to invoke 'OpenOrders' due to an error on the server. "
-                f"InvalidDataException: Invocation provides {count} argument(s) "
-                "but target expects 1."
-            )
-        elif account_id not in self._grant.accounts:
-            error = (
-                "Failed to invoke 'OpenOrders' due to an error on the server. "
-                f"HubException: Account {account_id} is not accessible with this token."
-            )
-        if error is not None or not isinstance(account_id, str):
+        stream = self._stream_named(target)
+        error = invocation_error(
+            target,
+            stream,
+            arguments,
+            in_use=invocation_id if invocation_id in self._streams else None,
+            allowed=lambda account: (
+                account in self._grant.accounts and account not in self._forbidden
+            ),
+        )
+        if error is not None or stream is None or not isinstance(arguments, list):
             self._queue(sr.completion_frame(invocation_id, error))
             return True
-        return self._subscribe(invocation_id, account_id)
+        fault = self._take_fault(stream)
+        return self._subscribe(invocation_id, arguments[0], stream, fault)
 
-    def _subscribe(self, invocation_id: str, account_id: str) -> bool:
-        fault, self._fault = self._fault, None
+    def _stream_named(self, target: object) -> Stream | None:
+        return self._methods.get(target.lower()) if isinstance(target, str) else None
+
+    def _take_fault(self, stream: Stream) -> HubFault | None:
+        """The fault this invocation meets: the connection's own for its first OpenOrders
+        stream, a freshly drawn one for its first OpenPositions stream, else none."""
+        if stream.name == OPEN_ORDERS:
+            fault, self._fault = self._fault, None
+            return fault
+        if self._positions_fault_drawn:
+            return None
+        self._positions_fault_drawn = True
+        return self._positions_fault()
+
+    def _subscribe(
+        self, invocation_id: str, account_id: str, stream: Stream, fault: HubFault | None
+    ) -> bool:
         kind = None if fault is None else fault.kind
         if fault is not None and kind is HubFaultKind.CLOSE:
             self._close(error=fault.error, allow_reconnect=fault.allow_reconnect)
             return False
         if kind is HubFaultKind.DROP:
-            self._stopping = True
+            self._stop()
             self._outbox.put_nowait(_Action.DROP)
             return False
         if kind is HubFaultKind.COMPLETE:
             self._queue(sr.completion_frame(invocation_id))
             return True
+        if fault is not None and kind is HubFaultKind.SILENCE:  # from OpenPositions on
+            self._go_silent(fault)
+            return True
         # Snapshot and subscription happen in one step of the loop: no change falls between.
+        # A fault that spaces the snapshot's items holds the updates back behind them (they
+        # wait in the outbox), so the stream's latest word on a record is always the last.
         try:
-            snapshot = [o.to_open_order_wire() for o in self._book.open_orders(account_id)]
-        except Exception as exc:  # an order a test spoiled; see _stream_failed
+            snapshot = [stream.render(record) for record in stream.open_records(account_id)]
+        except Exception as exc:  # a record a test spoiled; see _stream_failed
             self._stream_failed(invocation_id, exc)
             return True
-        if fault is not None and snapshot:
-            snapshot = _spoil(snapshot, fault)
-        self._send_item(invocation_id, snapshot)
+        for step in snapshot_steps(snapshot, fault):
+            if isinstance(step, Item):
+                self._send_item(invocation_id, stream, step.records)
+            elif isinstance(step, Pause):
+                self._outbox.put_nowait(step)
+            elif isinstance(step, Fail):
+                self._queue(sr.completion_frame(invocation_id, step.error))
+                return True
 
-        def on_change(order: SimulatedOrder) -> None:
+        def on_change(records: Sequence[Any]) -> None:
             try:
-                item = [order.to_open_order_wire()]
+                item = [stream.render(record) for record in records]
             except Exception as exc:  # see _stream_failed
                 self._stream_failed(invocation_id, exc)
                 return
-            # Every item is an array of orders, updates included, as the platform documents.
-            self._send_item(invocation_id, item)
+            # Every item holds an array, updates included, as the platform documents `item`.
+            self._send_item(invocation_id, stream, item)
 
-        self._streams[invocation_id] = self._book.subscribe(account_id, on_change)
+        self._streams[invocation_id] = stream.subscribe(account_id, on_change)
         return True
 
     def _stream_failed(self, invocation_id: str, exc: Exception) -> None:
         """End one stream as ASP.NET Core ends a stream whose enumeration throws.
 
-        Order fields are checked when set, so this takes an order changed behind the checks'
-        back (`object.__setattr__`). The connection, the account's other streams and later
-        connections are not affected; the change that failed to render is not undone.
+        Record fields are checked when set, so this takes a record changed behind the
+        checks' back (`object.__setattr__`). The connection, the account's other streams and
+        later connections are not affected; the change that failed to render is not undone.
         """
         unsubscribe = self._streams.pop(invocation_id, None)
         if unsubscribe is not None:
             unsubscribe()
-        error = f"{_STREAM_ERROR} {type(exc).__name__}: {exc}"
+        error = f"{STREAM_ERROR} {type(exc).__name__}: {exc}"
         self._queue(sr.completion_frame(invocation_id, error))
+
+    def _go_silent(self, fault: HubFault) -> None:
+        """Send nothing more but pings (if the fault keeps them) and a shutdown's Close."""
+        self._silent = True
+        self._pings = fault.pings
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -297,46 +339,77 @@ class HubSession:
                 async with asyncio.timeout(wait):
                     first = await self._outbox.get()
             except TimeoutError:
+                if not self._pings:  # silenced while this wait was running
+                    continue
                 first = sr.PING_FRAME
             batch = [first]
             while not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
-            actions = [item for item in batch if isinstance(item, _Action)]
-            cut = batch.index(actions[0]) if actions else len(batch)
-            text = "".join(item for item in batch[:cut] if isinstance(item, str))
-            if text and not self._ws.closed:
-                try:
-                    await self._ws.send_str(text)
-                except ConnectionError:
+            text: list[str] = []
+            for entry in batch:
+                if isinstance(entry, str):
+                    text.append(entry)
+                    continue
+                if not await self._send("".join(text)):
                     return
-            if not actions:
-                continue
-            if actions[0] is _Action.DROP:
-                if self._transport is not None:
-                    self._transport.close()
+                text.clear()
+                if isinstance(entry, Pause):
+                    await self._pause(entry.seconds)
+                    continue
+                await self._end(entry)
                 return
-            # aiohttp does not wait for the client's close frame while another task is in
-            # receive(), so stop reading first: then close() waits for it (up to the socket's
-            # timeout), a clean close handshake as ASP.NET Core's.
-            if self._reader is not None:
-                self._reader.cancel()
-                await asyncio.wait([self._reader])
-            with contextlib.suppress(ConnectionError):
-                await self._ws.close()
+            if not await self._send("".join(text)):
+                return
+
+    async def _send(self, text: str) -> bool:
+        """Send `text` (if any); False once the connection is gone."""
+        if text and not self._ws.closed:
+            try:
+                await self._ws.send_str(text)
+            except ConnectionError:
+                return False
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait between a snapshot's items; a connection that is ending waits no more."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopped.wait()
+
+    async def _end(self, action: _Action) -> None:
+        if action is _Action.DROP:
+            if self._transport is not None:
+                self._transport.close()
             return
+        # aiohttp does not wait for the client's close frame while another task is in
+        # receive(), so stop reading first: then close() waits for it (up to the socket's
+        # timeout), a clean close handshake as ASP.NET Core's.
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
+        with contextlib.suppress(ConnectionError):
+            await self._ws.close()
 
     def _queue(self, text: str) -> None:
         if not self._stopping:
             self._outbox.put_nowait(text)
 
-    def _send_item(self, invocation_id: str, orders: list[dict[str, Any]]) -> None:
-        message = {"type": sr.STREAM_ITEM, "invocationId": invocation_id, "item": orders}
-        self._queue(sr.frame(message))
+    def _send_item(self, invocation_id: str, stream: Stream, records: list[Any]) -> None:
+        if self._silent:  # a hung stream: its updates go nowhere
+            return
+        item = stream.item(records)
+        self._queue(
+            sr.frame({"type": sr.STREAM_ITEM, "invocationId": invocation_id, "item": item})
+        )
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._stopped.set()
 
     def _close(self, *, error: str | None = None, allow_reconnect: bool | None = None) -> None:
         """Send a Close message, then close the websocket normally; nothing more follows."""
         self._queue(sr.close_frame(error=error, allow_reconnect=allow_reconnect))
-        self._stopping = True
+        self._stop()
         self._stop_streams()
         self._outbox.put_nowait(_Action.CLOSE_SOCKET)
 
@@ -347,22 +420,3 @@ class HubSession:
         for unsubscribe in self._streams.values():
             unsubscribe()
         self._streams.clear()
-
-
-def _is_open_orders(target: object) -> bool:
-    # ASP.NET Core looks hub methods up case-insensitively.
-    return isinstance(target, str) and target.lower() == "openorders"
-
-
-def _spoil(snapshot: list[dict[str, Any]], fault: HubFault) -> list[dict[str, Any]]:
-    """The snapshot as a BAD_RECORD or DUPLICATE fault sends it."""
-    if fault.kind is HubFaultKind.DUPLICATE:
-        return [*snapshot, dict(snapshot[0])]
-    if fault.kind is HubFaultKind.BAD_RECORD and fault.field is not None:
-        first = dict(snapshot[0])
-        if fault.remove:
-            first.pop(fault.field, None)
-        else:
-            first[fault.field] = fault.value
-        return [first, *snapshot[1:]]
-    return snapshot

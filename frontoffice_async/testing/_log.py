@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import attrs
 from aiohttp import web
 
+from frontoffice_async.testing._capture import Capture, Headers
 from frontoffice_async.testing._hub_faults import HubFault
 from frontoffice_async.testing.faults import FaultKind
 
@@ -21,14 +22,18 @@ class RecordedRequest:
 
     `status` is None while the request is still being handled and when the connection was
     closed without an answer (RESET and LOST_RESPONSE faults).
+
+    Tokens never show: `headers` and `body` hide the bearer token, the hub's
+    `access_token` and the offline token as `[hidden]` (`Authorization: Bearer [hidden]`);
+    only `token`, which `repr()` leaves out, holds the token used.
     """
 
     #: HTTP method, e.g. `DELETE`.
     method: str
     #: The path exactly as received (still percent-encoded), without the query string.
     path: str
-    #: `accounts`, `place_order`, `cancel_order`, `cancel_stop_order`, `access_token`,
-    #: `hub` or `unknown`.
+    #: `accounts`, `place_order`, `cancel_order`, `place_stop_order`, `cancel_stop_order`,
+    #: `close_all_positions`, `close_position`, `access_token`, `hub` or `unknown`.
     endpoint: str
     #: The order id of a cancel request, percent-decoded.
     order_id: str | None
@@ -42,6 +47,18 @@ class RecordedRequest:
     started_at: float
     #: The hub fault a hub connection got from `FaultPlan.hub`/`hub_rates`; None otherwise.
     hub_fault: HubFault | None = None
+    #: The position id of a `close_position` request, percent-decoded.
+    position_id: str | None = None
+    #: The request's headers (read-only, case-insensitive), credentials hidden, each value
+    #: clipped to 1 KiB. Identical header sets are shared between records, so a long log
+    #: of one client's requests costs little.
+    headers: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    #: The request body as text (invalid UTF-8 replaced), tokens hidden, clipped to 4096
+    #: characters; None for a request without a body (a DELETE, the hub).
+    body: str | None = None
+    #: The hub fault this connection's OpenPositions stream got from
+    #: `FaultPlan.positions_hub`/`positions_hub_rates`; None otherwise.
+    positions_hub_fault: HubFault | None = None
 
 
 @attrs.frozen
@@ -70,6 +87,10 @@ class LogEntry:
     status: int | None = None
     fault: FaultKind | None = None
     hub_fault: HubFault | None = None
+    position_id: str | None = None
+    headers: Headers | None = None
+    body: str | None = None
+    positions_hub_fault: HubFault | None = None
     #: Set when the handler closed the connection instead of answering.
     dropped: bool = False
 
@@ -86,6 +107,10 @@ class LogEntry:
             fault=self.fault,
             started_at=self.started_at,
             hub_fault=self.hub_fault,
+            position_id=self.position_id,
+            headers={} if self.headers is None else self.headers,
+            body=self.body,
+            positions_hub_fault=self.positions_hub_fault,
         )
 
 
@@ -97,7 +122,8 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RequestLog:
     """Records every request in arrival order and keeps the counters of `SimulatorStats`."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._capture = Capture(secrets)
         self._entries: list[LogEntry] = []
         self._in_flight = 0
         self._max_in_flight = 0
@@ -136,6 +162,12 @@ class RequestLog:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
+            if entry.endpoint != "unknown" and request.body_exists:
+                # Read before the handler, so a request a fault answers early shows its body
+                # too; the handler gets the same bytes again (aiohttp keeps them). A body
+                # over aiohttp's limit raises its 413 here.
+                raw = await request.read()
+                entry.body = self._capture.body(raw, _tokens_of(request))
             response = await handler(request)
         except web.HTTPException as exc:
             entry.status = exc.status
@@ -157,14 +189,25 @@ class RequestLog:
         entry = LogEntry(
             method=request.method,
             path=request.raw_path.partition("?")[0],
-            endpoint=route_name or "unknown",
+            # Two routes may serve one endpoint ("place_stop_order:perpetual").
+            endpoint=(route_name or "unknown").partition(":")[0],
             order_id=request.match_info.get("order_id"),
+            position_id=request.match_info.get("position_id"),
             account_id=request.headers.get("accountId"),
             token=_token_of(request),
             started_at=asyncio.get_running_loop().time(),
+            headers=self._capture.headers(request.headers, _tokens_of(request)),
         )
         self._entries.append(entry)
         return entry
+
+
+def _tokens_of(request: web.Request) -> tuple[str, ...]:
+    """Every credential the request carries, to hide wherever it shows up."""
+    value = request.headers.get("Authorization", "")
+    _, space, credentials = value.partition(" ")
+    tokens = [(credentials if space else value).strip(), *request.query.getall("access_token", ())]
+    return tuple(token for token in tokens if token)
 
 
 def _token_of(request: web.Request) -> str | None:

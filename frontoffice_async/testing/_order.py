@@ -7,14 +7,14 @@ have to write it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
 
-from frontoffice_async.testing import _wire
+from frontoffice_async.testing import _fields, _wire
+from frontoffice_async.testing._fields import is_text
 
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
@@ -29,37 +29,9 @@ OrderKind = Literal["order", "stop"]
 
 #: Statuses in which an order can still be cancelled.
 ACTIVE_ORDER_STATUSES = frozenset({"Started", "Pending", "Working"})
-#: Statuses in which a stop order can still be cancelled.
-ACTIVE_STOP_STATUSES = frozenset({"WaitingForActivation", "Activated"})
-
-# The largest value of .NET's decimal, which the platform's amounts and prices are; it also
-# holds at most 28 decimal places. Nothing beyond can come from the platform, and a value
-# such as 1E+999999999 would take gigabytes to write out.
-_DOTNET_DECIMAL_MAX = Decimal("79228162514264337593543950335")
-_DOTNET_DECIMAL_PLACES = 28
-
-
-def _text(name: str, value: object) -> str:
-    if type(value) is str and value and value.isascii():  # the usual case, first
-        return value
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    if not is_text(value):
-        raise ValueError(f"{name} {value!r} holds a lone surrogate, which UTF-8 cannot carry")
-    return value
-
-
-def is_text(value: str) -> bool:
-    """Whether UTF-8 can carry `value`: not if it holds a lone surrogate (`"\\ud800"`)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+#: Statuses in which a stop order can still be cancelled: an Activated one has become an
+#: order of its own, so the stop order itself is final.
+ACTIVE_STOP_STATUSES = frozenset({"WaitingForActivation"})
 
 
 def _kind(name: str, value: object) -> str:
@@ -68,50 +40,7 @@ def _kind(name: str, value: object) -> str:
     return str(value)
 
 
-def _decimal(name: str, value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
-        raise TypeError(
-            f"{name} must be a Decimal (an int, float or decimal str is converted), "
-            f"got {type(value).__name__}"
-        )
-    try:
-        # str() of a float is its shortest form: 0.1 becomes Decimal("0.1"), not 0.1000...055.
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{name}: {value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    exponent = number.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite numbers have an int exponent
-    if abs(number) > _DOTNET_DECIMAL_MAX or -exponent > _DOTNET_DECIMAL_PLACES:
-        raise ValueError(
-            f"{name} {value!r} does not fit the platform's decimal "
-            f"(|x| <= {_DOTNET_DECIMAL_MAX}, at most {_DOTNET_DECIMAL_PLACES} decimal places)"
-        )
-    return number
-
-
-def _moment(name: str, value: object) -> datetime:
-    if type(value) is datetime and value.tzinfo is UTC:  # the usual case, first
-        return value
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.utcoffset() is None:
-        return value.replace(tzinfo=UTC)  # naive: taken as UTC, as everywhere in the simulator
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"{name} {value!r} is out of range in UTC") from None
-
-
-def _nullable(check: Callable[[str, object], Any]) -> Callable[[str, object], Any]:
-    def nullable(name: str, value: object) -> Any:
-        return None if value is None else check(name, value)
-
-    return nullable
-
-
-_CHECKS: dict[str, Callable[[str, object], Any]] = {
+_CHECKS: dict[str, _fields.Check] = {
     **dict.fromkeys(
         (
             "order_id",
@@ -123,17 +52,18 @@ _CHECKS: dict[str, Callable[[str, object], Any]] = {
             "time_in_force",
             "status",
             "source",
+            "reason",
         ),
-        _text,
+        _fields.text,
     ),
     "kind": _kind,
     **dict.fromkeys(
         ("requested_amount", "remaining_amount", "execution_price", "commission", "fill_factor"),
-        _decimal,
+        _fields.decimal,
     ),
-    **dict.fromkeys(("requested_price", "activation_price"), _nullable(_decimal)),
-    **dict.fromkeys(("created_at", "updated_at"), _moment),
-    "cancellation_date": _nullable(_moment),
+    **dict.fromkeys(("requested_price", "activation_price"), _fields.nullable(_fields.decimal)),
+    **dict.fromkeys(("created_at", "updated_at"), _fields.moment),
+    "cancellation_date": _fields.nullable(_fields.moment),
 }
 
 
@@ -199,6 +129,8 @@ class SimulatedOrder:
     updated_at: datetime
     cancellation_date: datetime | None = None
     source: str = "Manual"
+    #: Why the order exists: `Trader`, or e.g. `StopOut` for one the platform placed itself.
+    reason: str = "Trader"
 
     def __attrs_post_init__(self) -> None:
         # on_setattr does not run in __init__: check (and convert) every field here.
@@ -208,7 +140,7 @@ class SimulatedOrder:
     @property
     def is_active(self) -> bool:
         """Whether a cancel request would succeed (Started/Pending/Working for orders,
-        WaitingForActivation/Activated for stop orders)."""
+        WaitingForActivation for stop orders)."""
         active = ACTIVE_STOP_STATUSES if self.kind == "stop" else ACTIVE_ORDER_STATUSES
         return self.status in active
 
@@ -262,7 +194,7 @@ class SimulatedOrder:
             "timeInForce": self.time_in_force,
             "status": self.status,
             "source": self.source,
-            "reason": "Trader",
+            "reason": self.reason,
             "side": self.side,
             "orderType": self.order_type,
             "requestedAmount": _wire.format_decimal(self.requested_amount),

@@ -1,223 +1,82 @@
-"""The simulator's REST endpoints and the fault machinery they share with the hub."""
+"""The simulator's REST endpoints: checks, faults, then the action on the simulated state.
+
+Every request goes the same way: the latency pause, the bearer token, the `accountId` header
+(where the endpoint acts on an account), the fault the plan draws, then the action. The order
+and position endpoints live in `_rest_orders` and `_rest_positions`; this module serves them,
+the account list and the token exchange.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Awaitable, Callable, Sequence
-from decimal import Decimal
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Protocol
 
-import attrs
 from aiohttp import web
 
 from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook
-from frontoffice_async.testing._dispenser import FaultDispenser
 from frontoffice_async.testing._log import ENTRY_KEY
-from frontoffice_async.testing._order import OrderKind, check_field, is_text
+from frontoffice_async.testing._responder import Action, Call, Rejected, Responder, truncated
 from frontoffice_async.testing._tokens import Grant, TokenRegistry
 from frontoffice_async.testing.faults import Fault, FaultKind
 
-__all__ = [
-    "ACCOUNTS_PATH",
-    "EXCHANGE_PATH",
-    "ORDERS_PATH",
-    "STOP_ORDERS_PATH",
-    "Rejected",
-    "Responder",
-    "RestApi",
-    "truncated",
-]
+__all__ = ["ACCOUNTS_PATH", "EXCHANGE_PATH", "EndpointGroup", "RestApi"]
 
 ACCOUNTS_PATH = "/frontoffice/api/v3/accounts"
-ORDERS_PATH = "/frontoffice/api/v3/orders"
-STOP_ORDERS_PATH = "/frontoffice/api/v3/stop-orders"
 EXCHANGE_PATH = "/frontoffice/api/v4/access-token"
 
-_SIDES = ("Buy", "Sell")
-_ORDER_TYPES = ("Market", "Limit")
-_TIMES_IN_FORCE = ("Gtc", "Ioc", "Fok", "Gtd", "Day")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Rejected(Exception):
-    """Raised by a check to answer at once with `response` (a 4xx the client earned)."""
+class EndpointGroup(Protocol):
+    """Endpoints that act on one account (orders, positions)."""
 
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-class Responder:
-    """Builds error answers, applies faults and pauses, and drops connections."""
-
-    def __init__(
-        self, *, dispenser: FaultDispenser, closing: asyncio.Event, trace_ids: _wire.TraceIds
-    ) -> None:
-        self._dispenser = dispenser
-        self._closing = closing
-        self._trace_ids = trace_ids
-
-    def problem(
-        self,
-        status: int,
-        detail: str | None = None,
-        *,
-        errors: dict[str, list[str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> web.Response:
-        """A ProblemDetails answer with a fresh trace id."""
-        return _wire.problem_response(
-            status, trace_id=self._trace_ids.next(), detail=detail, errors=errors, headers=headers
-        )
-
-    def authenticate(self, token: str | None, tokens: TokenRegistry) -> Grant:
-        """The grant of `token`, or `Rejected` with a 401."""
-        if not token:
-            raise Rejected(
-                self.problem(401, "Missing bearer token.", headers={"WWW-Authenticate": "Bearer"})
-            )
-        grant = tokens.check(token)
-        if grant is None:
-            raise Rejected(
-                self.problem(
-                    401,
-                    "The access token is invalid, expired or revoked.",
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-            )
-        return grant
-
-    def next_fault(self, request: web.Request) -> Fault | None:
-        """Draw the fault of this request and note it in the request log."""
-        entry = request[ENTRY_KEY]
-        fault = self._dispenser.next_fault(entry.endpoint, entry.order_id)
-        entry.fault = None if fault is None else fault.kind
-        return fault
-
-    async def early_answer(
-        self, request: web.Request, fault: Fault | None
-    ) -> web.StreamResponse | None:
-        """The answer a fault gives instead of handling the request, or None to handle it.
-
-        SLOW waits here (then returns None); MALFORMED and LOST_RESPONSE act after the
-        request was handled, so they return None too.
-        """
-        if fault is None:
-            return None
-        kind = fault.kind
-        if kind is FaultKind.RATE_LIMITED:
-            return self.problem(
-                429, "Too many requests. Try again later.", headers=_retry_after(fault)
-            )
-        if kind is FaultKind.SERVER_ERROR:
-            return self.problem(fault.status or 500, "An unexpected error occurred.")
-        if kind is FaultKind.BAD_GATEWAY:
-            return web.Response(
-                status=fault.status or 502, body=_wire.BAD_GATEWAY_HTML, content_type="text/html"
-            )
-        if kind is FaultKind.UNAVAILABLE:
-            return web.Response(status=fault.status or 503, headers=_retry_after(fault))
-        if kind is FaultKind.RESPONSE:
-            return web.Response(status=fault.status or 200, body=fault.body, headers=fault.headers)
-        if kind is FaultKind.RESET:
-            return self.drop(request)
-        if kind is FaultKind.SLOW:
-            delay = fault.delay if fault.delay is not None else self._dispenser.plan.slow_delay
-            if not await self.pause(delay):
-                return self.drop(request)
-        return None
-
-    async def pause(self, delay: float) -> bool:
-        """Sleep `delay` seconds without blocking others; False if the simulator closes first."""
-        if delay <= 0:
-            return True
-        try:
-            async with asyncio.timeout(delay):
-                await self._closing.wait()
-        except TimeoutError:
-            return True
-        return False
-
-    def drop(self, request: web.Request) -> web.Response:
-        """Close the connection without answering.
-
-        The returned response is never written: aiohttp finds the transport closing, treats it
-        as a client disconnect (logged at debug level only) and ends the connection's task.
-        """
-        request[ENTRY_KEY].dropped = True
-        transport = request.transport
-        if transport is not None:
-            transport.close()
-        return web.Response(status=500)
-
-
-def _retry_after(fault: Fault) -> dict[str, str] | None:
-    if fault.retry_after is None:
-        return None
-    return {"Retry-After": _wire.format_retry_after(fault.retry_after)}
-
-
-def truncated(response: web.Response) -> web.Response:
-    """The same answer with its body cut in half, so the JSON no longer parses."""
-    body = response.body if isinstance(response.body, bytes) else b""
-    headers = {"Content-Type": response.headers.get("Content-Type", "application/json")}
-    return web.Response(status=response.status, body=body[: len(body) // 2], headers=headers)
-
-
-@attrs.frozen
-class _Caller:
-    grant: Grant
-    account_id: str | None
+    def routes(self, serve: Callable[[Action], Handler]) -> list[web.RouteDef]:
+        """The group's routes, each handler made by `serve(action)`."""
+        ...
 
 
 class RestApi:
-    """Handlers of the REST endpoints: checks, faults, then the action on the order book."""
+    """Serves the REST endpoints: the checks and faults every request goes through."""
 
     def __init__(
         self,
         *,
-        book: OrderBook,
+        groups: Sequence[EndpointGroup],
         tokens: TokenRegistry,
         responder: Responder,
         account_ids: Sequence[str],
+        forbidden: Collection[str],
         latency: float,
         offline_token: str | None,
         access_token_ttl: float,
     ) -> None:
-        self._book = book
+        self._groups = tuple(groups)
         self._tokens = tokens
         self._responder = responder
         self._account_ids = tuple(account_ids)
+        # A live view: `forbid_account()` changes it while the simulator runs.
+        self._forbidden = forbidden
         self._latency = latency
         self._offline_token = offline_token
         self._access_token_ttl = access_token_ttl
 
     def routes(self) -> list[web.RouteDef]:
         """The routes, named after the `endpoint` the request log shows."""
-        routes = [
-            web.get(ACCOUNTS_PATH, self._accounts, name="accounts", allow_head=False),
-            web.post(ORDERS_PATH, self._place_order, name="place_order"),
-            web.delete(ORDERS_PATH + "/{order_id}", self._cancel_order, name="cancel_order"),
-            web.delete(
-                STOP_ORDERS_PATH + "/{order_id}", self._cancel_stop_order, name="cancel_stop_order"
-            ),
-        ]
+        routes = [web.get(ACCOUNTS_PATH, self._accounts, name="accounts", allow_head=False)]
+        for group in self._groups:
+            routes += group.routes(self._serving)
         if self._offline_token is not None:
             routes.append(web.post(EXCHANGE_PATH, self._access_token, name="access_token"))
         return routes
 
+    def _serving(self, action: Action) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._serve(request, action, account_required=True)
+
+        return handler
+
     async def _accounts(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._list_accounts, account_required=False)
-
-    async def _place_order(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, self._place, account_required=True)
-
-    async def _cancel_order(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, self._cancel_regular, account_required=True)
-
-    async def _cancel_stop_order(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, self._cancel_stop, account_required=True)
 
     async def _access_token(self, request: web.Request) -> web.StreamResponse:
         responder = self._responder
@@ -228,14 +87,10 @@ class RestApi:
         early = await responder.early_answer(request, fault)
         if early is not None:
             return early
-        return await self._finish(request, fault, self._exchange(request))
+        return await self._finish(request, fault, self._exchange(request, _applies(fault)))
 
     async def _serve(
-        self,
-        request: web.Request,
-        action: Callable[[web.Request, _Caller], Awaitable[web.Response]],
-        *,
-        account_required: bool,
+        self, request: web.Request, action: Action, *, account_required: bool
     ) -> web.StreamResponse:
         responder = self._responder
         if not await responder.pause(self._latency):
@@ -249,7 +104,8 @@ class RestApi:
         early = await responder.early_answer(request, fault)
         if early is not None:
             return early
-        return await self._finish(request, fault, action(request, _Caller(grant, account_id)))
+        call = Call(grant, account_id, apply=_applies(fault))
+        return await self._finish(request, fault, action(request, call))
 
     async def _finish(
         self, request: web.Request, fault: Fault | None, action: Awaitable[web.Response]
@@ -274,7 +130,8 @@ class RestApi:
                     errors={"accountId": ["The accountId header is required."]},
                 )
             )
-        if account_id not in grant.accounts:
+        # A forbidden account answers as one the token does not own: the same 403.
+        if account_id not in grant.accounts or account_id in self._forbidden:
             raise Rejected(
                 self._responder.problem(
                     403, f"Account {account_id} is not accessible with this token."
@@ -282,106 +139,32 @@ class RestApi:
             )
         return account_id
 
-    async def _list_accounts(self, request: web.Request, caller: _Caller) -> web.Response:
+    async def _list_accounts(self, request: web.Request, call: Call) -> web.Response:
         return _wire.json_response(
             [
                 _account_wire(index, account_id)
                 for index, account_id in enumerate(self._account_ids)
-                if account_id in caller.grant.accounts
+                if account_id in call.grant.accounts
             ]
         )
 
-    async def _cancel_regular(self, request: web.Request, caller: _Caller) -> web.Response:
-        return self._cancel(request, caller, "order")
-
-    async def _cancel_stop(self, request: web.Request, caller: _Caller) -> web.Response:
-        return self._cancel(request, caller, "stop")
-
-    def _cancel(self, request: web.Request, caller: _Caller, kind: OrderKind) -> web.Response:
-        order_id = request.match_info["order_id"]
-        assert caller.account_id is not None  # the route requires the header
-        order = self._book.find(order_id, account_id=caller.account_id, kind=kind)
-        if order is None:
-            return self._responder.problem(404, f"Order {order_id} was not found.")
-        if not order.is_active:
-            return self._responder.problem(
-                400,
-                f"Order {order_id} cannot be cancelled in status {order.status}.",
-                errors={"orderId": ["The order is not active."]},
-            )
-        self._book.cancel(order)
-        return _wire.json_response({"order": order.to_wire()})
-
-    async def _place(self, request: web.Request, caller: _Caller) -> web.Response:
-        assert caller.account_id is not None  # the route requires the header
-        body = await self._read_json(request)
-        fields = body.get("order") if isinstance(body, dict) else None
-        if not isinstance(fields, dict):
-            raise Rejected(self._invalid({"order": ["The order field is required."]}))
-        errors: dict[str, list[str]] = {}
-        market_id = fields.get("marketId")
-        if not isinstance(market_id, str) or not market_id.strip() or not is_text(market_id):
-            errors["order.marketId"] = ["The marketId field is required."]
-        for key, allowed in (
-            ("side", _SIDES),
-            ("orderType", _ORDER_TYPES),
-            ("timeInForce", _TIMES_IN_FORCE),
-        ):
-            if fields.get(key) not in allowed:
-                errors[f"order.{key}"] = [f"The {key} field must be one of {', '.join(allowed)}."]
-        amount = _positive_decimal(fields.get("requestedAmount"))
-        if amount is None:
-            errors["order.requestedAmount"] = ["The requestedAmount must be a positive decimal."]
-        price = _positive_decimal(fields.get("requestedPrice"))
-        is_limit = fields.get("orderType") == "Limit"
-        if is_limit and price is None:
-            errors["order.requestedPrice"] = ["A Limit order needs a positive requestedPrice."]
-        if errors:
-            return self._invalid(errors)
-        assert isinstance(market_id, str)
-        assert amount is not None
-        order = self._book.place(
-            account_id=caller.account_id,
-            market_id=market_id,
-            side=str(fields["side"]),
-            order_type=str(fields["orderType"]),
-            time_in_force=str(fields["timeInForce"]),
-            requested_amount=amount,
-            requested_price=price if is_limit else None,
-        )
-        return _wire.json_response({"order": order.to_wire()})
-
-    async def _exchange(self, request: web.Request) -> web.Response:
-        body = await self._read_json(request)
+    async def _exchange(self, request: web.Request, apply: bool) -> web.Response:
+        body = await self._responder.read_json(request)
         offline = body.get("token") if isinstance(body, dict) else None
         if not isinstance(offline, str) or not offline:
-            return self._invalid({"token": ["The token field is required."]})
+            return self._responder.invalid({"token": ["The token field is required."]})
         if offline != self._offline_token:
             return self._responder.problem(401, "The offline token is invalid or revoked.")
         ttl = self._access_token_ttl
         access_token = self._tokens.issue_jwt(self._account_ids, ttl=ttl)
+        if not apply:  # NOT_APPLIED: a token is answered, but the platform never took it
+            self._tokens.revoke(access_token)
         expires_in = int(ttl) if float(ttl).is_integer() else ttl
         return _wire.json_response({"accessToken": access_token, "expiresIn": expires_in})
 
-    async def _read_json(self, request: web.Request) -> Any:
-        try:
-            return json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            raise Rejected(self._invalid({"$": ["The request body is not valid JSON."]})) from None
 
-    def _invalid(self, errors: dict[str, list[str]]) -> web.Response:
-        return self._responder.problem(400, errors=errors)
-
-
-def _positive_decimal(value: object) -> Decimal | None:
-    """A positive amount or price that fits the platform's decimal, else None (a 400)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    try:
-        number: Decimal = check_field("requested_amount", value)
-    except ValueError:  # not a number, not finite, or beyond .NET's decimal
-        return None
-    return number if number > 0 else None
+def _applies(fault: Fault | None) -> bool:
+    return fault is None or fault.kind is not FaultKind.NOT_APPLIED
 
 
 def _account_wire(index: int, account_id: str) -> dict[str, Any]:

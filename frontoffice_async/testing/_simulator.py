@@ -1,6 +1,7 @@
 """FrontOfficeSimulator: a real aiohttp server on loopback that speaks the Front Office API.
 
-It keeps order state, checks tokens and accounts, injects faults, and logs every request.
+It keeps order and position state, checks tokens and accounts, injects faults, and logs every
+request.
 """
 
 from __future__ import annotations
@@ -9,20 +10,19 @@ import asyncio
 import signal
 import types
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Self
 
 from aiohttp import web
 
 from frontoffice_async.testing import _arguments as args
-from frontoffice_async.testing import _wire
-from frontoffice_async.testing._book import OrderBook
+from frontoffice_async.testing._app import Settings, build_application
 from frontoffice_async.testing._dispenser import FaultDispenser
-from frontoffice_async.testing._hub import HubEndpoint
 from frontoffice_async.testing._log import RecordedRequest, RequestLog, SimulatorStats
-from frontoffice_async.testing._order import OrderKind, SimulatedOrder, check_field
-from frontoffice_async.testing._rest import Responder, RestApi
+from frontoffice_async.testing._order import SimulatedOrder
+from frontoffice_async.testing._position import SimulatedPosition
+from frontoffice_async.testing._scene import Scene
 from frontoffice_async.testing._signals import caught_signals
-from frontoffice_async.testing._tokens import TokenRegistry
 from frontoffice_async.testing.faults import FaultPlan
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "FrontOfficeSimulator"]
@@ -39,9 +39,11 @@ _SHUTDOWN_TIMEOUT = 1.0
 class FrontOfficeSimulator:
     """A Front Office server on loopback for testing trading bots and clients.
 
-    It serves accounts, place order, cancel order, cancel stop order, the OpenOrders hub and
-    (with `offline_token`) the token exchange; checks the bearer token and `accountId`;
-    keeps order state; injects the faults of a `FaultPlan`; and records every request.
+    It serves accounts, place and cancel order, place and cancel stop order, close all
+    positions and close one, the OpenOrders and OpenPositions hub streams and (with
+    `offline_token`) the token exchange; checks the bearer token and `accountId`; keeps
+    order and position state; injects the faults of a `FaultPlan`; and records every
+    request.
 
     For example:
 
@@ -59,7 +61,7 @@ class FrontOfficeSimulator:
             without spaces or control characters, as the platform's tokens are.
         faults: The fault plan; None injects no faults. Replaceable later via `faults`.
         latency: Seconds every REST response waits before it is handled.
-        seed: Order ids, tokens and trace ids derive from it.
+        seed: Order and position ids, tokens and trace ids derive from it.
         host: Interface to listen on.
         port: TCP port; 0 picks a free one.
         offline_token: Enables `POST /frontoffice/api/v4/access-token` for this token
@@ -90,52 +92,31 @@ class FrontOfficeSimulator:
         self._account_ids = args.check_accounts(accounts)
         if token is not None:
             args.check_token("token", token)
-        if offline_token is not None:
-            args.check_token("offline_token", offline_token)
-        args.check_seconds("latency", latency, allow_zero=True)
-        args.check_seconds("access_token_ttl", access_token_ttl, allow_zero=False)
-        args.check_seconds("ping_interval", ping_interval, allow_zero=False)
-        if client_timeout is not None:
-            args.check_seconds("client_timeout", client_timeout, allow_zero=False)
+        self._settings = Settings(
+            seed=seed,
+            latency=latency,
+            offline_token=offline_token,
+            access_token_ttl=access_token_ttl,
+            ping_interval=ping_interval,
+            client_timeout=client_timeout,
+        )
         self._host = args.check_host(host)
         self._port = args.check_port(port)
-        seed = args.check_seed(seed)
-        self._tokens = TokenRegistry(seed)
-        self._token = self._tokens.issue(self._account_ids, token=token)
-        self._book = OrderBook(seed)
-        self._log = RequestLog()
+        self._scene = scene = Scene(self._account_ids, seed)
+        self._token = scene.tokens.issue(self._account_ids, token=token)
+        self._log = RequestLog(secrets=() if offline_token is None else (offline_token,))
         self._dispenser = FaultDispenser(args.check_plan(faults))
         # Set when closing starts (pending sleeps end, `serve_until_stopped` returns) and
         # when it is done (a second `close()` waits for the first).
         self._closing = asyncio.Event()
         self._closed_event = asyncio.Event()
-        responder = Responder(
-            dispenser=self._dispenser, closing=self._closing, trace_ids=_wire.TraceIds(seed)
-        )
-        self._rest = RestApi(
-            book=self._book,
-            tokens=self._tokens,
-            responder=responder,
-            account_ids=self._account_ids,
-            latency=latency,
-            offline_token=offline_token,
-            access_token_ttl=access_token_ttl,
-        )
-        self._hub = HubEndpoint(
-            book=self._book,
-            tokens=self._tokens,
-            responder=responder,
-            dispenser=self._dispenser,
-            ping_interval=ping_interval,
-            client_timeout=client_timeout,
-        )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
-        where = self._url or ("closed" if self._closed else "not started")
-        return f"<FrontOfficeSimulator {where} orders={len(self._book.orders)}>"
+        where = self._url or ("closed" if self._scene.closed else "not started")
+        orders, positions = len(self._scene.book.orders), len(self._scene.positions.positions)
+        return f"<FrontOfficeSimulator {where} orders={orders} positions={positions}>"
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -146,14 +127,17 @@ class FrontOfficeSimulator:
 
     async def start(self) -> None:
         """Start listening; `url` is valid afterwards. A simulator starts only once."""
-        if self._closed:
+        if self._scene.closed:
             raise RuntimeError("this FrontOfficeSimulator is closed; create a new one")
         if self._runner is not None:
             raise RuntimeError("this FrontOfficeSimulator is already started")
-        app = web.Application(middlewares=[self._log.middleware])
-        app.add_routes(self._rest.routes())
-        app.add_routes(self._hub.routes())
-        app.on_shutdown.append(self._hub.shutdown)
+        app = build_application(
+            self._scene,
+            log=self._log,
+            dispenser=self._dispenser,
+            closing=self._closing,
+            settings=self._settings,
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
@@ -173,10 +157,10 @@ class FrontOfficeSimulator:
         close, as ASP.NET Core sends on shutdown; a client that does not answer the close
         within half a second is cut off, so `close()` never hangs on a peer.
         """
-        if self._closed:
+        if self._scene.closed:
             await self._closed_event.wait()
             return
-        self._closed = True
+        self._scene.closed = True
         self._url = None
         self._closing.set()
         runner, self._runner = self._runner, None
@@ -243,7 +227,12 @@ class FrontOfficeSimulator:
     @property
     def orders(self) -> Mapping[str, SimulatedOrder]:
         """Every order and stop order by id (a live, read-only view)."""
-        return types.MappingProxyType(self._book.orders)
+        return types.MappingProxyType(self._scene.book.orders)
+
+    @property
+    def positions(self) -> Mapping[str, SimulatedPosition]:
+        """Every position, open or closed, by id (a live, read-only view)."""
+        return types.MappingProxyType(self._scene.positions.positions)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -262,7 +251,7 @@ class FrontOfficeSimulator:
 
     @faults.setter
     def faults(self, plan: FaultPlan | None) -> None:
-        self._check_open("assigning faults")
+        self._scene.check_open("assigning faults")
         self._dispenser.replace(args.check_plan(plan))
 
     def add_orders(
@@ -287,7 +276,9 @@ class FrontOfficeSimulator:
         Allowed before `start()`, to set the scene; a closed simulator raises RuntimeError.
         A bad argument raises TypeError or ValueError naming it, and adds nothing.
         """
-        return self._create("order", count, account_id, market_id, side, status, order_ids)
+        return self._scene.add_orders(
+            "order", count, account_id, market_id, side, status, order_ids
+        )
 
     def add_stop_orders(
         self,
@@ -300,7 +291,9 @@ class FrontOfficeSimulator:
         order_ids: Sequence[str] | None = None,
     ) -> list[str]:
         """Add `count` stop orders (cancelled via the stop-orders endpoint); see `add_orders`."""
-        return self._create("stop", count, account_id, market_id, side, status, order_ids)
+        return self._scene.add_orders(
+            "stop", count, account_id, market_id, side, status, order_ids
+        )
 
     def update_order(self, order_id: str, /, **changes: Any) -> SimulatedOrder:
         """Change fields of an order (e.g. `status="Completed"`) and tell the OpenOrders hub.
@@ -320,12 +313,88 @@ class FrontOfficeSimulator:
         ValueError naming the field for a bad value. Then the order is unchanged and no hub
         stream hears of it. A closed simulator raises RuntimeError.
         """
-        self._check_open("update_order()")
-        return self._book.update(order_id, changes)
+        self._scene.check_open("update_order()")
+        return self._scene.book.update(order_id, changes)
 
     def open_order_ids(self, account_id: str | None = None) -> list[str]:
         """Ids of active orders (Started/Pending/Working) of one account, or of all."""
-        return [order.order_id for order in self._book.open_orders(account_id)]
+        return [order.order_id for order in self._scene.book.open_orders(account_id)]
+
+    def open_stop_order_ids(self, account_id: str | None = None) -> list[str]:
+        """Ids of stop orders waiting for their price (WaitingForActivation), of one account
+        or of all: the ones a cancel still finds active."""
+        stops = self._scene.book.open_orders(account_id, kind="stop")
+        return [stop.order_id for stop in stops]
+
+    def activate_stop_order(self, order_id: str, /) -> str:
+        """Trigger a waiting stop order, as the platform does when the price crosses; return
+        the id of the order it places.
+
+        The stop order becomes `Activated` (a final status: cancelling it answers as for any
+        final stop order) and a new active order appears with its own id and
+        `source="StopOrder"`, announced on OpenOrders: a Limit one rests (Pending) at the
+        stop order's price, a Market one is executing (Working). Raises KeyError for an id
+        that is no stop order, ValueError for one that is not WaitingForActivation, and
+        RuntimeError on a closed simulator.
+        """
+        return self._scene.activate_stop_order(order_id)
+
+    def add_positions(
+        self,
+        count: int,
+        *,
+        account_id: str | None = None,
+        market_id: str = "cfd.btc_usd",
+        side: str | None = None,
+        lot_amount: Decimal | int | float | str = Decimal("0.1"),
+        position_ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Open `count` positions and return their ids; they show on OpenPositions.
+
+        Positions exist on CFD (`cfd.`) and Perpetual (`perp.`) markets: a SPOT or other
+        market is a ValueError. Ids are ULID-like and the same for the same seed, or your own
+        `position_ids` (as `order_ids` in `add_orders`). `side` None alternates Buy and Sell;
+        each opens a little below the current price, so Buy positions are in profit and Sell
+        positions at a loss (what `PositivePnl` and `NegativePnl` bulk closes pick).
+        `lot_amount` is a positive decimal (an int, float or str is converted). CFD positions
+        have leverage 10, Perpetual ones none.
+
+        Allowed before `start()`; a closed simulator raises RuntimeError. A bad argument
+        raises TypeError or ValueError naming it, and adds nothing.
+        """
+        return self._scene.add_positions(
+            count, account_id, market_id, side, lot_amount, position_ids
+        )
+
+    def open_position_ids(self, account_id: str | None = None) -> list[str]:
+        """Ids of open positions (status `Always Open`) of one account, or of all."""
+        positions = self._scene.positions.open_positions(account_id)
+        return [position.position_id for position in positions]
+
+    def stop_out_on_close(self, account_id: str | None = None, count: int = 1) -> None:
+        """Make the next position close accepted on the account also place `count` orders,
+        as the platform does itself in a stop-out.
+
+        The next bulk close or single close answered 200 on that account (also one whose
+        answer is then lost, or a NOT_APPLIED one) that names at least one open position
+        places `count` active Market orders (status Working, `source="System"`,
+        `reason="StopOut"`) on that position's market, opposite side, for its lots; they are
+        announced on OpenOrders before the positions close. Then it is spent. Calling it
+        again replaces what is armed; `count=0` disarms. Our model, not the platform's
+        documented behaviour: a test of what a flatten does when orders appear mid-way.
+        """
+        self._scene.stop_out_on_close(account_id, count)
+
+    def forbid_account(self, account_id: str) -> None:
+        """Make every request naming `account_id` get 403, as an account the token does not
+        own: REST requests with that `accountId` header, and hub stream invocations for it
+        (a Completion with the same error). Listing accounts still shows it; streams already
+        running go on. `allow_account` undoes it."""
+        self._scene.forbid(account_id, forbidden=True)
+
+    def allow_account(self, account_id: str) -> None:
+        """Undo `forbid_account` (an account never forbidden is left as it is)."""
+        self._scene.forbid(account_id, forbidden=False)
 
     def issue_token(self, account_ids: Iterable[str] | None = None) -> str:
         """A new valid bearer token owning `account_ids` (None: every account).
@@ -334,67 +403,23 @@ class FrontOfficeSimulator:
         refused with TypeError, not split into characters); an unknown one is a ValueError.
         A closed simulator raises RuntimeError.
         """
-        self._check_open("issue_token()")
-        if account_ids is None:
-            accounts = self._account_ids
-        else:
-            accounts = args.check_account_ids("account_ids", account_ids)
-        for account_id in accounts:
-            self._check_account(account_id)
-        return self._tokens.issue(accounts)
+        return self._scene.issue_token(account_ids)
 
     def revoke_token(self, token: str) -> None:
         """Make `token` invalid: later requests with it get 401 (an unknown str is ignored).
 
         A token that is not a str raises TypeError; a closed simulator RuntimeError.
         """
-        self._check_open("revoke_token()")
-        if not isinstance(token, str):
-            raise TypeError(f"token must be a str, got {type(token).__name__}")
-        self._tokens.revoke(token)
+        self._scene.revoke_token(token)
 
     def requests_for(self, order_id: str) -> list[RecordedRequest]:
-        """The logged requests naming `order_id`, in arrival order."""
-        return [record for record in self._log.records() if record.order_id == order_id]
+        """The logged requests naming `order_id` (an order or a position id), in arrival order."""
+        return [
+            record
+            for record in self._log.records()
+            if order_id in (record.order_id, record.position_id)
+        ]
 
     def reset_log(self) -> None:
         """Forget the logged requests and zero `stats`."""
         self._log.reset()
-
-    def _create(
-        self,
-        kind: OrderKind,
-        count: int,
-        account_id: str | None,
-        market_id: str,
-        side: str | None,
-        status: str,
-        order_ids: Sequence[str] | None,
-    ) -> list[str]:
-        self._check_open(f"add_{'stop_' if kind == 'stop' else ''}orders()")
-        args.check_count(count)
-        account = self._account_ids[0] if account_id is None else account_id
-        self._check_account(account)
-        if side not in (None, "Buy", "Sell"):
-            raise ValueError(f"side must be 'Buy', 'Sell' or None, got {side!r}")
-        check_field("market_id", market_id)
-        check_field("status", status)
-        if order_ids is None:
-            ids = [self._book.new_id() for _ in range(count)]
-        else:
-            ids = args.check_order_ids(order_ids, count)
-        orders = self._book.create(
-            ids, kind=kind, account_id=account, market_id=market_id, side=side, status=status
-        )
-        return [order.order_id for order in orders]
-
-    def _check_account(self, account_id: str) -> None:
-        if account_id not in self._account_ids:
-            raise ValueError(f"unknown account id {account_id!r}; known: {self._account_ids}")
-
-    def _check_open(self, what: str) -> None:
-        if self._closed:
-            raise RuntimeError(
-                f"this FrontOfficeSimulator is closed: {what} would change a simulator that "
-                "serves no one; its orders, requests and stats can still be read"
-            )

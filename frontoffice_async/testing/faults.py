@@ -1,7 +1,8 @@
-"""Fault plans for the simulator: which request or hub connection fails, how, reproducibly.
+"""Fault plans for the simulator: which request or hub stream fails, how, reproducibly.
 
-A `FaultPlan` is a frozen value; the simulator asks it for the fault of each eligible request
-and of each OpenOrders hub connection.
+A `FaultPlan` is a frozen value; the simulator asks it for the fault of each eligible request,
+of each hub connection (for its OpenOrders stream) and of each connection's OpenPositions
+stream.
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from frontoffice_async.testing._hub_faults import HubFault, HubFaultKind
 __all__ = ["Fault", "FaultKind", "FaultPlan", "HubFault", "HubFaultKind"]
 
 # The endpoint names a plan may target: the `endpoint` values of `RecordedRequest`.
-_FAULT_ENDPOINTS: frozenset[str] = frozenset(
-    {"accounts", "place_order", "cancel_order", "cancel_stop_order", "access_token", "hub"}
+# The defaults are the REST endpoints a bot calls on an account: the transient kinds change
+# nothing there, so a retrying client absorbs them on a close as on a cancel.
+_DEFAULT_ENDPOINTS = frozenset(
+    {
+        "accounts",
+        "place_order",
+        "cancel_order",
+        "place_stop_order",
+        "cancel_stop_order",
+        "close_all_positions",
+        "close_position",
+    }
 )
-_DEFAULT_ENDPOINTS = frozenset({"cancel_order", "cancel_stop_order", "accounts", "place_order"})
+_FAULT_ENDPOINTS: frozenset[str] = _DEFAULT_ENDPOINTS | {"access_token", "hub"}
 _K = TypeVar("_K")
 
 
@@ -65,7 +76,7 @@ def _convert_rates(rates: Mapping[Any, float]) -> Mapping[FaultKind, float]:
 def _convert_scripts(
     scripts: Mapping[str, Sequence[Fault | None]],
 ) -> Mapping[str, tuple[Fault | None, ...]]:
-    _need_mapping("scripts", scripts, "order id to a list of Fault or None")
+    _need_mapping("scripts", scripts, "order or position id to a list of Fault or None")
     for key, value in scripts.items():
         _need_list(f"scripts[{key!r}]", value, "Fault or None, one per request")
     return types.MappingProxyType({key: tuple(value) for key, value in scripts.items()})
@@ -92,10 +103,39 @@ def _convert_hub(entries: Iterable[HubFault | None]) -> tuple[HubFault | None, .
     return tuple(entries)
 
 
+def _convert_positions_hub(entries: Iterable[HubFault | None]) -> tuple[HubFault | None, ...]:
+    _need_list("positions_hub", entries, "HubFault or None, one per OpenPositions stream")
+    return tuple(entries)
+
+
 def _convert_hub_rates(rates: Mapping[HubFault, float]) -> Mapping[HubFault, float]:
     _need_mapping("hub_rates", rates, "HubFault to a probability")
     # The caller's order is kept: the cumulative draw walks it.
     return types.MappingProxyType(dict(rates))
+
+
+def _convert_positions_hub_rates(rates: Mapping[HubFault, float]) -> Mapping[HubFault, float]:
+    _need_mapping("positions_hub_rates", rates, "HubFault to a probability")
+    return types.MappingProxyType(dict(rates))
+
+
+def _check_hub_rates(name: str, rates: Mapping[HubFault, float]) -> None:
+    for fault, rate in rates.items():
+        if not isinstance(fault, HubFault):
+            raise TypeError(f"{name} keys must be HubFault values, got {fault!r}")
+        _check_rate(f"{name}[{fault!r}]", rate)
+    total = math.fsum(rates.values())
+    if total > 1.0 + 1e-9:
+        raise ValueError(f"{name} must add up to at most 1, got {total!r}")
+
+
+def _check_no_refuse(name: str, faults: Iterable[HubFault | None]) -> None:
+    for fault in faults:
+        if fault is not None and fault.kind is HubFaultKind.REFUSE:
+            raise ValueError(
+                f"{name} cannot hold {fault!r}: a refusal answers the websocket upgrade, "
+                "before the client names a stream; put it in hub or hub_rates"
+            )
 
 
 def _check_entries(
@@ -115,19 +155,28 @@ def _check_rate(name: str, rate: object) -> None:
 
 @attrs.frozen
 class FaultPlan:
-    """Which requests fail and how: scripts per order id, a global sequence, random rates.
+    """Which requests fail and how: scripts per order or position id, a sequence, rates.
 
     For each request on one of `endpoints` (after the token and `accountId` checks):
 
-    1. if it names an order id that has a script, the n-th request for that id gets the n-th
+    1. if it names an order id (a cancel) or a position id (a position close) that has a
+       script, the n-th request for that id gets the n-th
        entry (None = no fault), and no fault at all once the script is used up;
     2. otherwise the n-th such request gets the n-th entry of `sequence`;
     3. after the sequence, each kind in `rates` strikes with its probability, drawn from
        `(seed, order id or endpoint, n)` so the outcome does not depend on arrival order.
 
-    Hub connections (upgrades of the OpenOrders hub that pass the token check) have their own
-    count: the n-th one gets the n-th entry of `hub`, and after that each `HubFault` in
-    `hub_rates` strikes with its probability, drawn from `(seed, n)`.
+    Hub connections (upgrades that pass the token check) have their own count: the n-th one
+    gets the n-th entry of `hub`, and after that each `HubFault` in `hub_rates` strikes with
+    its probability, drawn from `(seed, n)`. A REFUSE answers the upgrade and a SILENCE
+    silences the whole connection; the other kinds strike the connection's first OpenOrders
+    snapshot (OpenPositions is not touched by them).
+
+    OpenPositions streams are counted apart: the n-th connection that invokes OpenPositions
+    gets the n-th entry of `positions_hub` (then `positions_hub_rates`, drawn from
+    `(seed, n)`) at that first invocation, whatever its other streams and connections do.
+    REFUSE cannot be there (the upgrade comes before any stream is named); SILENCE silences
+    the connection from that invocation on.
 
     For example:
 
@@ -136,6 +185,7 @@ class FaultPlan:
     FaultPlan.uniform(0.2, seed=7)
     FaultPlan(hub=[HubFault.close(), None, HubFault.refuse(503)])
     FaultPlan(hub_rates={HubFault.drop(): 0.1, HubFault.silence(): 0.05}, seed=3)
+    FaultPlan(positions_hub=[HubFault.close()])  # before the first positions snapshot
     ```
     """
 
@@ -160,6 +210,14 @@ class FaultPlan:
     hub_rates: Mapping[HubFault, float] = attrs.field(
         factory=dict, converter=_convert_hub_rates, hash=False
     )
+    #: OpenPositions faults: the n-th connection that invokes OpenPositions gets the n-th.
+    positions_hub: Sequence[HubFault | None] = attrs.field(
+        default=(), converter=_convert_positions_hub
+    )
+    #: After `positions_hub`: each fault strikes an OpenPositions stream with its probability.
+    positions_hub_rates: Mapping[HubFault, float] = attrs.field(
+        factory=dict, converter=_convert_positions_hub_rates, hash=False
+    )
 
     def __attrs_post_init__(self) -> None:
         for kind, rate in self.rates.items():
@@ -171,7 +229,7 @@ class FaultPlan:
             raise ValueError(f"rates must add up to at most 1, got {total!r}")
         for key, script in self.scripts.items():
             if not isinstance(key, str):
-                raise TypeError(f"scripts keys must be order ids (str), got {key!r}")
+                raise TypeError(f"scripts keys must be order or position ids (str), got {key!r}")
             _check_entries(f"scripts[{key!r}]", script)
         _check_entries("sequence", self.sequence)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -185,13 +243,11 @@ class FaultPlan:
                 f"choose from {sorted(_FAULT_ENDPOINTS)}"
             )
         _check_entries("hub", self.hub, HubFault)
-        for fault, rate in self.hub_rates.items():
-            if not isinstance(fault, HubFault):
-                raise TypeError(f"hub_rates keys must be HubFault values, got {fault!r}")
-            _check_rate(f"hub_rates[{fault!r}]", rate)
-        hub_total = math.fsum(self.hub_rates.values())
-        if hub_total > 1.0 + 1e-9:
-            raise ValueError(f"hub_rates must add up to at most 1, got {hub_total!r}")
+        _check_hub_rates("hub_rates", self.hub_rates)
+        _check_entries("positions_hub", self.positions_hub, HubFault)
+        _check_hub_rates("positions_hub_rates", self.positions_hub_rates)
+        _check_no_refuse("positions_hub", self.positions_hub)
+        _check_no_refuse("positions_hub_rates", self.positions_hub_rates)
 
     @classmethod
     def none(cls) -> FaultPlan:
@@ -227,7 +283,8 @@ class FaultPlan:
         )
 
     def draw(self, key: str, n: int) -> Fault | None:
-        """The rate-drawn fault for the `n`-th request on `key` (an order id or endpoint).
+        """The rate-drawn fault for the `n`-th request on `key` (an order or position id, or
+        an endpoint).
 
         A pure function of `(seed, key, n)` and the rates: the same plan always answers the
         same, whatever else is going on.
@@ -245,6 +302,16 @@ class FaultPlan:
         if not self.hub_rates:
             return None
         return _pick(self.hub_rates, _unit_interval(f"{self.seed}:hub-connection:{n}"))
+
+    def draw_positions_hub(self, n: int) -> HubFault | None:
+        """The rate-drawn fault for the `n`-th OpenPositions stream (counted from 0).
+
+        A pure function of `(seed, n)` and `positions_hub_rates`, independent of `draw_hub`.
+        """
+        if not self.positions_hub_rates:
+            return None
+        point = _unit_interval(f"{self.seed}:positions-stream:{n}")
+        return _pick(self.positions_hub_rates, point)
 
     def _fault_of_kind(self, kind: FaultKind) -> Fault:
         if kind is FaultKind.RATE_LIMITED:

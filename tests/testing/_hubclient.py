@@ -13,15 +13,19 @@ from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
 SECOND_ACCOUNT_ID = "685a7eaa360f9e7416221a62"
 HUB = "/frontoffice/ws/v4/account"
 ORDERS = "/frontoffice/api/v3/orders"
+POSITIONS = "/frontoffice/api/v4/positions"
+BULK_CLOSE = POSITIONS + "/bulk-close"
 RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS
 PING = {"type": 6}
 
 
-def invocation(account_id: str = DEFAULT_ACCOUNT_ID, invocation_id: str = "0") -> str:
+def invocation(
+    account_id: str = DEFAULT_ACCOUNT_ID, invocation_id: str = "0", target: str = "OpenOrders"
+) -> str:
     message = {
         "type": 4,
-        "target": "OpenOrders",
+        "target": target,
         "arguments": [account_id],
         "invocationId": invocation_id,
     }
@@ -73,11 +77,12 @@ async def subscribe(
     session: aiohttp.ClientSession,
     sim: FrontOfficeSimulator,
     account_id: str = DEFAULT_ACCOUNT_ID,
+    target: str = "OpenOrders",
 ) -> tuple[aiohttp.ClientWebSocketResponse, Hub]:
-    """Connect, handshake and invoke OpenOrders (two messages in one frame)."""
+    """Connect, handshake and invoke `target` (two messages in one frame)."""
     ws = await session.ws_connect(hub_url(sim))
     hub = Hub(ws)
-    await ws.send_str(HANDSHAKE + invocation(account_id))
+    await ws.send_str(HANDSHAKE + invocation(account_id, target=target))
     assert await hub.next() == {}
     return ws, hub
 

@@ -9,6 +9,7 @@ later snapshot of that account.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -171,3 +172,36 @@ async def test_a_failing_writer_ends_its_connection_instead_of_hanging_it(
     ws, hub = await subscribe(session, sim, DEFAULT_ACCOUNT_ID)
     async with ws:
         assert [o["status"] for o in (await hub.next())["item"]] == ["Pending"]
+
+
+async def test_a_message_nested_too_deep_is_a_bad_message(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    """json.loads raises RecursionError, not ValueError, on deep nesting: once it killed the
+    connection's reader with a traceback instead of closing as for any unreadable message."""
+    sim = frontoffice_simulator
+    async with session.ws_connect(hub_url(sim)) as ws:
+        await ws.send_str(HANDSHAKE + "[" * 100_000 + RS)
+        messages, end = await Hub(ws).until_closed()
+    assert messages == [
+        {},
+        {
+            "type": 7,
+            "error": "Connection closed with an error. InvalidDataException: bad message.",
+        },
+    ]
+    assert (end.type, end.data) == (WSMsgType.CLOSE, 1000)
+    async with session.post(f"{sim.url}{ORDERS}", headers=auth(sim), data="[" * 100_000) as resp:
+        assert resp.status == 400
+
+
+async def test_a_body_over_the_limit_is_a_logged_413(
+    session: aiohttp.ClientSession, frontoffice_simulator: FrontOfficeSimulator
+) -> None:
+    sim = frontoffice_simulator
+    async with session.post(
+        f"{sim.url}{ORDERS}", headers=auth(sim), data=io.BytesIO(b"x" * (2 << 20))
+    ) as resp:
+        assert resp.status == 413
+    record = sim.requests[0]
+    assert (record.endpoint, record.status, record.body) == ("place_order", 413, None)

@@ -117,8 +117,10 @@ def test_an_unknown_status_is_allowed_on_purpose() -> None:
 async def test_a_closed_simulator_refuses_changes_and_stays_readable() -> None:
     sim = FrontOfficeSimulator()
     before = sim.add_orders(1)  # before start: setting the scene
+    positions = sim.add_positions(1)
     async with sim:
         order_id = sim.add_orders(1)[0]
+        stop_id = sim.add_stop_orders(1)[0]
     for change in (
         lambda: sim.add_orders(1),
         lambda: sim.add_stop_orders(1),
@@ -126,9 +128,17 @@ async def test_a_closed_simulator_refuses_changes_and_stays_readable() -> None:
         sim.issue_token,
         lambda: sim.revoke_token(sim.token),
         lambda: setattr(sim, "faults", FaultPlan()),
+        lambda: sim.add_positions(1),
+        lambda: sim.activate_stop_order(stop_id),
+        sim.stop_out_on_close,
+        lambda: sim.forbid_account(DEFAULT_ACCOUNT_ID),
+        lambda: sim.allow_account(DEFAULT_ACCOUNT_ID),
     ):
         with pytest.raises(RuntimeError, match="closed"):
             change()
+    assert sim.open_position_ids() == positions
+    assert list(sim.positions) == positions
+    assert sim.open_stop_order_ids() == [stop_id]
     assert sim.open_order_ids() == [*before, order_id]
     assert sim.orders[order_id].status == "Pending"
     assert sim.requests == []
@@ -151,6 +161,8 @@ async def test_a_closed_simulator_refuses_changes_and_stays_readable() -> None:
         ({"rates": None}, "rates must be a mapping"),
         ({"hub_rates": None}, "hub_rates must be a mapping"),
         ({"hub_rates": [HubFault.drop()]}, "hub_rates must be a mapping"),
+        ({"positions_hub": None}, "positions_hub must be a list"),
+        ({"positions_hub_rates": None}, "positions_hub_rates must be a mapping"),
     ],
 )
 def test_fault_plan_names_the_argument(kwargs: dict[str, Any], message: str) -> None:

@@ -40,6 +40,8 @@ BAD_CHANGES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"fill_factor": Decimal("Infinity")}, ValueError, "fill_factor"),
     ({"requested_price": Decimal("1E+30")}, ValueError, "requested_price"),
     ({"requested_price": Decimal("1E-29")}, ValueError, "requested_price"),
+    # Beyond the default context's exponent: once a decimal.Overflow, not a ValueError.
+    ({"requested_price": "1E+999999999"}, ValueError, "requested_price"),
     ({"requested_price": [4400]}, TypeError, "requested_price"),
     ({"created_at": "yesterday"}, TypeError, "created_at"),
     ({"updated_at": None}, TypeError, "updated_at"),
