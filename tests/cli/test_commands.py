@@ -431,19 +431,6 @@ async def test_options_that_do_not_apply_are_refused(invoke: Run, argv: list[str
     assert err.startswith(("error: --", "usage: "))
 
 
-@pytest.mark.parametrize(
-    ("url", "reason"),
-    [("ftp://example", "base_url must be an http(s) URL"), ("http://[::1", "Invalid IPv6 URL")],
-)
-async def test_bad_base_url_is_one_line_naming_the_option(
-    sim: FrontOfficeSimulator, invoke: Run, url: str, reason: str
-) -> None:
-    code, _, err = await invoke("accounts", "--base-url", url)
-    assert code == 2
-    assert err.count("\n") == 1
-    assert err.startswith(f"error: --base-url (or FRONTOFFICE_BASE_URL): {reason}")
-
-
 async def test_refused_token_is_one_line_without_it(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
