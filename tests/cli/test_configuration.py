@@ -106,3 +106,14 @@ async def test_bad_base_url_is_one_line_naming_the_option(
     assert code == 2
     assert err.count("\n") == 1
     assert err.startswith(f"error: --base-url (or FRONTOFFICE_BASE_URL) {reason}")
+
+
+async def test_a_url_as_token_is_refused_before_sending(
+    sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRONTOFFICE_TOKEN", sim.url)
+    code, out, err = await invoke("cancel-all", "--yes")
+    assert code == 2
+    assert out == ""
+    assert err == "error: --token (or FRONTOFFICE_TOKEN) holds a URL, not a token\n"
+    assert sim.stats.requests == 0
