@@ -8,11 +8,14 @@ A stdout that cannot be written (closed, full) raises `OutputError`; a closed pi
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
 import json
 import math
+import select
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
@@ -103,20 +106,57 @@ def _stream(out: TextIO | None) -> TextIO:
     return out
 
 
+def _write(out: TextIO, text: str) -> None:
+    """Write all of `text` to `out`, or raise: a short write is carried on, never dropped.
+
+    Under `python -u` or PYTHONUNBUFFERED (many container images set it) stdout's text layer
+    writes straight to the raw file and ignores a short write: when the reader goes away
+    mid-document (`--json | head -c 10`) the rest was lost and the command exited 0. So the
+    bytes go to the binary layer here, until every one is written; the write after a short
+    one fails (a closed pipe: `BrokenPipeError`, exit 141; anything else: exit 74).
+    """
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a text-only stream (StringIO): it takes everything or raises
+        out.write(text)
+        out.flush()
+        return
+    out.flush()  # whatever the text layer holds goes first
+    # backslashreplace: a character the terminal's encoding lacks must not end the report.
+    data = memoryview(text.encode(out.encoding or "utf-8", "backslashreplace"))
+    while data:
+        try:
+            written = binary.write(data)
+        except BlockingIOError as exc:  # a non-blocking stdout, full for now
+            data = data[exc.characters_written :]
+            _wait_writable(binary)
+            continue
+        if written is None:  # the same, from the raw file itself
+            _wait_writable(binary)
+            continue
+        if written == 0:  # nothing refused, nothing taken: never loop on it
+            raise OSError(errno.EIO, "the output took none of the bytes written")
+        data = data[written:]
+    binary.flush()
+
+
+def _wait_writable(binary: Any) -> None:
+    """Until the descriptor under `binary` can take more (or a moment, if it has none)."""
+    try:
+        select.select([], [binary.fileno()], [])
+    except (AttributeError, OSError, ValueError):  # no descriptor, or not selectable
+        time.sleep(0.01)
+
+
 @_writes
 def say(line: str, *, out: TextIO | None = None) -> None:
     """One line on stdout, flushed (the caller escapes what came from the server)."""
-    out = _stream(out)
-    out.write(line + "\n")
-    out.flush()
+    _write(_stream(out), line + "\n")
 
 
 @_writes
 def print_json(document: object, *, out: TextIO | None = None) -> None:
     """The one JSON document `--json` promises on stdout (already safe: JSON escapes)."""
-    out = _stream(out)
-    out.write(json.dumps(document, indent=2, default=_json_value) + "\n")
-    out.flush()
+    _write(_stream(out), json.dumps(document, indent=2, default=_json_value) + "\n")
 
 
 def _json_value(value: object) -> object:
@@ -142,8 +182,7 @@ def print_result(
     print_summary({"": result}, verify=verify, latencies=latencies, out=out)
     print_problems(result, out=out)
     if verify:
-        out.write(verdict(result) + "\n")
-        out.flush()
+        _write(out, verdict(result) + "\n")
 
 
 @_writes
@@ -203,16 +242,15 @@ def print_problems(result: BulkCancelResult[Any], *, out: TextIO | None = None) 
     """Failed ids, orders still open and unreadable records: what a trader must look at."""
     out = _stream(out)
     if result.failed:
-        out.write(f"failed ids ({len(result.failed)}); these orders may still be open:\n")
-        for outcome in result.failed:
-            out.write(f"  {printable(outcome.order_id)}  {_error_text(outcome)}\n")
+        lines = [f"failed ids ({len(result.failed)}); these orders may still be open:"]
+        lines += [f"  {printable(o.order_id)}  {_error_text(o)}" for o in result.failed]
+        _write(out, "\n".join(lines) + "\n")
     if result.remaining:
         print_orders(result.remaining, title=f"still open ({len(result.remaining)})", out=out)
     if result.unreadable:
-        out.write(f"unreadable records in the last snapshot ({len(result.unreadable)}):\n")
-        for raw in result.unreadable:
-            out.write(f"  {printable(raw)}\n")
-    out.flush()
+        lines = [f"unreadable records in the last snapshot ({len(result.unreadable)}):"]
+        lines += [f"  {printable(raw)}" for raw in result.unreadable]
+        _write(out, "\n".join(lines) + "\n")
 
 
 def _error_text(outcome: CancelOutcome[Any]) -> str:
@@ -312,15 +350,14 @@ def _print_table(
         _rich_table(title, names, cells, aligned_right, out, show_header=header is not None)
         return
     widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
-    out.write(f"{title}\n")
-    lines = ([names] if header is not None else []) + cells
-    for line in lines:
+    text = [title]
+    for line in ([names] if header is not None else []) + cells:
         padded = [
             f"{c:>{w}}" if r else f"{c:<{w}}"
             for c, w, r in zip(line, widths, aligned_right, strict=True)
         ]
-        out.write("  " + "  ".join(padded).rstrip() + "\n")
-    out.flush()
+        text.append("  " + "  ".join(padded).rstrip())
+    _write(out, "\n".join(text) + "\n")
 
 
 def _rich_table(
@@ -347,7 +384,10 @@ def _rich_table(
         )
     for row in cells:
         table.add_row(*row)
-    _console(out).print(table)
+    console = _console(out)
+    with console.capture() as captured:  # rendered as for `out`, written in full below
+        console.print(table)
+    _write(out, captured.get())
 
 
 def have_rich() -> bool:

@@ -169,6 +169,42 @@ async def test_closed_stdout_ends_quietly_with_141() -> None:
     assert process.returncode == 141
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("options", [["--json"], []], ids=["json", "plain"])
+async def test_a_reader_that_stops_early_gives_141_whatever_the_output(
+    unbuffered: str, options: list[str]
+) -> None:
+    # `| head -c 10`: the reader takes 10 bytes of a document far larger than a pipe holds and
+    # goes away. Under PYTHONUNBUFFERED (set by many container images) stdout's text layer
+    # writes to the raw file and ignores a short write: the document was cut and the command
+    # exited 0, as if its output had been read whole.
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        sim.add_orders(2000)  # about 1.6 MB of JSON, 160 kB of text: more than a pipe holds
+        read_end, write_end = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *COMMAND,
+                "cancel-all",
+                "--dry-run",
+                *options,
+                env={**_env(sim), "PYTHONUNBUFFERED": unbuffered},
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(write_end)
+        try:
+            loop = asyncio.get_running_loop()
+            head = await loop.run_in_executor(None, os.read, read_end, 10)
+        finally:
+            os.close(read_end)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert len(head) == 10
+    _assert_quiet(err.decode())
+    assert err.decode() == ""
+    assert process.returncode == 141
+
+
 @pytest.mark.parametrize("redirect", ["> /dev/full", ">&-"])
 async def test_unwritable_stdout_is_one_error_line_and_exit_74(redirect: str) -> None:
     if redirect == "> /dev/full" and not HAVE_DEV_FULL:
