@@ -355,3 +355,38 @@ def test_python_dash_m_help() -> None:
     assert done.returncode == 0
     assert "cancel-all" in done.stdout
     assert done.stderr == ""
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+@pytest.mark.parametrize("source", ["file", "stdin"])
+async def test_ids_from_dev_zero_are_a_usage_error_not_a_memory_error(source: str) -> None:
+    # Under a 1 GiB address-space limit, so that reading without bound fails fast (with a
+    # MemoryError traceback) instead of eating the machine's memory.
+    def limit_memory() -> None:
+        import resource  # noqa: PLC0415 - POSIX only, in the child
+
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    with Path("/dev/zero").open("rb") as zeros:  # noqa: ASYNC230 - opening it does not block
+        process = await asyncio.create_subprocess_exec(
+            *COMMAND,
+            "cancel",
+            "--from-file",
+            "/dev/zero" if source == "file" else "-",
+            env={
+                **os.environ,
+                "FRONTOFFICE_BASE_URL": "http://127.0.0.1:9",  # never reached
+                "FRONTOFFICE_TOKEN": TOKEN,
+                "FRONTOFFICE_ACCOUNT_ID": "685a7eaa360f9e7416221a61",
+            },
+            stdin=zeros if source == "stdin" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=limit_memory,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert out == b""
+    assert err.decode().startswith("error: cannot read ids from ")
+    assert "line 1 is longer than 1024 bytes" in err.decode()
+    assert process.returncode == 2
