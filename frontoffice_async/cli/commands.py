@@ -82,7 +82,7 @@ def _failed(error: Exception, code: int, *, json: bool) -> int:
     if json:
         with contextlib.suppress(OutputError):  # the error line still says what went wrong
             output.print_json({"error": error_document(error)})
-    output.note(f"error: {' '.join(str(error).split())}")
+    output.note(f"error: {output.error_text(error)}")
     return code
 
 
@@ -256,15 +256,23 @@ def _report_cancel_all(
             f"warning: no open order on account {account} matches the filter; the account "
             f"has open orders on: {markets}"
         )
-    if nothing_selected and not args.dry_run:
-        selection = output.describe_selection(0, account, args.market, args.side)
-        output.note(f"nothing to do: {selection}")
+    if nothing_selected and result.verified:
+        # The snapshot showed nothing to cancel (and nothing unreadable): one line says it,
+        # not a table of zeros. With --json it is for the human, on stderr.
+        nothing = "dry run: " if args.dry_run else ""
+        nothing += "nothing to cancel: " + output.describe_selection(
+            0, account, args.market, args.side
+        )
+        if not args.json:
+            output.say(nothing)
+            return
+        output.note(nothing)
     if args.json:
         output.print_json(result.as_dict())
     elif args.dry_run:
         what = output.describe_selection(len(result.remaining), account, args.market, args.side)
-        output.print_orders(result.remaining, title=f"dry run: {what} would be cancelled")
-        output.print_problems(result)  # unreadable records, if any
+        output.print_orders(result.remaining, title=f"dry run: would cancel {what}")
+        output.print_problems(result, remaining=False)  # listed above: only the unreadable
     else:
         output.print_result(result, verify=True)
 

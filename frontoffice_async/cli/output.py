@@ -13,26 +13,31 @@ import functools
 import importlib.util
 import json
 import math
+import re
 import select
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
+from . import tables
 from .process import OutputError, tell
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from frontoffice_async import Account, BulkCancelResult, CancelOutcome, OpenOrder
+    from frontoffice_async import Account, BulkCancelResult, OpenOrder
 
 __all__ = [
     "HAVE_RICH",
     "describe_selection",
+    "error_text",
     "have_rich",
     "is_terminal",
     "note",
+    "paragraph",
     "percentile",
     "print_accounts",
     "print_json",
@@ -41,6 +46,7 @@ __all__ = [
     "print_summary",
     "printable",
     "say",
+    "short_error",
     "verdict",
 ]
 
@@ -154,6 +160,13 @@ def say(line: str, *, out: TextIO | None = None) -> None:
 
 
 @_writes
+def paragraph(text: str, *, out: TextIO | None = None) -> None:
+    """`text` on stdout, in lines that fit the width (cut between words)."""
+    out = _stream(out)
+    _write(out, "\n".join(tables.wrap(text, tables.line_width(out))) + "\n")
+
+
+@_writes
 def print_json(document: object, *, out: TextIO | None = None) -> None:
     """The one JSON document `--json` promises on stdout (already safe: JSON escapes)."""
     _write(_stream(out), json.dumps(document, indent=2, default=_json_value) + "\n")
@@ -238,23 +251,75 @@ _ROWS = (
 
 
 @_writes
-def print_problems(result: BulkCancelResult[Any], *, out: TextIO | None = None) -> None:
-    """Failed ids, orders still open and unreadable records: what a trader must look at."""
+def print_problems(
+    result: BulkCancelResult[Any], *, remaining: bool = True, out: TextIO | None = None
+) -> None:
+    """Failed ids, orders still open (unless not `remaining`: a dry run listed them already)
+    and unreadable records: what a trader must look at. A line is clipped to the width; the
+    whole text is in `--json`."""
     out = _stream(out)
+    width, mark = tables.line_width(out), _ellipsis(out)
     if result.failed:
         lines = [f"failed ids ({len(result.failed)}); these orders may still be open:"]
-        lines += [f"  {printable(o.order_id)}  {_error_text(o)}" for o in result.failed]
+        for outcome in result.failed:
+            order_id = printable(outcome.order_id)
+            room = max(width - 4 - tables.cells(order_id), _LEAST_TEXT)
+            lines.append(f"  {order_id}  {tables.clip(short_error(outcome.error), room, mark)}")
         _write(out, "\n".join(lines) + "\n")
-    if result.remaining:
+    if remaining and result.remaining:
         print_orders(result.remaining, title=f"still open ({len(result.remaining)})", out=out)
     if result.unreadable:
         lines = [f"unreadable records in the last snapshot ({len(result.unreadable)}):"]
-        lines += [f"  {printable(raw)}" for raw in result.unreadable]
+        room = max(width - 2, _LEAST_TEXT)
+        lines += [f"  {tables.clip(printable(raw), room, mark)}" for raw in result.unreadable]
         _write(out, "\n".join(lines) + "\n")
 
 
-def _error_text(outcome: CancelOutcome[Any]) -> str:
-    return printable(f"{type(outcome.error).__name__}: {outcome.error}")
+#: Cells of text a clipped line keeps at least, however narrow the terminal.
+_LEAST_TEXT = 24
+
+
+def error_text(error: BaseException) -> str:
+    """The `error:` line's text: the library's own, with the HTTP status said once.
+
+    A server's message often starts with its status (aiohttp's "404: Not Found"), which the
+    library's text puts after the status it names itself: `404 404: Not Found`.
+    """
+    text = " ".join(str(error).split())
+    status, message = getattr(error, "status", None), getattr(error, "message", None)
+    if isinstance(status, int) and isinstance(message, str):
+        said = f"{status} {' '.join(message.split())}".rstrip()
+        if text.startswith(said):
+            text = f"{status} {_without_status(message, status)}".rstrip() + text[len(said) :]
+    return printable(text)
+
+
+def short_error(error: BaseException | None) -> str:
+    """An outcome's error in a few words: its type, then status and message (no URL: the
+    id is on the line), e.g. `ConflictError: 409 Conflict`."""
+    if error is None:
+        return ""
+    status, message = getattr(error, "status", None), getattr(error, "message", None)
+    if not isinstance(message, str) or not message:
+        first = error.args[0] if error.args else None
+        message = first if isinstance(first, str) else str(error)
+    message = " ".join(message.split())
+    if isinstance(status, int):
+        message = f"{status} {_without_status(message, status)}".rstrip()
+    return printable(f"{type(error).__name__}: {message}")
+
+
+def _without_status(message: str, status: int) -> str:
+    """`message` without a leading copy of `status` ("404: Not Found" -> "Not Found"); the
+    status's reason phrase when nothing else is left."""
+    found = re.match(rf"(?:HTTP(?:/[\d.]+)?\s+)?{status}(?!\d)[\s:.,;-]*", message, re.I)
+    rest = message[found.end() :] if found else message
+    if rest:
+        return rest
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # not a status Python knows: the number says it all
+        return ""
 
 
 def verdict(result: BulkCancelResult[Any]) -> str:
@@ -269,12 +334,13 @@ def verdict(result: BulkCancelResult[Any]) -> str:
 
 
 def describe_selection(count: int, account: str, market: str | None, side: str | None) -> str:
-    """E.g. `3 open orders (market spot.eth_usdt, buy) on account 685a...`."""
-    noun = "open order" if count == 1 else "open orders"
+    """E.g. `3 open orders (market spot.eth_usdt, buy) on account 685a...`; `no open order
+    on account 685a...` for none."""
+    orders = {0: "no open order", 1: "1 open order"}.get(count, f"{count} open orders")
     filters = [f"market {market}"] if market is not None else []
     filters += [side] if side is not None else []
     where = f" ({', '.join(filters)})" if filters else ""
-    return printable(f"{count} {noun}{where} on account {account}")
+    return printable(f"{orders}{where} on account {account}")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -294,7 +360,8 @@ def _ms(seconds: float | None) -> str:
 
 @_writes
 def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None = None) -> None:
-    """A table of open orders (`cancel-all --dry-run`, orders still open)."""
+    """A table of open orders (`cancel-all --dry-run`, orders still open); only the title
+    when there are none (a header over nothing says nothing)."""
     out = _stream(out)
     header = ["order id", "market", "side", "type", "status", "remaining", "price"]
     rows = [
@@ -309,7 +376,18 @@ def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None 
         )
         for o in orders
     ]
-    _print_table(title, header, rows, out, right={"remaining", "price"})
+    # What may go to fit the line, least needed first: the id, the side and the amounts
+    # identify an order for a trader; a long market name is abbreviated before an amount
+    # goes, and an amount is dropped, never cut (a cut number is another number).
+    steps = (
+        tables.Drop("type"),
+        tables.Drop("status"),
+        tables.Shrink("market", 16),
+        tables.Drop("price"),
+        tables.Drop("remaining"),
+        tables.Shrink("market", 8),
+    )
+    _print_table(title, header, rows, out, right={"remaining", "price"}, steps=steps)
 
 
 @_writes
@@ -327,7 +405,15 @@ def print_accounts(accounts: Sequence[Account], *, out: TextIO | None = None) ->
         )
         for a in accounts
     ]
-    _print_table(f"{len(accounts)} accounts", header, rows, out, right={"balance (RAT)"})
+    steps = (
+        tables.Shrink("name", 24),
+        tables.Drop("copy trading"),
+        tables.Drop("type"),
+        tables.Shrink("name", 8),
+    )
+    _print_table(
+        f"{len(accounts)} accounts", header, rows, out, right={"balance (RAT)"}, steps=steps
+    )
 
 
 def _print_table(
@@ -338,56 +424,89 @@ def _print_table(
     *,
     right: set[str] | None = None,
     key_column: bool = False,
+    steps: Sequence[tables.Step] = (),
 ) -> None:
-    """Rows of cells (escaped here); `key_column`: a summary, names left and values right."""
+    """Rows of cells (escaped here) under a title, fitted to the line (`tables.layout`);
+    `key_column`: a summary, names left and values right. No rows: the title alone."""
+    width, mark = tables.line_width(out), _ellipsis(out)
+    lines = tables.wrap(title, width)
+    if not rows:
+        _write(out, "\n".join(lines) + "\n")
+        return
     cells = [[printable(cell) for cell in row] for row in rows]
-    width = max((len(row) for row in cells), default=len(header or ()))
-    names = list(header or ()) if not key_column else ["", *(header or [""] * (width - 1))]
+    count = max(len(row) for row in cells)
+    names = list(header or ()) if not key_column else ["", *(header or [""] * (count - 1))]
     aligned_right = [
         (index > 0) if key_column else (name in (right or ())) for index, name in enumerate(names)
     ]
-    if _use_rich(out):
-        _rich_table(title, names, cells, aligned_right, out, show_header=header is not None)
-        return
-    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
-    text = [title]
-    for line in ([names] if header is not None else []) + cells:
-        padded = [
-            f"{c:>{w}}" if r else f"{c:<{w}}"
-            for c, w, r in zip(line, widths, aligned_right, strict=True)
-        ]
-        text.append("  " + "  ".join(padded).rstrip())
-    _write(out, "\n".join(text) + "\n")
+    rich = _use_rich(out)
+    # A row's cells besides its content: rich draws `│ a │ b │`, plain text `  a  b`.
+    overhead = (lambda n: 3 * n + 1) if rich else (lambda n: 2 * n)
+    shown, widths = tables.layout(names, cells, width=width, overhead=overhead, steps=steps)
+    fitted_names = [tables.clip(names[i], widths[i], mark) for i in shown]
+    fitted = [[tables.clip(row[i], widths[i], mark) for i in shown] for row in cells]
+    fitted_right = [aligned_right[i] for i in shown]
+    fitted_widths = [widths[i] for i in shown]
+    if rich:
+        lines.append(
+            _rich_table(
+                fitted_names,
+                fitted,
+                fitted_right,
+                fitted_widths,
+                out,
+                width=width,
+                show_header=header is not None,
+            )
+        )
+    else:
+        for line in ([fitted_names] if header is not None else []) + fitted:
+            padded = [
+                tables.pad(c, w, right=r)
+                for c, w, r in zip(line, fitted_widths, fitted_right, strict=True)
+            ]
+            lines.append("  " + "  ".join(padded).rstrip())
+    _write(out, "\n".join(line.rstrip("\n") for line in lines) + "\n")
 
 
 def _rich_table(
-    title: str,
     names: Sequence[str],
     cells: Sequence[Sequence[str]],
     aligned_right: Sequence[bool],
+    widths: Sequence[int],
     out: TextIO,
     *,
+    width: int,
     show_header: bool,
-) -> None:
+) -> str:
+    """The table drawn by rich, as text for `out` (colours if it is a terminal)."""
     from rich.table import Table  # noqa: PLC0415 - rich loads only when a table is drawn
 
-    table = Table(title=title, title_justify="left", show_header=show_header)
-    for index, (name, right) in enumerate(zip(names, aligned_right, strict=True)):
-        # The first column holds ids or row names: never cut or fold one.
-        widest = max([len(name), *(len(row[0]) for row in cells)]) if index == 0 else None
+    table = Table(show_header=show_header)
+    for name, right, cells_wide in zip(names, aligned_right, widths, strict=True):
+        # Fitted already: a cell never folds onto a second line.
         table.add_column(
             name,
             justify="right" if right else "left",
-            no_wrap=index == 0,
-            min_width=widest,
-            overflow="fold",
+            width=cells_wide,
+            no_wrap=True,
+            overflow="ellipsis",
         )
     for row in cells:
         table.add_row(*row)
-    console = _console(out)
-    with console.capture() as captured:  # rendered as for `out`, written in full below
+    console = _console(out, width)
+    with console.capture() as captured:  # rendered as for `out`, written in full by the caller
         console.print(table)
-    _write(out, captured.get())
+    return captured.get()
+
+
+def _ellipsis(out: TextIO) -> str:
+    """The mark of an abbreviated cell: `…` where the output can encode it, else `~`."""
+    try:
+        "…".encode(getattr(out, "encoding", None) or "utf-8")
+    except (LookupError, UnicodeEncodeError):
+        return "~"
+    return "…"
 
 
 def have_rich() -> bool:
@@ -413,8 +532,9 @@ def is_terminal(stream: TextIO | None) -> bool:
         return False
 
 
-def _console(out: TextIO) -> Console:
+def _console(out: TextIO, width: int) -> Console:
     from rich.console import Console  # noqa: PLC0415
 
-    # Never read markup out of server-supplied text.
-    return Console(file=out, markup=False, highlight=False)
+    # Never read markup out of server-supplied text. The width is the one the table was
+    # fitted to (`tables.line_width`), so rich has no reason to fold a cell.
+    return Console(file=out, width=width, markup=False, highlight=False)
