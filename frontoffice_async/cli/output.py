@@ -455,7 +455,9 @@ def _print_table(
                 fitted_right,
                 fitted_widths,
                 out,
-                width=width,
+                # What every step could not save (a table with nothing left to drop) is
+                # drawn wider than the line, never squeezed: rich would cut a number.
+                width=max(width, sum(fitted_widths) + overhead(len(shown))),
                 show_header=header is not None,
             )
         )
