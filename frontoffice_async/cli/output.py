@@ -440,8 +440,11 @@ def _print_table(
         (index > 0) if key_column else (name in (right or ())) for index, name in enumerate(names)
     ]
     rich = _use_rich(out)
+
     # A row's cells besides its content: rich draws `│ a │ b │`, plain text `  a  b`.
-    overhead = (lambda n: 3 * n + 1) if rich else (lambda n: 2 * n)
+    def overhead(columns: int) -> int:
+        return 3 * columns + 1 if rich else 2 * columns
+
     shown, widths = tables.layout(names, cells, width=width, overhead=overhead, steps=steps)
     fitted_names = [tables.clip(names[i], widths[i], mark) for i in shown]
     fitted = [[tables.clip(row[i], widths[i], mark) for i in shown] for row in cells]
