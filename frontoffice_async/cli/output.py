@@ -13,16 +13,18 @@ import functools
 import importlib.util
 import json
 import math
+import os
 import re
 import select
 import sys
+import textwrap
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TextIO, TypeVar
 
-from . import tables
 from .process import OutputError, tell
 
 if TYPE_CHECKING:
@@ -31,11 +33,13 @@ if TYPE_CHECKING:
     from frontoffice_async import Account, BulkCancelResult, OpenOrder
 
 __all__ = [
+    "DEFAULT_WIDTH",
     "HAVE_RICH",
     "describe_selection",
     "error_text",
     "have_rich",
     "is_terminal",
+    "line_width",
     "note",
     "paragraph",
     "percentile",
@@ -163,7 +167,7 @@ def say(line: str, *, out: TextIO | None = None) -> None:
 def paragraph(text: str, *, out: TextIO | None = None) -> None:
     """`text` on stdout, in lines that fit the width (cut between words)."""
     out = _stream(out)
-    _write(out, "\n".join(tables.wrap(text, tables.line_width(out))) + "\n")
+    _write(out, "\n".join(_wrap(text, line_width(out))) + "\n")
 
 
 @_writes
@@ -258,20 +262,20 @@ def print_problems(
     and unreadable records: what a trader must look at. A line is clipped to the width; the
     whole text is in `--json`."""
     out = _stream(out)
-    width, mark = tables.line_width(out), _ellipsis(out)
+    width, mark = line_width(out), _ellipsis(out)
     if result.failed:
         lines = [f"failed ids ({len(result.failed)}); these orders may still be open:"]
         for outcome in result.failed:
             order_id = printable(outcome.order_id)
-            room = max(width - 4 - tables.cells(order_id), _LEAST_TEXT)
-            lines.append(f"  {order_id}  {tables.clip(short_error(outcome.error), room, mark)}")
+            room = max(width - 4 - _width_of(order_id), _LEAST_TEXT)
+            lines.append(f"  {order_id}  {_clip(short_error(outcome.error), room, mark)}")
         _write(out, "\n".join(lines) + "\n")
     if remaining and result.remaining:
         print_orders(result.remaining, title=f"still open ({len(result.remaining)})", out=out)
     if result.unreadable:
         lines = [f"unreadable records in the last snapshot ({len(result.unreadable)}):"]
         room = max(width - 2, _LEAST_TEXT)
-        lines += [f"  {tables.clip(printable(raw), room, mark)}" for raw in result.unreadable]
+        lines += [f"  {_clip(printable(raw), room, mark)}" for raw in result.unreadable]
         _write(out, "\n".join(lines) + "\n")
 
 
@@ -380,12 +384,12 @@ def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None 
     # identify an order for a trader; a long market name is abbreviated before an amount
     # goes, and an amount is dropped, never cut (a cut number is another number).
     steps = (
-        tables.Drop("type"),
-        tables.Drop("status"),
-        tables.Shrink("market", 16),
-        tables.Drop("price"),
-        tables.Drop("remaining"),
-        tables.Shrink("market", 8),
+        _Drop("type"),
+        _Drop("status"),
+        _Shrink("market", 16),
+        _Drop("price"),
+        _Drop("remaining"),
+        _Shrink("market", 8),
     )
     _print_table(title, header, rows, out, right={"remaining", "price"}, steps=steps)
 
@@ -406,10 +410,10 @@ def print_accounts(accounts: Sequence[Account], *, out: TextIO | None = None) ->
         for a in accounts
     ]
     steps = (
-        tables.Shrink("name", 24),
-        tables.Drop("copy trading"),
-        tables.Drop("type"),
-        tables.Shrink("name", 8),
+        _Shrink("name", 24),
+        _Drop("copy trading"),
+        _Drop("type"),
+        _Shrink("name", 8),
     )
     _print_table(
         f"{len(accounts)} accounts", header, rows, out, right={"balance (RAT)"}, steps=steps
@@ -424,12 +428,12 @@ def _print_table(
     *,
     right: set[str] | None = None,
     key_column: bool = False,
-    steps: Sequence[tables.Step] = (),
+    steps: Sequence[_Step] = (),
 ) -> None:
-    """Rows of cells (escaped here) under a title, fitted to the line (`tables.layout`);
+    """Rows of cells (escaped here) under a title, fitted to the line (`_layout`);
     `key_column`: a summary, names left and values right. No rows: the title alone."""
-    width, mark = tables.line_width(out), _ellipsis(out)
-    lines = tables.wrap(title, width)
+    width, mark = line_width(out), _ellipsis(out)
+    lines = _wrap(title, width)
     if not rows:
         _write(out, "\n".join(lines) + "\n")
         return
@@ -445,9 +449,9 @@ def _print_table(
     def overhead(columns: int) -> int:
         return 3 * columns + 1 if rich else 2 * columns
 
-    shown, widths = tables.layout(names, cells, width=width, overhead=overhead, steps=steps)
-    fitted_names = [tables.clip(names[i], widths[i], mark) for i in shown]
-    fitted = [[tables.clip(row[i], widths[i], mark) for i in shown] for row in cells]
+    shown, widths = _layout(names, cells, width=width, overhead=overhead, steps=steps)
+    fitted_names = [_clip(names[i], widths[i], mark) for i in shown]
+    fitted = [[_clip(row[i], widths[i], mark) for i in shown] for row in cells]
     fitted_right = [aligned_right[i] for i in shown]
     fitted_widths = [widths[i] for i in shown]
     if rich:
@@ -467,7 +471,7 @@ def _print_table(
     else:
         for line in ([fitted_names] if header is not None else []) + fitted:
             padded = [
-                tables.pad(c, w, right=r)
+                _pad(c, w, right=r)
                 for c, w, r in zip(line, fitted_widths, fitted_right, strict=True)
             ]
             lines.append("  " + "  ".join(padded).rstrip())
@@ -541,5 +545,122 @@ def _console(out: TextIO, width: int) -> Console:
     from rich.console import Console  # noqa: PLC0415
 
     # Never read markup out of server-supplied text. The width is the one the table was
-    # fitted to (`tables.line_width`), so rich has no reason to fold a cell.
+    # fitted to (`line_width`), so rich has no reason to fold a cell.
     return Console(file=out, width=width, markup=False, highlight=False)
+
+
+# --- fitting the line ---------------------------------------------------------------------------
+# A trader reads `cancel-all --dry-run` in whatever terminal is at hand, often 80 columns: a row
+# folded onto three lines makes thousands of orders unreadable. Each table says which columns
+# may go, or be abbreviated, and in what order (`_Drop`, `_Shrink`); `_layout` applies those
+# steps until a row fits. Plain text and rich draw the same layout, so both fit.
+
+#: The width of a line when the output is not a terminal (a pipe, a file) and `COLUMNS` is
+#: not set: what a terminal has by default, so that `| less` or a saved report fits too.
+DEFAULT_WIDTH = 80
+
+
+class _Drop(NamedTuple):
+    """Leave the column out."""
+
+    column: str
+
+
+class _Shrink(NamedTuple):
+    """Abbreviate the column's cells (`…` at the end), down to `least` cells at most."""
+
+    column: str
+    least: int
+
+
+_Step = _Drop | _Shrink
+
+
+def line_width(out: TextIO) -> int:
+    """Columns a line may take: `COLUMNS` if set, else the terminal's, else `DEFAULT_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns or DEFAULT_WIDTH
+    except (AttributeError, OSError, ValueError):  # no descriptor, closed, not a terminal
+        pass
+    return DEFAULT_WIDTH
+
+
+def _width_of(text: str) -> int:
+    """Terminal cells `text` takes: wide (East Asian) characters take two, combining none."""
+    if text.isascii():
+        return len(text)
+    return sum(_cell(c) for c in text)
+
+
+def _cell(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in {"W", "F"} else 1
+
+
+def _clip(text: str, width: int, mark: str = "…") -> str:
+    """`text` in at most `width` cells, ending in `mark` when cut."""
+    if _width_of(text) <= width:
+        return text
+    room = max(width - _width_of(mark), 0)
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        used += _cell(char)
+        if used > room:
+            break
+        kept.append(char)
+    return "".join(kept) + mark
+
+
+def _pad(text: str, width: int, *, right: bool) -> str:
+    """`text` padded with spaces to `width` cells, on the left when `right`-aligned."""
+    spaces = " " * max(width - _width_of(text), 0)
+    return spaces + text if right else text + spaces
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` (a title, a sentence) in lines of at most `width` cells, cut between words."""
+    if _width_of(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _layout(
+    names: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int,
+    overhead: Callable[[int], int],
+    steps: Sequence[_Step] = (),
+) -> tuple[list[int], list[int]]:
+    """The columns to show (indexes) and every column's width, so that a row fits `width`.
+
+    `overhead(n)`: the cells a row of `n` columns takes besides their content (indent,
+    gaps, borders). `steps` are applied in order, each only while a row is still too wide;
+    a `_Shrink` takes only what is needed. When every step is spent, the row is as narrow as
+    the table allows (an id is never cut).
+    """
+    widths = [
+        max([_width_of(n), *(_width_of(row[i]) for row in rows)]) for i, n in enumerate(names)
+    ]
+    shown = list(range(len(names)))
+
+    def excess() -> int:
+        return sum(widths[i] for i in shown) + overhead(len(shown)) - width
+
+    for step in steps:
+        if excess() <= 0:
+            break
+        index = names.index(step.column)
+        if index not in shown:
+            continue
+        if isinstance(step, _Drop):
+            shown.remove(index)
+        else:
+            widths[index] = min(widths[index], max(step.least, widths[index] - excess()))
+    return shown, widths
