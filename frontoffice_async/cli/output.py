@@ -292,7 +292,8 @@ def error_text(error: BaseException) -> str:
     text = " ".join(str(error).split())
     status, message = getattr(error, "status", None), getattr(error, "message", None)
     if isinstance(status, int) and isinstance(message, str):
-        said = f"{status} {' '.join(message.split())}".rstrip()
+        message = " ".join(message.split())
+        said = f"{status} {message}".rstrip()
         if text.startswith(said):
             text = f"{status} {_without_status(message, status)}".rstrip() + text[len(said) :]
     return printable(text)
