@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote
@@ -134,15 +135,49 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def normalise_base_url(base_url: object) -> str:
-    """The base URL without a trailing slash; ValueError for anything but http(s)://host."""
+    """The base URL without a trailing slash; ValueError for anything but http(s)://host.
+
+    No message shows the value, nor any part of it: a base URL may carry credentials, and a
+    refused one is often a token pasted in its place (two environment variables swapped).
+    """
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    hidden = "(the value is not shown: it may hold a secret)"
+    if re.search(r"eyJ[\w-]{4,}\.[\w-]{4,}\.", base_url, re.ASCII):
+        # A JWT (its header, `{"...`, is "eyJ..." in base64). No URL holds one, and parsed as
+        # a host or a path prefix it would be printed in the URL of every error.
+        raise ValueError(f"base_url looks like a token (a JWT), not a URL {hidden}")
     try:
         url = URL(base_url.strip())
-    except ValueError as exc:  # not the value: it may carry credentials or a token
-        raise ValueError(f"base_url is not a valid URL: {exc}") from None
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    except ValueError as exc:
+        # yarl's reason ("Invalid IPv6 URL"), unless it quotes the value: some do (the netloc).
+        reason = str(exc).casefold()
+        value = base_url.strip().casefold()
+        size = min(8, len(value))
+        quoted = any(value[i : i + size] in reason for i in range(len(value) - size + 1))
+        raise ValueError(
+            f"base_url is not a valid URL {hidden}"
+            if quoted
+            else f"base_url is not a valid URL: {exc}"
+        ) from None
+    if url.scheme not in {"http", "https"} or not url.raw_host:
+        raise ValueError(f"base_url must be an http(s) URL with a host {hidden}")
     if url.user or url.password or url.query_string or url.fragment:
         raise ValueError("base_url must not carry credentials, a query or a fragment")
+    # yarl takes spaces or `%` in a host, which would fail only later, in an error showing it.
+    if not _is_host_name(url.raw_host):
+        raise ValueError(f"base_url has no valid host name {hidden}")
     return str(url).rstrip("/")
+
+
+def _is_host_name(host: str) -> bool:
+    """An IP address, or DNS labels of 1 to 63 letters, digits, `-` or `_` (as yarl gives a
+    host: IDNA-encoded, IPv6 without its brackets, whose content yarl has checked)."""
+    if ":" in host:
+        return True
+    labels = host.removesuffix(".").split(".")
+    return (
+        host.isascii()
+        and len(host) <= 253
+        and all(0 < len(a) <= 63 and a.replace("-", "").replace("_", "").isalnum() for a in labels)
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from frontoffice_async import __version__
 
@@ -37,7 +38,14 @@ from .progress import ProgressBar, progress_bar
 if TYPE_CHECKING:
     from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
 
-__all__ = ["make_parser", "run_command"]
+__all__ = ["MAX_FILE_BYTES", "MAX_IDS", "MAX_LINE_BYTES", "make_parser", "run_command"]
+
+#: Bounds of `cancel --from-file` (docs/cli.md), generous for any file of order ids (an id is
+#: at most 128 characters, the rest of a line a comment) and small enough that `/dev/zero` or
+#: a wrong file is refused at once. Module attributes, so that tests can make them small.
+MAX_LINE_BYTES = 1024
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_IDS = 1_000_000
 
 
 async def run_command(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +82,7 @@ def _failed(error: Exception, code: int, *, json: bool) -> int:
     if json:
         with contextlib.suppress(OutputError):  # the error line still says what went wrong
             output.print_json({"error": error_document(error)})
-    output.note(f"error: {' '.join(str(error).split())}")
+    output.note(f"error: {output.error_text(error)}")
     return code
 
 
@@ -248,15 +256,23 @@ def _report_cancel_all(
             f"warning: no open order on account {account} matches the filter; the account "
             f"has open orders on: {markets}"
         )
-    if nothing_selected and not args.dry_run:
-        selection = output.describe_selection(0, account, args.market, args.side)
-        output.note(f"nothing to do: {selection}")
+    if nothing_selected and result.verified:
+        # The snapshot showed nothing to cancel (and nothing unreadable): one line says it,
+        # not a table of zeros. With --json it is for the human, on stderr.
+        nothing = "dry run: " if args.dry_run else ""
+        nothing += "nothing to cancel: " + output.describe_selection(
+            0, account, args.market, args.side
+        )
+        if not args.json:
+            output.say(nothing)
+            return
+        output.note(nothing)
     if args.json:
         output.print_json(result.as_dict())
     elif args.dry_run:
         what = output.describe_selection(len(result.remaining), account, args.market, args.side)
-        output.print_orders(result.remaining, title=f"dry run: {what} would be cancelled")
-        output.print_problems(result)  # unreadable records, if any
+        output.print_orders(result.remaining, title=f"dry run: would cancel {what}")
+        output.print_problems(result, remaining=False)  # listed above: only the unreadable
     else:
         output.print_result(result, verify=True)
 
@@ -352,28 +368,70 @@ async def _read_ids(path: str) -> list[str]:
     """Ids from a file (or stdin for `-`), one a line; blank lines and `#` comments skipped.
 
     Read in a thread: at a terminal (or from a FIFO), Ctrl-C and SIGTERM must not wait for
-    the end of the input.
+    the end of the input. Read within bounds (`MAX_LINE_BYTES`, `MAX_FILE_BYTES`, `MAX_IDS`):
+    `/dev/zero` or a wrong file is a usage error, not a MemoryError.
     """
     stdin = sys.stdin
+    what = "stdin" if path == "-" else path
     if path == "-" and stdin is None:
         raise UsageError("cannot read ids from stdin: it is closed")
     try:
-        text = await in_thread(stdin.read if path == "-" else lambda: _read_file(path))
+        if path == "-":
+            # The bytes under the text layer when there are (a process's stdin), so that a
+            # line is bounded in bytes and its decoding checked here; else the text itself.
+            return await in_thread(lambda: _ids_in(getattr(stdin, "buffer", stdin), what))
+        return await in_thread(lambda: _ids_in_file(path))
     except (OSError, UnicodeDecodeError) as exc:
-        what = "stdin" if path == "-" else path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read ids from {what}: {reason}") from None
-    ids = []
-    for line in text.splitlines():
+
+
+def _ids_in_file(path: str) -> list[str]:
+    with open(path, "rb") as file:
+        return _ids_in(file, path)
+
+
+def _ids_in(stream: IO[bytes] | IO[str], what: str) -> list[str]:
+    """The ids of `stream`'s lines, refusing (UsageError) what no file of ids looks like."""
+    ids: list[str] = []
+    size = 0
+    for number in itertools.count(1):
+        # One byte more than a line may hold: a longer line shows itself without being read.
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            break
+        size += len(raw)
+        line = _line(raw, number, what)
+        if size > MAX_FILE_BYTES:
+            most = MAX_FILE_BYTES
+            in_mib = f"{most >> 20} MiB" if most % (1 << 20) == 0 else f"{most} bytes"
+            raise UsageError(f"cannot read ids from {what}: more than {in_mib}")
         order_id = line.split("#", 1)[0].strip()
         if order_id:
             ids.append(order_id)
+            if len(ids) > MAX_IDS:
+                raise UsageError(f"cannot read ids from {what}: more than {MAX_IDS:,} ids")
     return ids
 
 
-def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as file:
-        return file.read()
+def _line(raw: bytes | str, number: int, what: str) -> str:
+    """Line `number` as text, without its end; UsageError if too long or not UTF-8."""
+    if isinstance(raw, bytes):
+        content: bytes | str = raw.rstrip(b"\r\n")
+    else:
+        content = raw.rstrip("\r\n")
+    if len(content) > MAX_LINE_BYTES:
+        raise UsageError(
+            f"cannot read ids from {what}: line {number} is longer than {MAX_LINE_BYTES} "
+            "bytes (an order id is at most 128 characters): is it a file of order ids?"
+        )
+    if isinstance(content, str):
+        return content.removeprefix("\ufeff") if number == 1 else content
+    try:
+        # utf-8-sig on the first line: a byte order mark (Notepad) is not part of an id.
+        return content.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read ids from {what}: line {number} is not UTF-8 text") from None
 
 
 async def _confirm(prompt: str) -> None:

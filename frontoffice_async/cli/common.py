@@ -123,10 +123,9 @@ def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeC
     ]
     if missing or base_url is None or token is None:
         raise UsageError("missing " + ", ".join(missing))
-    _check_url(base_url)
     options: dict[str, Any] = {} if RETRY is None else {"retry": RETRY}
     try:
-        return FrontOfficeClient(
+        client = FrontOfficeClient(
             base_url,
             token=token,
             account_id=account_id or None,
@@ -137,26 +136,45 @@ def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeC
     except ValueError as exc:  # the client refused a setting: name the option it came from
         message = " ".join(str(exc).split())
         if message.startswith("base_url"):
-            raise UsageError(f"--base-url (or {ENV_BASE_URL}): {message}") from None
+            raise _base_url_refused(message, base_url, token) from None
         if "token" in message:
             raise UsageError(f"--token (or {ENV_TOKEN}): {message}") from None
         raise
+    if _is_url(token):  # the base URL was fine: the token itself is a URL
+        raise UsageError(f"--token (or {ENV_TOKEN}) holds a URL, not a token")
+    return client
+
+
+def _base_url_refused(message: str, base_url: str, token: str) -> UsageError:
+    """The client's refusal of the base URL, naming the option, never showing the value.
+
+    The value is often the token itself (the variables swapped): the library does not show
+    it, and should a message ever quote part of it, the reason is left out.
+    """
+    reason = message.removeprefix("base_url").strip()
+    if _shows_part_of(reason, base_url):
+        reason = "is not a usable URL (the value is not shown: it may hold a secret)"
+    hint = ""
+    if _is_url(token):
+        hint = f"; {ENV_TOKEN} (or --token) holds a URL: are the two swapped?"
+    return UsageError(f"--base-url (or {ENV_BASE_URL}) {reason}{hint}")
+
+
+def _is_url(value: str) -> bool:
+    return value.strip().lower().startswith(("http://", "https://"))
+
+
+def _shows_part_of(text: str, value: str, size: int = 8) -> bool:
+    """Whether `text` holds `size` characters of `value` in a row, in any case."""
+    text, value = text.casefold(), value.strip().casefold()
+    size = min(size, len(value))
+    return any(value[i : i + size] in text for i in range(len(value) - size + 1))
 
 
 def _setting(flag: str | None, env: str) -> str | None:
     """The flag's value if it was given (even empty: `not_empty` refused that), else the
     environment's."""
     return flag if flag is not None else os.environ.get(env)
-
-
-def _check_url(base_url: str) -> None:
-    """UsageError naming the option for a URL that cannot even be parsed (`http://[::1`)."""
-    from yarl import URL  # noqa: PLC0415 - what the client parses it with
-
-    try:
-        URL(base_url.strip())
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--base-url (or {ENV_BASE_URL}): {exc}") from None
 
 
 # --- options every command may take ------------------------------------------------------------

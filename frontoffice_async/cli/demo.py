@@ -316,7 +316,7 @@ def _faults(args: argparse.Namespace, busy: list[str]) -> FaultPlan:
 def _print_intro(
     sim: FrontOfficeSimulator, args: argparse.Namespace, busy: int, concurrency: int
 ) -> None:
-    output.say(
+    output.paragraph(
         f"demo: simulator at {sim.url}, {args.orders} open orders on {len(sim.account_ids)} "
         f"accounts, {args.fault_rate:.0%} transient faults (429/500/502/503/reset), {busy} "
         f"orders busy (409) on their first cancel, {args.latency * 1000:g} ms latency; "
@@ -335,7 +335,12 @@ def _report(
     output.print_summary(results, verify=True)
     for account, result in results.items():
         output.print_problems(result)
-        output.say(f"{output.printable(account)}: {output.verdict(result)}")
+        # Shorter than cancel-all's verdict: with the account before it, one line of 80.
+        line = output.verdict(result)
+        if result.verified:
+            rounds = f"{result.rounds} round" + ("" if result.rounds == 1 else "s")
+            line = f"verified in {rounds} (a fresh snapshot shows none)"
+        output.say(f"{output.printable(account)}: {line}")
     counts = sorted({r.rounds for r in results.values()})
     rounds = "-".join(str(n) for n in counts[:: max(len(counts) - 1, 1)])
     rounds += " round" if counts == [1] else " rounds"

@@ -16,12 +16,12 @@ async def test_demo_is_verified_and_says_in_how_many_rounds(invoke: Run) -> None
     code, out, err = await invoke("demo", "--orders", "200")
     assert code == 0, err
     # One order in 100 is busy (409) on its first cancel: each account needs a second round.
-    assert "2 orders busy (409)" in out
+    assert "2 orders busy (409)" in " ".join(out.split())  # a paragraph, wrapped
     assert summary_row(out, "cancelled").split() == ["100", "100"]
     assert summary_row(out, "failed").split() == ["0", "0"]
     assert summary_row(out, "rounds").split() == ["2", "2"]
     assert summary_row(out, "verified").split() == ["yes", "yes"]
-    assert out.count("verified: a fresh snapshot shows no matching open order (2 rounds)") == 2
+    assert out.count(": verified in 2 rounds (a fresh snapshot shows none)\n") == 2
     assert out.rstrip().endswith("verified in 2 rounds: the simulator confirms 0 orders left open")
 
 

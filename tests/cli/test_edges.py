@@ -57,7 +57,7 @@ async def test_an_empty_option_is_a_usage_error(
 
 
 def test_describe_selection_tests_for_a_filter_not_its_truth() -> None:
-    assert output.describe_selection(0, "A", None, None) == "0 open orders on account A"
+    assert output.describe_selection(0, "A", None, None) == "no open order on account A"
     text = output.describe_selection(1, "A", "spot.x", "sell")
     assert text == "1 open order (market spot.x, sell) on account A"
 

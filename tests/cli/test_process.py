@@ -169,6 +169,42 @@ async def test_closed_stdout_ends_quietly_with_141() -> None:
     assert process.returncode == 141
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("options", [["--json"], []], ids=["json", "plain"])
+async def test_a_reader_that_stops_early_gives_141_whatever_the_output(
+    unbuffered: str, options: list[str]
+) -> None:
+    # `| head -c 10`: the reader takes 10 bytes of a document far larger than a pipe holds and
+    # goes away. Under PYTHONUNBUFFERED (set by many container images) stdout's text layer
+    # writes to the raw file and ignores a short write: the document was cut and the command
+    # exited 0, as if its output had been read whole.
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        sim.add_orders(2000)  # about 1.6 MB of JSON, 160 kB of text: more than a pipe holds
+        read_end, write_end = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *COMMAND,
+                "cancel-all",
+                "--dry-run",
+                *options,
+                env={**_env(sim), "PYTHONUNBUFFERED": unbuffered},
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(write_end)
+        try:
+            loop = asyncio.get_running_loop()
+            head = await loop.run_in_executor(None, os.read, read_end, 10)
+        finally:
+            os.close(read_end)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert len(head) == 10
+    _assert_quiet(err.decode())
+    assert err.decode() == ""
+    assert process.returncode == 141
+
+
 @pytest.mark.parametrize("redirect", ["> /dev/full", ">&-"])
 async def test_unwritable_stdout_is_one_error_line_and_exit_74(redirect: str) -> None:
     if redirect == "> /dev/full" and not HAVE_DEV_FULL:
@@ -319,3 +355,38 @@ def test_python_dash_m_help() -> None:
     assert done.returncode == 0
     assert "cancel-all" in done.stdout
     assert done.stderr == ""
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+@pytest.mark.parametrize("source", ["file", "stdin"])
+async def test_ids_from_dev_zero_are_a_usage_error_not_a_memory_error(source: str) -> None:
+    # Under a 1 GiB address-space limit, so that reading without bound fails fast (with a
+    # MemoryError traceback) instead of eating the machine's memory.
+    def limit_memory() -> None:
+        import resource  # noqa: PLC0415 - POSIX only, in the child
+
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    with Path("/dev/zero").open("rb") as zeros:  # noqa: ASYNC230 - opening it does not block
+        process = await asyncio.create_subprocess_exec(
+            *COMMAND,
+            "cancel",
+            "--from-file",
+            "/dev/zero" if source == "file" else "-",
+            env={
+                **os.environ,
+                "FRONTOFFICE_BASE_URL": "http://127.0.0.1:9",  # never reached
+                "FRONTOFFICE_TOKEN": TOKEN,
+                "FRONTOFFICE_ACCOUNT_ID": "685a7eaa360f9e7416221a61",
+            },
+            stdin=zeros if source == "stdin" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=limit_memory,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert out == b""
+    assert err.decode().startswith("error: cannot read ids from ")
+    assert "line 1 is longer than 1024 bytes" in err.decode()
+    assert process.returncode == 2
