@@ -8,6 +8,7 @@ import, and that a test reaches into a private folder only from that folder's te
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,20 @@ def test_tests_reach_into_a_private_folder_only_from_its_own(path: Path) -> None
     folder = path.parent.relative_to(TESTS).parts
     allowed = ALLOWED[folder[0] if folder else ""]
     assert private_imports(path) <= allowed
+
+
+def test_the_cli_contract_forbids_every_private_module_of_the_simulator() -> None:
+    """import-linter cannot match `testing._*`, so the contract lists them: all of them."""
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    [contract] = [
+        c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "cli-public-api"
+    ]
+    listed = {
+        m for m in contract["forbidden_modules"] if m.startswith("frontoffice_async.testing.")
+    }
+    private = {
+        f"frontoffice_async.testing.{p.stem}"
+        for p in (PACKAGE / "testing").glob("_*.py")
+        if p.stem != "__init__"
+    }
+    assert listed == private

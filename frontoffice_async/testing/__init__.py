@@ -5,10 +5,7 @@ See docs/simulator.md; the pytest fixtures load by themselves once the package i
 
 from frontoffice_async.testing._log import RecordedRequest, SimulatorStats
 from frontoffice_async.testing._order import SimulatedOrder
-
-# Public, importable from here; it joins `__all__` together with its entry in
-# docs/reference.md (tests/test_reference_docs.py wants one for every name of `__all__`).
-from frontoffice_async.testing._position import SimulatedPosition as SimulatedPosition
+from frontoffice_async.testing._position import SimulatedPosition
 from frontoffice_async.testing._simulator import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
 from frontoffice_async.testing.faults import Fault, FaultKind, FaultPlan, HubFault, HubFaultKind
 
@@ -22,5 +19,6 @@ __all__ = [
     "HubFaultKind",
     "RecordedRequest",
     "SimulatedOrder",
+    "SimulatedPosition",
     "SimulatorStats",
 ]

@@ -122,6 +122,7 @@ def test_public_names_are_pinned_and_documented() -> None:
         "HubFaultKind",
         "RecordedRequest",
         "SimulatedOrder",
+        "SimulatedPosition",
         "SimulatorStats",
     ]
     # Public, though not yet in __all__ (it joins with its docs/reference.md entry).
