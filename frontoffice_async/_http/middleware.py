@@ -299,6 +299,7 @@ class RetryMiddleware:
             url=answers.safe_url(request.url),
             attempts=exchange.attempts,
             deadline=self.policy.deadline if past else None,
+            secrets=self.shared.tokens.secrets,
         )
 
 

@@ -265,11 +265,19 @@ async def exchange_offline_token(
             body = await response.read()
             status, headers = response.status, response.headers
     except (aiohttp.ClientError, OSError) as exc:
-        error = answers.connection_error(exc, method="POST", url=str(url), attempts=1)
+        error = answers.connection_error(
+            exc, method="POST", url=str(url), attempts=1, secrets=(offline_token,)
+        )
         raise answers.scrub(error, (offline_token,)) from exc
     if not 200 <= status < 300:
         refused = answers.status_error(
-            status=status, method="POST", url=str(url), headers=headers, body=body, attempts=1
+            status=status,
+            method="POST",
+            url=str(url),
+            headers=headers,
+            body=body,
+            attempts=1,
+            secrets=(offline_token,),
         )
         raise answers.scrub(refused, (offline_token,))
     try:

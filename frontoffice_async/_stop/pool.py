@@ -206,7 +206,7 @@ class _Pool(Generic[T]):
             assert isinstance(error, FrontOfficeError)
             return CancelOutcome(order_id, error=error, attempts=stopped.attempts)
         except FrontOfficeError as exc:
-            error = _drop_tracebacks(exc)
+            error = _lighten(exc)
             if isinstance(error, ClientClosedError):
                 self._closed = error
             elif isinstance(error, _FATAL) and self.halt.error is None:
@@ -215,13 +215,12 @@ class _Pool(Generic[T]):
         return CancelOutcome(order_id, order=record, attempts=attempts)
 
 
-def _drop_tracebacks(error: FrontOfficeError) -> FrontOfficeError:
-    """Drop the tracebacks of an error kept in a result, and of its causes: their frames would
-    keep the response, its connection and the call's locals alive for as long as the result."""
-    seen: BaseException | None = error
-    for _ in range(16):  # a cause chain is short; a loop of causes must not hang us
-        if seen is None:
-            break
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__
-    return error
+
+def _lighten(error: FrontOfficeError) -> FrontOfficeError:
+    """An error made light to keep in a result (`_http.answers.lighten`): no traceback frames
+    (they would keep the response, its connection and the call's locals alive as long as the
+    result), no heavy cause chain, a clipped body and only the headers worth keeping."""
+    # Imported here so that this module's imports stay as they are (the pool is shared work).
+    from .._http.answers import lighten  # noqa: PLC0415
+
+    return lighten(error)
