@@ -84,7 +84,7 @@ async def test_headers_user_agent_and_no_body() -> None:
     async with test_utils.TestServer(app) as server:
         url = str(server.make_url("")).rstrip("/")
         async with FrontOfficeClient(url, token="t", account_id="acc") as client:
-            await client.cancel_order("X")
+            await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")  # the sample's id
     [(agent, account, body)] = seen
     assert agent is not None
     assert agent.startswith(f"frontoffice-async/{frontoffice_async.__version__} ")
@@ -370,7 +370,7 @@ async def test_order_comment_is_read_when_the_platform_sends_it() -> None:
     async with test_utils.TestServer(app) as server:
         url = str(server.make_url("")).rstrip("/")
         async with FrontOfficeClient(url, token="t", account_id="acc") as client:
-            order = await client.cancel_order("X")
+            order = await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")  # the sample's id
     assert order.comment == "hedge"
 
 
