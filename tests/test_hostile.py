@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import time
 import traceback
@@ -1074,3 +1075,51 @@ async def test_a_gzip_bomb_is_refused_without_expanding_it(status: str) -> None:
         assert isinstance(error, ServerError) and len(error.body) <= 4096
     assert peak < 64 * MB  # the cap (8 MiB) and its chunks, not a quarter of a gigabyte
     assert elapsed < 2.0
+
+
+# --- failed outcomes stay light, whatever the body ---------------------------------------------
+
+HEAVY_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>"
+    + b"<p>upstream connect error or disconnect/reset before headers</p>" * 64
+    + b"</body></html>"
+)
+assert len(HEAVY_502) > 4000
+
+
+async def test_a_failed_outcome_keeps_under_2_kib_whatever_the_body(
+    sim: FrontOfficeSimulator,
+) -> None:
+    n = 2000
+    ids = sim.add_orders(n)
+    headers = {"Content-Type": "text/html", "X-Request-Id": "r-1", "Retry-After": "1"}
+    headers |= {f"X-Padding-{i}": "v" * 100 for i in range(20)}  # headers nobody needs later
+    sim.faults = FaultPlan(sequence=[Fault.response(502, HEAVY_502, headers)] * n)
+    async with hostile_client(sim.url, retry=RetryPolicy.none()) as client:
+        tracemalloc.start()
+        try:
+            result = await client.cancel_orders(ids, concurrency=32)
+            gc.collect()
+            holding = tracemalloc.get_traced_memory()[0]
+            kept = result[0].error
+            del result
+            gc.collect()
+            per_outcome = (holding - tracemalloc.get_traced_memory()[0]) / n
+        finally:
+            tracemalloc.stop()
+    assert isinstance(kept, ServerError)
+    assert per_outcome < 2048, f"{per_outcome:.0f} bytes per failed outcome"
+    # What is kept still says what happened.
+    assert kept.message == "502 Bad Gateway" and kept.status == 502
+    assert kept.headers == {"Retry-After": "1", "X-Request-Id": "r-1"}
+    assert kept.body.startswith("<html>") and len(kept.body) <= 512
+    assert kept.__traceback__ is None and kept.__cause__ is None
+
+
+async def test_a_single_call_keeps_the_whole_body(sim: FrontOfficeSimulator) -> None:
+    [order_id] = sim.add_orders(1)
+    sim.faults = FaultPlan(scripts={order_id: [Fault.response(502, HEAVY_502)]})
+    async with hostile_client(sim.url, retry=RetryPolicy.none()) as client:
+        with pytest.raises(ServerError) as caught:
+            await client.cancel_order(order_id)
+    assert len(caught.value.body) == 4096  # the body cap of a single call's error
