@@ -463,14 +463,14 @@ ERROR_BODIES: dict[str, tuple[int, bytes, dict[str, str], type[APIStatusError], 
         400,
         b'{"errors":"boom"}',
         JSON,
-        OrderNotActiveError,
+        BadRequestError,  # no message: it says nothing about the order
         '400 {"errors":"boom"}',
     ),
     "problem_errors_list_of_numbers": (
         400,
         b'{"errors":[1,2,3]}',
         JSON,
-        OrderNotActiveError,
+        BadRequestError,
         '400 {"errors":[1,2,3]}',
     ),
     "problem_errors_list_of_mixed": (

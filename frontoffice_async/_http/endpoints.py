@@ -95,7 +95,8 @@ class HttpShared:
         )
         if isinstance(token, OfflineTokenAuth):
             token.bind(functools.partial(exchange_offline_token, holder.get, base))
-        tokens = self.tokens = TokenSource(token)
+        # The client's monotonic clock: a step of the wall clock must not stall the provider.
+        tokens = self.tokens = TokenSource(token, clock=clock)
         shared = Shared(
             tokens,
             budget=retry_budget if retry_budget is not None else RetryBudget(),

@@ -215,7 +215,6 @@ class _Pool(Generic[T]):
         return CancelOutcome(order_id, order=record, attempts=attempts)
 
 
-
 def _lighten(error: FrontOfficeError) -> FrontOfficeError:
     """An error made light to keep in a result (`_http.answers.lighten`): no traceback frames
     (they would keep the response, its connection and the call's locals alive as long as the

@@ -18,8 +18,8 @@ from frontoffice_async import (
     BadRequestError,
     FrontOfficeError,
     OrderNotActiveError,
+    ResponseValidationError,
     ServerError,
-    _converter,
 )
 from frontoffice_async._http.answers import (
     connection_error,
@@ -381,7 +381,7 @@ def test_no_part_of_a_token_survives_the_clip_of_a_2xx_body(
 ) -> None:
     pad = max(4096 + shift, 0)
     text = (filler * (pad // max(len(filler), 1) + 1))[:pad] if filler else "·" * pad
-    error = _converter.invalid_response("bad", "", "u", (text + TOKEN93 + "x" * 5000).encode())
+    error = ResponseValidationError("bad", url="u", body=text + TOKEN93 + "x" * 5000)
     scrub(error, (TOKEN93,))
     if light:
         lighten(error)
