@@ -1112,7 +1112,7 @@ async def test_a_failed_outcome_keeps_under_2_kib_whatever_the_body(
     # What is kept still says what happened.
     assert kept.message == "502 Bad Gateway" and kept.status == 502
     assert kept.headers == {"Retry-After": "1", "X-Request-Id": "r-1"}
-    assert kept.body.startswith("<html>") and len(kept.body) <= 512
+    assert kept.body.startswith("<html>") and len(kept.body) <= 256
     assert kept.__traceback__ is None and kept.__cause__ is None
 
 

@@ -392,7 +392,7 @@ def scrub(error: FrontOfficeError, secrets: Collection[str]) -> FrontOfficeError
 
 
 #: Bytes of text a field of a lightened error keeps at most (see `lighten`).
-_LIGHT_BODY: Final = 512
+_LIGHT_BODY: Final = 256
 _LIGHT_TEXT: Final = 256
 #: The response headers a lightened error keeps: the wait, and the server's correlation ids.
 _LIGHT_HEADERS: Final = (
