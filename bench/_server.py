@@ -64,7 +64,7 @@ _HEAD_END: Final = b"\r\n\r\n"
 class _FastProtocol(asyncio.Protocol):
     """HTTP/1.1 keep-alive, just enough of it: split requests, skip bodies, answer."""
 
-    def __init__(self, counter: list[int], ok: bytes) -> None:
+    def __init__(self, counter: list[int], ok: bytes | tuple[bytes, bytes]) -> None:
         self._ok = ok
         self._buffer = b""
         self._counter = counter
@@ -95,12 +95,28 @@ class _FastProtocol(asyncio.Protocol):
     def _answer(self, head: bytes) -> bytes:
         if head.startswith(_CANCEL_PREFIX):
             self._counter[0] += 1
-            return self._ok
+            if isinstance(self._ok, bytes):
+                return self._ok
+            # The library checks that the answer is about the order it cancelled: echo the id.
+            start = len(_CANCEL_PREFIX)
+            order_id = head[start : head.find(b" ", start)]
+            before, after = self._ok
+            return _ok(before + order_id + after)
         if head.startswith(_STATS_PATH):
             stats = json.dumps({"cpu": time.process_time(), "requests": self._counter[0]})
             body = stats.encode()
             return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         return _NOT_FOUND
+
+
+def _echoing(body: bytes) -> bytes | tuple[bytes, bytes]:
+    """The reply to every cancel, or the body split around its order id (`_answer` puts the
+    cancelled id there) when the body holds the default one."""
+    marker = b'"orderId":"01K2PF9XS29WN4JZRHMCTTQYJB"'
+    if body.count(marker) != 1:
+        return _ok(body)
+    before, after = body.split(marker)
+    return before + b'"orderId":"', b'"' + after
 
 
 def _content_length(head: bytes) -> int:
@@ -114,7 +130,7 @@ def _content_length(head: bytes) -> int:
 
 async def _serve_fast(body: bytes) -> None:
     loop = asyncio.get_running_loop()
-    counter, ok = [0], _ok(body)
+    counter, ok = [0], _echoing(body)
     server = await loop.create_server(
         lambda: _FastProtocol(counter, ok), "127.0.0.1", 0, backlog=1024
     )

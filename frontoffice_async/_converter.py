@@ -14,7 +14,6 @@ import typing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -24,7 +23,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from . import models
 from .errors import ResponseValidationError
-from .models import OpenEnum
+from .models import OpenEnum, to_plain
 
 __all__ = [
     "converter",
@@ -281,20 +280,6 @@ def structure_list(
         structure(item, cls, path=f"{path}[{i}]", url=url, body=body)
         for i, item in enumerate(data)
     ]
-
-
-def to_plain(record: Any) -> dict[str, Any]:
-    """A record as JSON-ready data: snake_case names (not the wire's camelCase), decimals as
-    strings, timestamps as ISO-8601 with `Z`, enums as their values."""
-    return attrs.asdict(record, value_serializer=_plain)
-
-
-def _plain(_: object, __: object, value: Any) -> Any:
-    if isinstance(value, Decimal | Enum):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
 
 
 def _first_problem(exc: BaseException, cls: type) -> tuple[str, str]:

@@ -11,7 +11,6 @@ from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
-from ._converter import to_plain
 from .errors import (
     BulkCancelError,
     FrontOfficeError,
@@ -31,8 +30,11 @@ class CancelOutcome(Generic[T]):
     """What happened to one id of a bulk cancel: an `order` or an `error`, never both.
 
     `order` is an `Order` (a `StopOrder` for `cancel_stop_orders`). Categories: `ok`
-    (cancelled), `not_found` (404), `not_active` (400: the order is final), `failed`
-    (anything else: the order may still be live).
+    (cancelled), `not_found` (404), `not_active` (`OrderNotActiveError`: the order is final; for
+    a fill reported by a 2xx, `error.order` holds the filled order), `failed` (anything else,
+    `CancelNotConfirmedError` included: the order may still be live). An error kept here is
+    lightened: its body clipped to a few hundred bytes, no headers but `Retry-After` and trace
+    ids, no traceback.
     """
 
     order_id: str
@@ -53,7 +55,8 @@ class CancelOutcome(Generic[T]):
 
     @property
     def not_active(self) -> bool:
-        """True when the server answered 400: the order exists but is final."""
+        """True when the order exists but is final: a 400 about it, or a 2xx that showed it
+        filled (`error.order` is then the filled order)."""
         return isinstance(self.error, OrderNotActiveError)
 
     @property
@@ -80,8 +83,8 @@ class CancelOutcome(Generic[T]):
             "order_id": self.order_id,
             "category": self.category,
             "attempts": self.attempts,
-            "order": None if self.order is None else to_plain(self.order),
-            "error": None if self.error is None else _error_as_dict(self.error),
+            "order": None if self.order is None else self.order.as_dict(),  # type: ignore[attr-defined]
+            "error": None if self.error is None else self.error.as_dict(),
         }
 
 
@@ -94,7 +97,7 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
     Example:
         >>> result = await client.cancel_orders(ids)
         >>> len(result.cancelled), result.not_found, [o.error for o in result.failed]
-        >>> result.raise_for_failures()   # BulkCancelError if any id failed
+        >>> result.raise_for_failures()  # BulkCancelError if an id failed or orders stay open
     """
 
     __slots__ = (
@@ -124,20 +127,20 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
     ) -> None:
         self._outcomes = tuple(outcomes)
         self._attempts = attempts
-        self.stopped_by = stopped_by
+        self.stopped_by: FrontOfficeError | None = stopped_by
         """The error that made the call stop sending (a 401 the refresh did not cure, a 403,
         a failing token provider), or None: the ids after it got it without a request."""
-        self.elapsed = elapsed
+        self.elapsed: float = elapsed
         """Wall-clock seconds the call took."""
-        self.rounds = rounds
+        self.rounds: int = rounds
         """Cancel passes made (cancel-all may make several; 0 for a dry run)."""
-        self.remaining = list(remaining)
+        self.remaining: list[OpenOrder] = list(remaining)
         """Matching orders the last snapshot still showed (cancel-all only)."""
-        self.unreadable = list(unreadable)
+        self.unreadable: list[str] = list(unreadable)
         """Raw records (clipped) of the last snapshot whose order id could not be read."""
-        self.verified = verified
+        self.verified: bool = verified
         """True when a snapshot taken after the last cancel showed no matching order."""
-        self.filtered_out = dict(filtered_out or {})
+        self.filtered_out: dict[str, int] = dict(filtered_out or {})
         """Open orders per market that the cancel-all filters left out (first snapshot)."""
 
     @overload
@@ -206,10 +209,10 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
             "rounds": self.rounds,
             "verified": self.verified,
             "outcomes": [o.as_dict() for o in self._outcomes],
-            "remaining": [to_plain(o) for o in self.remaining],
+            "remaining": [o.as_dict() for o in self.remaining],
             "unreadable": list(self.unreadable),
             "filtered_out": dict(self.filtered_out),
-            "stopped_by": None if self.stopped_by is None else _error_as_dict(self.stopped_by),
+            "stopped_by": None if self.stopped_by is None else self.stopped_by.as_dict(),
         }
 
     def __repr__(self) -> str:
@@ -219,13 +222,3 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
             f"{len(self.not_found)} not found, {len(self.not_active)} not active, "
             f"{len(self.failed)} failed{extra}>"
         )
-
-
-def _error_as_dict(error: FrontOfficeError) -> dict[str, Any]:
-    """An error as JSON-ready data: type, status, message, trace id (never a token)."""
-    return {
-        "type": type(error).__name__,
-        "status": getattr(error, "status", None),
-        "message": getattr(error, "message", None) or str(error),
-        "trace_id": getattr(error, "trace_id", None),
-    }

@@ -16,6 +16,7 @@ FrontOfficeError
 │   ├── RateLimitError            429
 │   └── ServerError               5xx
 ├── ResponseValidationError       2xx whose body is not what the endpoint promises
+├── CancelNotConfirmedError       2xx to a cancel, but the order it returned is still active
 ├── HubError                      the OpenOrders hub refused, failed, or ended before its snapshot
 ├── TokenProviderError            the caller's token provider raised or returned no usable token
 ├── OrdersStillOpenError          cancel-all ended with orders still open
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack
 
 if TYPE_CHECKING:
-    from .models import OpenOrder
+    from .models import OpenOrder, Order, StopOrder
 
 __all__ = [
     "APIConnectionError",
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BulkCancelError",
+    "CancelNotConfirmedError",
     "ClientClosedError",
     "ConflictError",
     "FrontOfficeError",
@@ -71,6 +73,36 @@ class StatusFields(TypedDict, total=False):
 class FrontOfficeError(Exception):
     """Base of every error this library raises on purpose."""
 
+    def as_dict(self) -> dict[str, Any]:
+        """This error as JSON-ready data, the shape of the CLI's `--json` error document.
+
+        `type` (the class name), `status` (the HTTP status, or None), `message` (one line),
+        `trace_id` (the server's correlation id, or None) and `order_id` (the order the call
+        named, or None); an error that carries the order the platform returned
+        (`OrderNotActiveError` for a fill, `CancelNotConfirmedError`) adds `order`, that
+        order's `as_dict()`. Never the token: the text is masked before it is kept.
+
+        Example:
+            >>> except FrontOfficeError as exc:
+            ...     return JSONResponse({"error": exc.as_dict()}, status_code=502)
+        """
+        status = getattr(self, "status", None)
+        message = getattr(self, "message", None)
+        trace_id = getattr(self, "trace_id", None)
+        order_id = getattr(self, "order_id", None)
+        text = message if isinstance(message, str) and message else str(self)
+        data: dict[str, Any] = {
+            "type": type(self).__name__,
+            "status": status if isinstance(status, int) else None,
+            "message": " ".join(text.split()),
+            "trace_id": trace_id if isinstance(trace_id, str) else None,
+            "order_id": order_id if isinstance(order_id, str) else None,
+        }
+        order = getattr(self, "order", None)
+        if order is not None:
+            data["order"] = order.as_dict()
+        return data
+
 
 class InvalidOrderIdError(FrontOfficeError, ValueError):
     """An order id that cannot be valid (empty, blank, `.`, control characters, too long).
@@ -80,9 +112,9 @@ class InvalidOrderIdError(FrontOfficeError, ValueError):
     """
 
     def __init__(self, order_id: object, reason: str) -> None:
-        self.order_id = order_id
+        self.order_id: object = order_id
         """The refused value, as given."""
-        self.reason = reason
+        self.reason: str = reason
         """Why it cannot be an order id."""
         shown = repr(order_id)
         shown = shown if len(shown) <= 60 else shown[:59] + "…"
@@ -106,7 +138,7 @@ class ClientClosedError(FrontOfficeError, RuntimeError):
     """
 
     def __init__(self, message: str, *, attempts: int = 0) -> None:
-        self.attempts = attempts
+        self.attempts: int = attempts
         """Requests the call had sent before the client was closed."""
         super().__init__(message)
 
@@ -115,11 +147,11 @@ class APIConnectionError(FrontOfficeError):
     """The request failed on the network (refused, reset, DNS...) after all retries."""
 
     def __init__(self, message: str, *, method: str, url: str, attempts: int = 1) -> None:
-        self.method = method
+        self.method: str = method
         """HTTP method of the request."""
-        self.url = url
+        self.url: str = url
         """Request URL without its query (which may hold a token)."""
-        self.attempts = attempts
+        self.attempts: int = attempts
         """Requests sent for the call (0: none left, e.g. the deadline passed first)."""
         super().__init__(message)
 
@@ -156,21 +188,21 @@ class APIStatusError(FrontOfficeError):
         trace_id: str | None = None,
         attempts: int = 1,
     ) -> None:
-        self.message = message
+        self.message: str = message
         """The best human-readable text found in the body (one line, clipped)."""
-        self.status = status
+        self.status: int = status
         """The HTTP status code."""
-        self.method = method
+        self.method: str = method
         """HTTP method of the request."""
-        self.url = url
+        self.url: str = url
         """Request URL without its query."""
-        self.headers = headers
+        self.headers: Mapping[str, str] = headers
         """Response headers."""
-        self.body = body
+        self.body: str = body
         """The raw response body as text, clipped to a few KiB."""
-        self.trace_id = trace_id
+        self.trace_id: str | None = trace_id
         """The server's correlation id (ProblemDetails `traceId`), if it sent one."""
-        self.attempts = attempts
+        self.attempts: int = attempts
         """Requests sent for the call, this answer's included."""
         super().__init__(message)
 
@@ -190,12 +222,16 @@ class BadRequestError(APIStatusError):
 
 
 class OrderNotActiveError(BadRequestError):
-    """400 from a cancel endpoint: the order exists but can no longer be cancelled.
+    """The order exists but can no longer be cancelled: it is final.
 
-    The client checks ids and the account before sending, so a 400 to a cancel it built means
-    the order is final (filled, cancelled, expired or rejected). `after_retry` is True when an
-    earlier attempt of the same call may have reached the server (it timed out, lost its
-    connection or got a 5xx): that attempt most likely cancelled the order.
+    Raised for a 400 from a cancel endpoint that speaks about the order (the client checks ids
+    and the account before sending; a 400 about the request itself, such as a validation
+    problem naming other fields or an unsupported API version, is a plain `BadRequestError`).
+    Also raised for a 2xx whose order came back filled (`Completed`), or a stop order that came
+    back `Activated` (it became a live order): then `order` holds that record, so the fill can
+    be seen, and `status` is the 2xx. `after_retry` is True when an earlier attempt of the same
+    call may have reached the server (it timed out, lost its connection or got a 5xx): that
+    attempt most likely cancelled the order.
     """
 
     def __init__(
@@ -204,13 +240,17 @@ class OrderNotActiveError(BadRequestError):
         *,
         order_id: str,
         after_retry: bool = False,
+        order: Order | StopOrder | None = None,
         **fields: Unpack[StatusFields],
     ) -> None:
         super().__init__(message, **fields)
-        self.order_id = order_id
+        self.order_id: str = order_id
         """The order the cancel named."""
-        self.after_retry = after_retry
+        self.after_retry: bool = after_retry
         """True when an earlier attempt of this call may already have cancelled the order."""
+        self.order: Order | StopOrder | None = order
+        """The order the platform returned instead of cancelling it (filled, or a stop order
+        that activated), or None for a 400."""
 
 
 class AuthenticationError(APIStatusError):
@@ -238,9 +278,9 @@ class OrderNotFoundError(APIStatusError):
         **fields: Unpack[StatusFields],
     ) -> None:
         super().__init__(message, **fields)
-        self.order_id = order_id
+        self.order_id: str = order_id
         """The order the request named."""
-        self.after_retry = after_retry
+        self.after_retry: bool = after_retry
         """True when an earlier attempt of this call may already have cancelled the order."""
 
 
@@ -259,7 +299,7 @@ class RateLimitError(APIStatusError):
         **fields: Unpack[StatusFields],
     ) -> None:
         super().__init__(message, **fields)
-        self.retry_after = retry_after
+        self.retry_after: float | None = retry_after
         """Seconds the server asked to wait (`Retry-After`), or None."""
 
 
@@ -278,15 +318,17 @@ class ResponseValidationError(FrontOfficeError):
     def __init__(
         self, message: str, *, url: str = "", body: str = "", path: str = "", attempts: int = 1
     ) -> None:
-        self.message = message
+        self.message: str = message
         """What is wrong, in one line."""
-        self.url = url
+        self.url: str = url
         """Request URL without its query."""
-        self.body = body if len(body) <= 4096 else body[:4095] + "…"
-        """The raw body as text, clipped."""
-        self.path = path
+        # Not clipped here: the library masks the token in it first, then clips it (a token
+        # cut in two by a clip would not be found by the masking).
+        self.body: str = body
+        """The raw body as text, clipped (to 4096 characters, or less in a bulk result)."""
+        self.path: str = path
         """JSON path of the first bad field, e.g. `order.status`."""
-        self.attempts = attempts
+        self.attempts: int = attempts
         """Requests sent for the call."""
         super().__init__(message)
 
@@ -294,6 +336,41 @@ class ResponseValidationError(FrontOfficeError):
         where = f" at {self.path}" if self.path else ""
         url = f" ({self.url})" if self.url else ""
         return f"invalid response{where}: {self.message}{url}"
+
+
+class CancelNotConfirmedError(FrontOfficeError):
+    """A cancel was answered 2xx, but the order it returned is not cancelled: its status is
+    still active (`Started`, `Pending`, `Working`; a stop order `WaitingForActivation`) or one
+    this version does not know.
+
+    The order may still be live: this is a failure. Cancel it again (a later round of
+    `cancel_all_orders` re-checks it). `order` is the record the platform returned.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order_id: str,
+        order: Order | StopOrder,
+        url: str = "",
+        attempts: int = 1,
+    ) -> None:
+        self.message: str = message
+        """What the answer said instead of "cancelled", in one line."""
+        self.order_id: str = order_id
+        """The order the cancel named."""
+        self.order: Order | StopOrder = order
+        """The order as the platform returned it, with the status it still has."""
+        self.url: str = url
+        """Request URL without its query."""
+        self.attempts: int = attempts
+        """Requests sent for the call."""
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        url = f" (DELETE {self.url}, {_attempts_text(self.attempts)})" if self.url else ""
+        return f"cancel not confirmed: {self.message}{url}"
 
 
 class HubError(FrontOfficeError):
@@ -311,7 +388,7 @@ class TokenProviderError(FrontOfficeError):
     """
 
     def __init__(self, message: str, *, attempts: int = 0) -> None:
-        self.attempts = attempts
+        self.attempts: int = attempts
         """Requests the call had sent before the provider failed."""
         super().__init__(message)
 
@@ -324,9 +401,9 @@ class OrdersStillOpenError(FrontOfficeError):
     """
 
     def __init__(self, orders: Sequence[OpenOrder], *, unreadable: Sequence[str] = ()) -> None:
-        self.orders = tuple(orders)
+        self.orders: tuple[OpenOrder, ...] = tuple(orders)
         """The orders still open after the last round."""
-        self.unreadable = tuple(unreadable)
+        self.unreadable: tuple[str, ...] = tuple(unreadable)
         """Raw records of the last snapshot without a readable order id."""
         parts = [f"{len(self.orders)} orders still open"]
         if self.unreadable:

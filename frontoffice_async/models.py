@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Self
+from typing import Any, Self
 
 import attrs
 
@@ -164,6 +164,11 @@ class Order:
         """True if the status is Started, Pending or Working."""
         return self.status in _ACTIVE_STATUSES
 
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
+
 
 @attrs.frozen(kw_only=True)
 class StopOrder:
@@ -183,6 +188,11 @@ class StopOrder:
     updated_at: datetime
     cancellation_date: datetime | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
+
 
 @attrs.frozen(kw_only=True)
 class PriceTrigger:
@@ -190,6 +200,11 @@ class PriceTrigger:
 
     price: Decimal
     is_trailing: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -226,6 +241,11 @@ class OpenOrder:
         """True if the status is Started, Pending or Working."""
         return self.status in _ACTIVE_STATUSES
 
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
+
 
 @attrs.frozen
 class OpenOrdersEvent:
@@ -250,3 +270,22 @@ class Account:
     total_balance_in_rat: Decimal
     is_copy_trading_account: bool
     public_account_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
+
+
+def to_plain(record: Any) -> dict[str, Any]:
+    """A record as JSON-ready data: snake_case names (not the wire's camelCase), decimals as
+    strings, timestamps as ISO-8601 with `Z`, enums as their values; nested records too."""
+    return attrs.asdict(record, value_serializer=_plain)
+
+
+def _plain(_: object, __: object, value: Any) -> Any:
+    if isinstance(value, Decimal | enum.Enum):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value

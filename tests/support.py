@@ -174,3 +174,27 @@ def send_signal(process: asyncio.subprocess.Process, signum: int) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)
+
+
+def frame_locals(error: BaseException, *, ours: bool = False) -> list[tuple[str, str]]:
+    """(where, repr) of every local of every frame of `error`'s traceback and of the frames
+    that called them: what Sentry or `capture_locals=True` would record (`ours`: only the
+    library's frames)."""
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frame: Any = tb.tb_frame
+        while frame is not None and frame not in frames:
+            frames.append(frame)
+            frame = frame.f_back
+        tb = tb.tb_next
+    found = []
+    for frame in frames:
+        if ours and not frame.f_code.co_filename.startswith(str(LIBRARY_DIR)):
+            continue
+        for name, value in frame.f_locals.items():
+            try:
+                text = repr(value)
+            except Exception as exc:
+                text = type(exc).__name__
+            found.append((f"{frame.f_code.co_name}:{name}", text))
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,7 +85,7 @@ async def test_headers_user_agent_and_no_body() -> None:
     async with test_utils.TestServer(app) as server:
         url = str(server.make_url("")).rstrip("/")
         async with FrontOfficeClient(url, token="t", account_id="acc") as client:
-            await client.cancel_order("X")
+            await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")  # the sample's id
     [(agent, account, body)] = seen
     assert agent is not None
     assert agent.startswith(f"frontoffice-async/{frontoffice_async.__version__} ")
@@ -370,7 +371,7 @@ async def test_order_comment_is_read_when_the_platform_sends_it() -> None:
     async with test_utils.TestServer(app) as server:
         url = str(server.make_url("")).rstrip("/")
         async with FrontOfficeClient(url, token="t", account_id="acc") as client:
-            order = await client.cancel_order("X")
+            order = await client.cancel_order("01K2PF9XS29WN4JZRHMCTTQYJB")  # the sample's id
     assert order.comment == "hedge"
 
 
@@ -412,3 +413,17 @@ async def test_cancel_all_arguments_are_checked_before_anything_is_sent(
     with pytest.raises(error):
         await client.cancel_all_orders(**kwargs)
     assert sim.requests == []  # not even a snapshot
+
+
+async def test_the_rate_limit_is_delivered_through_the_client(sim: FrontOfficeSimulator) -> None:
+    """Loopback, real time: generous margins (a loaded 2-core CI machine), the exact schedule
+    is tested on an injected clock in tests/http/test_ratelimit.py."""
+    rate, n = 500, 600
+    ids = sim.add_orders(n)
+    async with client_for(sim, rate_limit=rate, concurrency=32) as client:
+        started = time.perf_counter()
+        result = await client.cancel_orders(ids)
+        elapsed = time.perf_counter() - started
+    assert len(result.cancelled) == n
+    assert elapsed >= (n - 1) / rate * 0.99  # never faster than the rate
+    assert (n - 1) / elapsed >= 0.85 * rate, f"{(n - 1) / elapsed:.0f}/s of {rate}/s"

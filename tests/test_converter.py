@@ -323,3 +323,19 @@ def test_any_offset_becomes_utc(offset_minutes: int, when: datetime) -> None:
     parsed = structure(order_json() | {"createdAt": local.isoformat()}, Order).created_at
     assert parsed == when
     assert parsed.tzinfo is UTC
+
+
+def test_every_record_has_as_dict() -> None:
+    order = structure(order_json(), Order)
+    assert order.as_dict() == to_plain(order)
+    assert order.as_dict()["created_at"].endswith("Z")
+    account = structure_list(loads(sample("accounts_200.json")), Account)[0]
+    assert account.as_dict()["total_balance_in_rat"] == "25013.57"
+    item = stream_items()[1] | {"takeProfit": {"price": "5000.5", "isTrailing": True}}
+    open_order = structure(item, OpenOrder)
+    assert open_order.as_dict()["take_profit"] == {"price": "5000.5", "is_trailing": True}
+    assert open_order.take_profit is not None
+    assert open_order.take_profit.as_dict() == {"price": "5000.5", "is_trailing": True}
+    stop = structure(loads(sample("cancel_stop_order_200.json"))["order"], StopOrder)
+    assert stop.as_dict()["activation_price"] == "61500"
+    assert json.loads(json.dumps(open_order.as_dict())) == open_order.as_dict()

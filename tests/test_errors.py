@@ -1,8 +1,10 @@
 """Mapping HTTP answers to the error tree through the client (aioresponses: no middleware runs
-here), and the tree itself; the pure reading of bodies and headers is in test_answers.py."""
+here; the simulator for what a 400 or a 2xx means to a bulk call), the tree itself and its
+JSON shape; the pure reading of bodies and headers is in http/test_answers.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -11,12 +13,16 @@ import pytest
 from aioresponses import aioresponses
 
 from frontoffice_async import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    BulkCancelError,
+    CancelNotConfirmedError,
     ConflictError,
     FrontOfficeClient,
     FrontOfficeError,
+    InvalidOrderIdError,
     OrderNotActiveError,
     OrderNotFoundError,
     PermissionDeniedError,
@@ -25,8 +31,9 @@ from frontoffice_async import (
     RetryPolicy,
     ServerError,
 )
+from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 
-from .support import sample
+from .support import client_for, sample
 
 BASE = "http://broker.test"
 ORDER_URL = re.compile(r"^http://broker\.test/frontoffice/api/v3/orders/.*$")
@@ -101,6 +108,8 @@ async def test_status_and_body_shape(
     if status in (400, 404) and shape in ("html", "invalid_json"):
         # A page, not the API's own JSON answer: it says nothing of the order.
         expected_class = BadRequestError if status == 400 else APIStatusError
+    if status == 400 and shape == "empty":
+        expected_class = BadRequestError  # no body: nothing said about the order
     assert type(error) is expected_class
     assert error.status == status
     assert error.method == "DELETE"
@@ -202,3 +211,154 @@ def test_the_tree() -> None:
     assert repr(error) == "OrderNotActiveError(status=400, message='final')"
     with pytest.raises(TypeError):
         OrderNotFoundError("x", status=404, method="GET", url="u", surprise=1)  # type: ignore[call-arg]
+
+
+# --- 400s that say nothing about the order are failures, in bulk too --------------------------
+
+VALIDATION_400 = (
+    b'{"title": "One or more validation errors occurred.", "status": 400,'
+    b' "errors": {"accountId": ["The accountId header is required."]}}'
+)
+VERSION_400 = b'{"error": {"code": "UnsupportedApiVersion", "message": "Unsupported API version"}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "category"),
+    [
+        pytest.param(b"", "failed", id="empty"),
+        pytest.param(VALIDATION_400, "failed", id="validation"),
+        pytest.param(VERSION_400, "failed", id="api-version"),
+        pytest.param(PROBLEM, "not_active", id="platform-not-active"),
+        pytest.param(LEGACY, "not_active", id="legacy"),
+    ],
+)
+async def test_a_400_counts_as_not_active_only_when_it_speaks_about_the_order(
+    sim: FrontOfficeSimulator, body: bytes, category: str
+) -> None:
+    [order_id] = sim.add_orders(1)
+    [stop_id] = sim.add_stop_orders(1)
+    answer = Fault.response(400, body, {"Content-Type": "application/json"})
+    sim.faults = FaultPlan(scripts={order_id: [answer], stop_id: [answer]})
+    async with client_for(sim, retry=RetryPolicy.none()) as client:
+        result = await client.cancel_orders([order_id])
+        stops = await client.cancel_stop_orders([stop_id])
+    assert [result[0].category, stops[0].category] == [category, category]
+    if category == "failed":
+        assert type(result[0].error) is BadRequestError
+        with pytest.raises(BulkCancelError):
+            result.raise_for_failures()
+
+
+# --- a 2xx is checked: the status and the id of the order it returns --------------------------
+
+
+def answer(
+    order_id: str, status: str, *, stop: bool = False, other_id: str | None = None
+) -> Fault:
+    data = json.loads(sample("cancel_stop_order_200.json" if stop else "cancel_order_200.json"))
+    data["order"].update(orderId=other_id or order_id, status=status)
+    return Fault.response(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("status", "stop", "category", "error_type"),
+    [
+        pytest.param("Cancelled", False, "cancelled", None, id="cancelled"),
+        pytest.param("Expired", False, "cancelled", None, id="expired"),
+        pytest.param("Rejected", False, "cancelled", None, id="rejected"),
+        pytest.param("Completed", False, "not_active", OrderNotActiveError, id="filled"),
+        pytest.param("Working", False, "failed", CancelNotConfirmedError, id="working"),
+        pytest.param("Pending", False, "failed", CancelNotConfirmedError, id="pending"),
+        pytest.param("Started", False, "failed", CancelNotConfirmedError, id="started"),
+        pytest.param("PendingCancel", False, "failed", CancelNotConfirmedError, id="unknown"),
+        pytest.param("Cancelled", True, "cancelled", None, id="stop-cancelled"),
+        pytest.param("Rejected", True, "cancelled", None, id="stop-rejected"),
+        pytest.param("Activated", True, "not_active", OrderNotActiveError, id="stop-activated"),
+        pytest.param(
+            "WaitingForActivation", True, "failed", CancelNotConfirmedError, id="stop-waiting"
+        ),
+        pytest.param("Triggered", True, "failed", CancelNotConfirmedError, id="stop-unknown"),
+    ],
+)
+async def test_a_2xx_counts_as_cancelled_only_when_the_order_is(
+    sim: FrontOfficeSimulator,
+    status: str,
+    stop: bool,
+    category: str,
+    error_type: type[FrontOfficeError] | None,
+) -> None:
+    ids = (sim.add_stop_orders if stop else sim.add_orders)(2)
+    sim.faults = FaultPlan(scripts={i: [answer(i, status, stop=stop)] * 2 for i in ids})
+    async with client_for(sim, retry=RetryPolicy.none()) as client:
+        bulk = client.cancel_stop_orders if stop else client.cancel_orders
+        single = client.cancel_stop_order if stop else client.cancel_order
+        [outcome] = await bulk([ids[0]])
+        if error_type is None:
+            record = await single(ids[1])
+            assert record.status == status and outcome.order is not None
+        else:
+            with pytest.raises(error_type) as caught:
+                await single(ids[1])
+            assert caught.value.order.status == status  # type: ignore[attr-defined]
+            assert caught.value.as_dict()["order"]["status"] == status
+    assert outcome.category == category
+    if error_type is not None:
+        # An outcome has an order or an error, never both: the returned order is on the error.
+        assert outcome.order is None
+        assert type(outcome.error) is error_type
+        assert outcome.error.order.status == status  # type: ignore[attr-defined]
+        assert outcome.error.order_id == ids[0]  # type: ignore[attr-defined]
+        assert outcome.as_dict()["error"]["order"]["order_id"] == ids[0]
+
+
+async def test_a_2xx_about_another_order_is_a_failure(sim: FrontOfficeSimulator) -> None:
+    ids = sim.add_orders(2)
+    other = "01K2PF9XS29WN4JZRHMCTTQYJB"
+    sim.faults = FaultPlan(scripts={i: [answer(i, "Cancelled", other_id=other)] for i in ids})
+    async with client_for(sim, retry=RetryPolicy.none()) as client:
+        [outcome] = await client.cancel_orders([ids[0]])
+        with pytest.raises(ResponseValidationError) as caught:
+            await client.cancel_order(ids[1])
+    assert outcome.category == "failed"
+    assert isinstance(outcome.error, ResponseValidationError)
+    assert caught.value.path == "order.orderId"
+    assert other in caught.value.message
+
+
+# --- as_dict(): one JSON shape for every error -------------------------------------------------
+
+
+def test_every_error_has_the_same_json_shape() -> None:
+    status = OrderNotFoundError(
+        "gone", order_id="X", status=404, method="DELETE", url="u", trace_id="t-1"
+    )
+    assert status.as_dict() == {
+        "type": "OrderNotFoundError",
+        "status": 404,
+        "message": "gone",
+        "trace_id": "t-1",
+        "order_id": "X",
+    }
+    network = APIConnectionError("reset\nby peer", method="GET", url="u")
+    assert network.as_dict() == {
+        "type": "APIConnectionError",
+        "status": None,
+        "message": "reset by peer (GET u, 1 attempt)",
+        "trace_id": None,
+        "order_id": None,
+    }
+    odd = InvalidOrderIdError(5, "not a str")
+    assert odd.as_dict()["order_id"] is None  # only a str id is an order id
+    assert json.loads(json.dumps(odd.as_dict())) == odd.as_dict()
+
+
+async def test_the_cli_and_bulk_error_documents_agree(sim: FrontOfficeSimulator) -> None:
+    [order_id] = sim.add_orders(1)
+    sim.faults = FaultPlan(scripts={order_id: [Fault.response(409, b'{"detail": "busy"}')]})
+    async with client_for(sim, retry=RetryPolicy.none()) as client:
+        result = await client.cancel_orders([order_id])
+    error = result[0].error
+    assert error is not None
+    assert result.as_dict()["outcomes"][0]["error"] == error.as_dict()
+    assert error.as_dict()["order_id"] is None  # a 409 names no order of its own
+    assert set(error.as_dict()) == {"type", "status", "message", "trace_id", "order_id"}

@@ -20,6 +20,7 @@ EXPECTED = {
     "BadRequestError",
     "BulkCancelError",
     "BulkCancelResult",
+    "CancelNotConfirmedError",
     "CancelOutcome",
     "ClientClosedError",
     "ConflictError",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from urllib.parse import quote
 
 import attrs
@@ -22,7 +23,14 @@ from frontoffice_async.testing import Fault, FaultPlan, FrontOfficeSimulator
 from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
 from ._rawserver import RawServer, http
-from .support import FAST, SENTINEL_TOKEN, assert_secret_absent, client_for, no_sleep
+from .support import (
+    FAST,
+    SENTINEL_TOKEN,
+    assert_secret_absent,
+    client_for,
+    errors_in,
+    no_sleep,
+)
 
 TOKEN = "eyJhbGciOiJub25lIn0.SENTINEL-BEARER-91f3.sig"
 OFFLINE = "SENTINEL-OFFLINE-5d2a"
@@ -164,3 +172,40 @@ async def test_an_offline_token_echoed_by_the_exchange_is_hidden() -> None:
                 await client.list_accounts()
     assert_secret_absent(caught.value, offline)
     assert "[hidden]" in str(caught.value)
+
+
+# --- a token echoed across a clip: masked whole, never its head --------------------------------
+
+LONG_TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "SENTINELpayload" * 4 + ".c2lnbmF0dXJlX2Zvcl90ZXN0"
+
+
+def assert_no_fragment_of(error: BaseException, token: str) -> None:
+    """No 8 characters in a row of `token` anywhere a user can reach from `error`."""
+    windows = {token[i : i + 8] for i in range(len(token) - 7)}
+    texts = ["".join(traceback.format_exception(error))]
+    for item in errors_in(error):
+        texts += [str(item), repr(item), repr(item.args), repr(vars(item))]
+        if isinstance(item, FrontOfficeError):
+            texts.append(json.dumps(item.as_dict()))
+    for text in texts:
+        leaked = sorted(w for w in windows if w in text)
+        assert not leaked, f"{leaked[:2]} in {text[:160]!r}"
+
+
+@pytest.mark.parametrize("cut", [200 - 30, 400 - 30, 4096 - 30, 100 - 30])
+async def test_an_echoed_token_straddling_a_clip_shows_nothing_of_it(cut: int) -> None:
+    echo = "x" * cut + LONG_TOKEN
+    body = json.dumps({"title": echo, "detail": echo, "traceId": echo[-110:], "pad": echo * 9})
+    async with FrontOfficeSimulator(token=LONG_TOKEN) as sim:
+        ids = sim.add_orders(2)
+        bad = Fault.response(409, body.encode(), {"Content-Type": "application/json"})
+        sim.faults = FaultPlan(scripts={i: [bad] for i in ids})
+        async with client_for(sim, retry=RetryPolicy.none()) as client:
+            result = await client.cancel_orders(ids[:1])
+            try:
+                await client.cancel_order(ids[1])
+            except FrontOfficeError as error:
+                single: BaseException = error
+    assert result[0].error is not None
+    assert_no_fragment_of(result[0].error, LONG_TOKEN)
+    assert_no_fragment_of(single, LONG_TOKEN)

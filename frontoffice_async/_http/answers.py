@@ -1,8 +1,9 @@
 """What the server said, read defensively: error bodies, `Retry-After`, transport failures.
 
 The one place that turns a non-2xx answer or an aiohttp/OS failure into the error tree.
-Everything that comes from the peer ends up here on one line and clipped, because it ends up
-in logs, where a newline would let a server forge log lines.
+Everything that comes from the peer ends up here on one line, masked and then clipped (in that
+order: a secret cut in two by the clip would show its head), because it ends up in logs, where a
+newline would let a server forge log lines.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Final
@@ -34,6 +35,7 @@ from ..errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    TokenProviderError,
 )
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "deadline_error",
     "describe_body",
     "final_connection_error",
+    "keep",
+    "lighten",
     "mask",
     "one_line",
     "retry_after_seconds",
@@ -81,21 +85,29 @@ def status_error(
     attempts: int,
     order_id: str | None = None,
     after_retry: bool = False,
+    secrets: Collection[str] = (),
 ) -> APIStatusError:
     """The `APIStatusError` subclass for a non-2xx answer.
 
-    `order_id` marks a cancel endpoint: there a 404 is `OrderNotFoundError` and a 400 is
-    `OrderNotActiveError`; elsewhere they are a plain `APIStatusError`/`BadRequestError`.
-    `after_retry` says an earlier attempt of the call may have reached the server.
+    `order_id` marks a cancel endpoint: there a 404 is `OrderNotFoundError` and a 400 that
+    speaks about the order is `OrderNotActiveError` (see `_about_the_order`); elsewhere they
+    are a plain `APIStatusError`/`BadRequestError`. `after_retry` says an earlier attempt of
+    the call may have reached the server. `secrets` are masked in everything taken from the
+    answer before it is clipped, and in the headers kept.
     """
     text = body.decode("utf-8", "replace")
-    message, trace_id, from_the_api = _describe(text)
+    data, message, trace_id = _describe(text, secrets)
     if not message:
         message = _reason(status)
-    kept = clip(text, BODY_KEPT)
+    kept = keep(text, BODY_KEPT, secrets)
+    if secrets:
+        headers = _masked_headers(headers, secrets)
     # Only the API's own answer (JSON, or no body) says something about the order; an HTML or
     # text page comes from a proxy, a WAF or an HTTP parser, and the order may still be live.
-    if order_id is not None and status in (400, 404) and from_the_api:
+    if order_id is not None and (
+        (status == 404 and data is not _NOT_JSON)
+        or (status == 400 and _about_the_order(data, message))
+    ):
         cls = OrderNotActiveError if status == 400 else OrderNotFoundError
         return cls(
             message,
@@ -136,13 +148,79 @@ def status_error(
     )
 
 
+#: What `_describe` returns as the data of a body that is not a JSON object.
+_NOT_JSON: Final[dict[str, object]] = {}
+#: The title ASP.NET Core gives a model-validation problem.
+_VALIDATION_TITLE: Final = "one or more validation errors occurred."
+#: ASP.NET API Versioning's error: its code, and its title or message in words.
+_API_VERSION = re.compile(r"unsupported[\s_-]*api[\s_-]*version", re.IGNORECASE)
+#: Keys of a validation problem's `errors` that name the order itself (lowercase, no `$.`).
+_ORDER_FIELDS: Final = frozenset({"orderid", "order_id", "order.orderid"})
+
+
+def _about_the_order(data: dict[str, object] | None, message: str) -> bool:
+    """Whether the API's 400 to a cancel speaks about the order (it is final) rather than
+    about the request: an empty body, an API-version error, or a validation problem that
+    names only other request fields says nothing about the order, which may still be live.
+
+    `data` is the JSON object of the body (None: no body; `_NOT_JSON`: not a JSON object).
+    """
+    if data is None or data is _NOT_JSON:
+        return False
+    if any(_API_VERSION.search(text) for text in _texts(data)):
+        return False
+    errors = data.get("errors")
+    if isinstance(errors, dict):
+        # ASP.NET Core's model validation: keyed by the request fields it refused. The
+        # platform's own "not active" answer has this shape too, keyed by `orderId`.
+        return any(
+            isinstance(key, str) and key.lower().removeprefix("$.") in _ORDER_FIELDS
+            for key in errors
+        )
+    title = data.get("title")
+    if isinstance(title, str) and title.strip().lower() == _VALIDATION_TITLE:
+        detail = data.get("detail")
+        return isinstance(detail, str) and bool(detail.strip())
+    # ProblemDetails or the legacy shape with a message of its own (not an excerpt of `{}`).
+    return bool(message) and (
+        any(isinstance(data.get(key), str) for key in ("detail", "title", "message"))
+        or bool(_field_errors(errors, ()))
+    )
+
+
+def _texts(data: dict[str, object]) -> Iterator[str]:
+    """The words of a body that can say "unsupported API version": its code, type, title,
+    detail and message, at the top and in a nested `error` object (API Versioning's own)."""
+    for where in (data, data.get("error")):
+        if isinstance(where, dict):
+            for key in ("code", "type", "title", "detail", "message"):
+                value = where.get(key)
+                if isinstance(value, str):
+                    yield value[:_SCAN]
+
+
+def _masked_headers(headers: Mapping[str, str], secrets: Collection[str]) -> Mapping[str, str]:
+    """`headers`, or a copy with each value that holds a secret masked."""
+    if not any(mask(v, secrets) != v for v in headers.values() if isinstance(v, str)):
+        return headers
+    return CIMultiDict(
+        (k, mask(v, secrets) if isinstance(v, str) else v) for k, v in headers.items()
+    )
+
+
 def connection_error(
-    exc: BaseException, *, method: str, url: str, attempts: int
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    attempts: int,
+    secrets: Collection[str] = (),
 ) -> APIConnectionError:
     """Translate a transport failure (aiohttp, OS or a timeout); the caller chains it.
 
     Credentials the aiohttp error kept (the request's `Authorization` header) are masked
-    first, because the caller keeps it as the `__cause__` of ours.
+    first, because the caller keeps it as the `__cause__` of ours; `secrets` are masked in the
+    text taken from it before that text is clipped.
     """
     forget_credentials(exc)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
@@ -154,15 +232,15 @@ def connection_error(
     elif isinstance(exc, aiohttp.ClientPayloadError):
         cause = str(exc).lower()
         if "encoding" in cause or "decompress" in cause:
-            what = f"cannot decode the response body: {one_line(str(exc), EXCERPT)}"
+            what = f"cannot decode the response body: {one_line(str(exc), EXCERPT, secrets)}"
         else:
             what = "response body was cut off"
     elif isinstance(exc, aiohttp.ClientResponseError):
-        what = f"malformed HTTP response: {one_line(str(exc.message), EXCERPT)}"
+        what = f"malformed HTTP response: {one_line(str(exc.message), EXCERPT, secrets)}"
     elif isinstance(exc, OSError):
         what = f"network error: {exc.strerror or type(exc).__name__}"
     else:
-        what = f"{type(exc).__name__}: {one_line(str(exc), EXCERPT)}"
+        what = f"{type(exc).__name__}: {one_line(str(exc), EXCERPT, secrets)}"
     return APIConnectionError(what, method=method, url=url, attempts=attempts)
 
 
@@ -186,11 +264,17 @@ def deadline_error(
 
 
 def final_connection_error(
-    exc: BaseException, *, method: str, url: str, attempts: int, deadline: float | None
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    attempts: int,
+    deadline: float | None,
+    secrets: Collection[str] = (),
 ) -> APIConnectionError:
     """The error of a call whose last attempt failed on the network (`deadline`: the call's,
     when it has passed: a timeout then says so)."""
-    error = connection_error(exc, method=method, url=url, attempts=attempts)
+    error = connection_error(exc, method=method, url=url, attempts=attempts, secrets=secrets)
     if isinstance(error, APITimeoutError) and deadline is not None:
         return deadline_error(deadline, None, method=method, url=url, attempts=attempts)
     return error
@@ -215,33 +299,85 @@ def forget_credentials(exc: BaseException) -> None:
     exc.args = tuple(masked if arg is info else arg for arg in exc.args)
 
 
+#: A secret shorter than this is masked only where it stands alone (see `mask`).
+SHORT_SECRET: Final = 16
+#: Where a short secret stands alone: no token character (RFC 6750's b64token) touches it, so
+#: it is not part of a longer word (an id, a host). `=` may come before it (a query's or a
+#: header's value) and a percent-encoded character on either side.
+_ALONE_BEFORE: Final = r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![A-Za-z0-9._~+/-]))"
+_ALONE_AFTER: Final = r"(?=%[0-9A-Fa-f]{2}|(?![A-Za-z0-9._~+/=-]))"
+
+
 def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret replaced by `[hidden]`, also where it is percent-encoded, wholly
-    or in part, with hex digits in either case (as `quote`, `quote_plus` and yarl write it)."""
+    """`text` with each secret replaced by `[hidden]`.
+
+    A secret of `SHORT_SECRET` characters or more is hidden wherever it appears, raw or
+    percent-encoded (wholly or in part, hex digits in either case, as `quote`, `quote_plus`
+    and yarl write it). A shorter one (a test token, a common word) only where it stands alone,
+    not inside a longer run of token characters, so that ids and hosts stay readable
+    (`127.0.0.1` with a token "0"); after `=` it counts as alone (`access_token=...`).
+    """
     for secret in secrets:
         if not secret:
             continue
-        if "%" not in text and " " not in secret:
+        if len(secret) >= SHORT_SECRET and "%" not in text and " " not in secret:
             text = text.replace(secret, HIDDEN)  # nothing encoded: the fast, usual case
-        else:
-            text = _pattern(secret).sub(HIDDEN, text)
+        elif "%" in text or secret in text:
+            text = _pattern(secret, len(secret) < SHORT_SECRET).sub(HIDDEN, text)
     return text
 
 
 @functools.lru_cache(maxsize=16)
-def _pattern(secret: str) -> re.Pattern[str]:
+def _pattern(secret: str, alone: bool) -> re.Pattern[str]:
     """Matches `secret` with any of its characters percent-encoded (cached: a client has a
-    handful of live tokens, and masking runs only on the way to an error)."""
+    handful of live tokens, and masking runs only on the way to an error); with `alone`, only
+    where no token character touches it (`=` may come before: a query's or header's value)."""
     parts = []
     for char in secret:
         encoded = "".join(f"%{byte:02X}" for byte in char.encode())
         plus = "|\\+" if char == " " else ""  # quote_plus writes a space as "+"
         parts.append(f"(?:{re.escape(char)}|(?i:{re.escape(encoded)}){plus})")
-    return re.compile("".join(parts))
+    body = "".join(parts)
+    return re.compile(f"{_ALONE_BEFORE}{body}{_ALONE_AFTER}" if alone else body)
+
+
+def keep(text: str, limit: int, secrets: Collection[str] = ()) -> str:
+    """`text` masked, then clipped to `limit` characters: a secret that the clip would cut in
+    two is hidden whole, never shown in part. Only the head of a huge text is scanned."""
+    head, cut = _masked_head(text, limit, secrets)
+    if cut and len(head) < limit:
+        return head + "…"
+    return clip(head, limit)
+
+
+def _masked_head(text: str, size: int, secrets: Collection[str]) -> tuple[str, bool]:
+    """At least the first `size` characters' worth of `text`, masked, and whether the rest was
+    cut off. A secret cut by the end of the scanned head is dropped with its surroundings."""
+    if not secrets:
+        return (text, False) if len(text) <= size else (text[:size], True)
+    if len(text) <= size:
+        return mask(text, secrets), False
+    # The longest form a secret can take: every UTF-8 byte percent-encoded.
+    margin = max(len(secret.encode()) * 3 for secret in secrets) + 1
+    window = size + margin
+    while window < len(text):
+        # A secret cut by the end of the window is unmatched and sits in its last `margin`
+        # characters, which nothing after it can move: they are dropped. Masking shrinks the
+        # text, so the window grows until what is left covers `size`.
+        head = mask(text[:window], secrets)
+        if len(head) - margin >= size:
+            return head[: len(head) - margin], True
+        window *= 2
+    return mask(text, secrets), False
 
 
 def scrub(error: FrontOfficeError, secrets: Collection[str]) -> FrontOfficeError:
-    """Mask `secrets` in everything an error of ours shows: a server may echo a token back."""
+    """Mask `secrets` in everything an error of ours shows (a server may echo a token back),
+    and clip the body it keeps; text built with the secrets at hand is masked already."""
+    body = getattr(error, "body", None)
+    if isinstance(body, str) and len(body) > BODY_KEPT:
+        # A `ResponseValidationError` keeps the whole body until here: masked, then clipped.
+        error.body = keep(body, BODY_KEPT, secrets)  # type: ignore[attr-defined]
     if not secrets:
         return error
     for name in ("message", "body", "trace_id", "url"):
@@ -249,14 +385,78 @@ def scrub(error: FrontOfficeError, secrets: Collection[str]) -> FrontOfficeError
         if isinstance(value, str):
             setattr(error, name, mask(value, secrets))
     headers = getattr(error, "headers", None)
-    if isinstance(headers, Mapping) and any(
-        mask(v, secrets) != v for v in headers.values() if isinstance(v, str)
-    ):
-        error.headers = {  # type: ignore[attr-defined]
-            k: mask(v, secrets) if isinstance(v, str) else v for k, v in headers.items()
-        }
+    if isinstance(headers, Mapping):
+        error.headers = _masked_headers(headers, secrets)  # type: ignore[attr-defined]
     error.args = tuple(mask(a, secrets) if isinstance(a, str) else a for a in error.args)
     return error
+
+
+#: Bytes of text a field of a lightened error keeps at most (see `lighten`).
+_LIGHT_BODY: Final = 256
+_LIGHT_TEXT: Final = 256
+#: The response headers a lightened error keeps: the wait, and the server's correlation ids.
+_LIGHT_HEADERS: Final = (
+    "Retry-After",
+    "X-Trace-Id",
+    "X-Request-Id",
+    "Request-Id",
+    "X-Correlation-Id",
+    "traceparent",
+)
+
+
+def lighten(error: FrontOfficeError) -> FrontOfficeError:
+    """`error` made light enough to keep by the thousand in a bulk result (under 2 KiB each,
+    whatever the answer was): its body clipped, its message and trace id short, only the
+    `Retry-After` and trace-id headers, no traceback frames, and no cause chain (aiohttp's
+    errors hold the request, the connection key and more) except a token provider's exception,
+    which `TokenProviderError` points at. Changes `error` in place and returns it.
+
+    Text is clipped after masking, as everywhere: a lightened error shows less, never more.
+    """
+    error.__traceback__ = None
+    if not isinstance(error, TokenProviderError):
+        error.__cause__ = None
+        error.__context__ = None
+        error.__suppress_context__ = True
+    else:
+        _drop_frames(error.__cause__ or error.__context__)
+    if getattr(error, "body", None):
+        error.body = _clip_bytes(error.body, _LIGHT_BODY)  # type: ignore[attr-defined]
+    for name in ("message", "trace_id"):
+        value = getattr(error, name, None)
+        if isinstance(value, str):
+            setattr(error, name, _clip_bytes(value, _LIGHT_TEXT))
+    if error.args and isinstance(error.args[0], str):
+        message = getattr(error, "message", None)
+        first = message if isinstance(message, str) else _clip_bytes(error.args[0], _LIGHT_TEXT)
+        error.args = (first, *error.args[1:])
+    headers = getattr(error, "headers", None)
+    if isinstance(headers, Mapping) and headers:
+        error.headers = {  # type: ignore[attr-defined]
+            name: _clip_bytes(headers[name], _LIGHT_TEXT)
+            for name in _LIGHT_HEADERS
+            if isinstance(headers.get(name), str)
+        }
+    return error
+
+
+def _drop_frames(error: BaseException | None) -> None:
+    """Drop the traceback frames of `error` and of its causes (a loop of causes is cut)."""
+    for _ in range(16):
+        if error is None:
+            return
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+
+
+def _clip_bytes(text: str, size: int) -> str:
+    """`text` clipped so that it takes about `size` bytes in memory whatever its characters
+    (a str of emoji takes 4 bytes a character, of ASCII 1)."""
+    if len(text) <= size // 4:
+        return text
+    width = 1 if text.isascii() else 4 if max(text) > "\uffff" else 2
+    return clip(text, max(size // width, 1))
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -283,46 +483,54 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-def describe_body(text: str) -> tuple[str, str | None]:
+def describe_body(text: str, secrets: Collection[str] = ()) -> tuple[str, str | None]:
     """The best human message and trace id found in an error body of any known shape.
 
     ProblemDetails `detail`/`title` (+ `errors`), the legacy `errors[].message`, a plain
-    `message`, or an excerpt of a non-JSON (HTML) body.
+    `message`, or an excerpt of a non-JSON (HTML) body; `secrets` masked before clipping.
     """
-    message, trace_id, _ = _describe(text)
+    _, message, trace_id = _describe(text, secrets)
     return message, trace_id
 
 
-def _describe(text: str) -> tuple[str, str | None, bool]:
-    """`describe_body`, and whether the body is the API's own (a JSON object, or empty)."""
+def _describe(
+    text: str, secrets: Collection[str] = ()
+) -> tuple[dict[str, object] | None, str, str | None]:
+    """The body's JSON object (None for no body, `_NOT_JSON` for anything but a JSON object),
+    its message and its trace id, each masked then clipped."""
     stripped = text.strip()
     if not stripped:
-        return "", None, True
+        return None, "", None
     try:
         data = json.loads(stripped)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return _excerpt(stripped), None, False
+        return _NOT_JSON, _excerpt(stripped, secrets), None
     if not isinstance(data, dict):
-        return _excerpt(stripped), None, False
+        return _NOT_JSON, _excerpt(stripped, secrets), None
     trace = data.get("traceId")
-    trace_id = one_line(trace, 100) if isinstance(trace, str) and trace.strip() else None
+    trace_id = one_line(trace, 100, secrets) if isinstance(trace, str) and trace.strip() else None
     for key in ("detail", "title", "message"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
-            message = _with_field_errors(one_line(value, EXCERPT), data.get("errors"))
-            return clip(message, 2 * EXCERPT), trace_id, True
-    field_errors = _field_errors(data.get("errors"))
+            message = _with_field_errors(
+                one_line(value, EXCERPT, secrets), data.get("errors"), secrets
+            )
+            return data, clip(message, 2 * EXCERPT), trace_id
+    field_errors = _field_errors(data.get("errors"), secrets)
     if field_errors:
-        return field_errors, trace_id, True
-    return _excerpt(stripped), trace_id, True
+        return data, field_errors, trace_id
+    return data, _excerpt(stripped, secrets), trace_id
 
 
-def one_line(text: str, limit: int = EXCERPT) -> str:
-    """`text` with every run of whitespace (newlines included) made one space, other
-    non-printable characters (ESC, bidi overrides) escaped, and clipped."""
-    text = _SPACE.sub(" ", text[: limit * 4]).strip()
+def one_line(text: str, limit: int = EXCERPT, secrets: Collection[str] = ()) -> str:
+    """`text` with `secrets` masked, every run of whitespace (newlines included) made one
+    space, other non-printable characters (ESC, bidi overrides) escaped, and then clipped."""
+    head, cut = _masked_head(text, limit * 4, secrets)
+    text = _SPACE.sub(" ", head).strip()
     if not text.isprintable():
         text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    if cut and len(text) < limit:
+        return text + "…"
     return clip(text, limit)
 
 
@@ -331,12 +539,12 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _with_field_errors(message: str, errors: object) -> str:
-    details = _field_errors(errors)
+def _with_field_errors(message: str, errors: object, secrets: Collection[str]) -> str:
+    details = _field_errors(errors, secrets)
     return f"{message} ({details})" if details and details not in message else message
 
 
-def _field_errors(errors: object) -> str:
+def _field_errors(errors: object, secrets: Collection[str]) -> str:
     """ProblemDetails `errors: {field: [msg]}` or legacy `errors: [{message}]`, as one line."""
     parts: list[str] = []
     if isinstance(errors, dict):
@@ -345,20 +553,22 @@ def _field_errors(errors: object) -> str:
                 text = "; ".join(str(m) for m in messages)
             else:
                 text = str(messages)
-            parts.append(f"{field}: {one_line(text, EXCERPT)}")
+            parts.append(
+                f"{one_line(str(field), EXCERPT, secrets)}: {one_line(text, EXCERPT, secrets)}"
+            )
     elif isinstance(errors, list):
         for item in errors:
             if isinstance(item, dict) and isinstance(item.get("message"), str):
-                parts.append(one_line(item["message"], EXCERPT))
+                parts.append(one_line(item["message"], EXCERPT, secrets))
             elif isinstance(item, str):
-                parts.append(one_line(item, EXCERPT))
+                parts.append(one_line(item, EXCERPT, secrets))
     return clip("; ".join(parts), EXCERPT)
 
 
-def _excerpt(text: str) -> str:
-    """A short, single-line excerpt of a non-JSON body (HTML tags dropped)."""
+def _excerpt(text: str, secrets: Collection[str] = ()) -> str:
+    """A short, single-line excerpt of a non-JSON body (HTML tags dropped), masked first."""
     # Bound the work first: the regexes below are not linear on hostile, unclosed markup.
-    text = text[:_SCAN]
+    text, _ = _masked_head(text, _SCAN, secrets)
     if "<" in text:
         lowered = text.lower()
         start = lowered.find("<title")

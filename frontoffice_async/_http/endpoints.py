@@ -24,7 +24,7 @@ from ..auth import OfflineTokenAuth, TokenProvider
 from ..errors import ResponseValidationError
 from ..models import Account
 from ..retry import RetryBudget, RetryEvent, RetryPolicy
-from . import answers
+from . import answers, verdict
 from .checks import check_account_id, check_headers, normalise_base_url, order_path_segment
 from .gate import Halt
 from .middleware import RetryMiddleware, Shared
@@ -95,7 +95,8 @@ class HttpShared:
         )
         if isinstance(token, OfflineTokenAuth):
             token.bind(functools.partial(exchange_offline_token, holder.get, base))
-        tokens = self.tokens = TokenSource(token)
+        # The client's monotonic clock: a step of the wall clock must not stall the provider.
+        tokens = self.tokens = TokenSource(token, clock=clock)
         shared = Shared(
             tokens,
             budget=retry_budget if retry_budget is not None else RetryBudget(),
@@ -192,19 +193,32 @@ class ViewCalls:
         """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
         url = URL(prefix + order_path_segment(order_id), encoded=True)
         send = self.pipeline.send
-        body, attempts = await send("DELETE", url, headers, order_id=order_id, halt=halt)
+        body, attempts, status = await send("DELETE", url, headers, order_id=order_id, halt=halt)
         try:
-            return _converter.read_record(body, cls, url=url, attempts=attempts), attempts
+            record = _converter.read_record(body, cls, url=url, attempts=attempts)
         except ResponseValidationError as error:
             # The body is kept on the error: a server that echoes the token must not show it.
             answers.scrub(error, self.http.tokens.secrets)
             raise
+        # A 2xx is not proof: the order may have filled first, or still be working.
+        if not verdict.is_cancelled(record, order_id):  # type: ignore[arg-type]
+            secrets = self.http.tokens.secrets
+            refused = verdict.not_cancelled(
+                record,  # type: ignore[arg-type]  # cls is Order or StopOrder
+                order_id,
+                status=status,
+                url=str(url),
+                attempts=attempts,
+                secrets=secrets,
+            )
+            raise answers.scrub(refused, secrets)
+        return record, attempts
 
     async def list_accounts(self) -> list[Account]:
         """GET the accounts the token can act on."""
         self.http.holder.get()  # closed or wrong loop: say so before anything else
         url = self.http.accounts_url
-        body, attempts = await self.pipeline.send("GET", url, self.base_headers)
+        body, attempts, _ = await self.pipeline.send("GET", url, self.base_headers)
         try:
             return _converter.read_list(body, Account, url=url, attempts=attempts)
         except ResponseValidationError as error:

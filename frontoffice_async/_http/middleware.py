@@ -31,7 +31,7 @@ from .attempt import Exchange, Handler, send_once
 from .gate import Gate, Halted
 from .ratelimit import RateLimiter, SlotTooLate
 from .timers import AttemptTimers, DeadlinePassed, within
-from .tokens import TokenSource
+from .tokens import Credential, TokenSource
 
 __all__ = ["DEFAULT_MAX_BODY", "RetryMiddleware", "Shared", "announce"]
 
@@ -95,7 +95,9 @@ class RetryMiddleware:
         spent = 0
         refreshed = False
         for attempt in range(1, policy.max_attempts + 1):
-            header = await self._prepare(request, exchange, deadline_at)
+            # A `Credential`, not the header's text: this frame's locals must not show the
+            # token in a traceback that captures them (Sentry does by default).
+            credential = await self._prepare(request, exchange, deadline_at)
             limit = self.timeout  # the attempt's: the per-attempt timeout, cut at the deadline
             if deadline_at is not None:
                 left = deadline_at - shared.clock()
@@ -119,14 +121,14 @@ class RetryMiddleware:
                 return response
             if status == 401:
                 if refreshed:
-                    shared.tokens.refused(header)
-                elif self._may_refresh(header, attempt, deadline_at):
+                    shared.tokens.refused(credential)
+                elif self._may_refresh(credential, attempt, deadline_at):
                     # One more attempt of this call: same deadline, no budget tokens.
                     response.release()
                     refreshed = True
                     self._announce(request, attempt, 0.0, "401", 401)
                     await self._wait(
-                        shared.tokens.refresh(stale=header),
+                        shared.tokens.refresh(stale=credential),
                         request,
                         exchange,
                         deadline_at,
@@ -152,17 +154,19 @@ class RetryMiddleware:
 
     async def _prepare(
         self, request: aiohttp.ClientRequest, exchange: Exchange, deadline_at: float | None
-    ) -> str:
+    ) -> Credential:
         """Wait for the token and a rate-limiter slot, then set `Authorization`.
 
-        Returns the header set; raises `Halted` (the bulk call stopped meanwhile),
+        Returns the credential set; raises `Halted` (the bulk call stopped meanwhile),
         `ClientClosedError` or `APITimeoutError` instead when the attempt may not leave.
         """
         shared = self.shared
         tokens = shared.tokens
-        header = tokens.cached()  # the fast path: no await while a token is fresh
-        if header is None:
-            header = await self._wait(tokens.header(), request, exchange, deadline_at, _PROVIDER)
+        credential = tokens.cached_credential()  # the fast path: no await while it is fresh
+        if credential is None:
+            credential = await self._wait(
+                tokens.credential(), request, exchange, deadline_at, _PROVIDER
+            )
         if shared.limiter is not None:
             try:
                 await shared.limiter.acquire(deadline_at)
@@ -170,7 +174,7 @@ class RetryMiddleware:
                 raise self._deadline_error(
                     request, exchange, "the rate limiter's next slot"
                 ) from None
-            header = tokens.cached() or header  # a refresh may have landed meanwhile
+            credential = tokens.cached_credential() or credential  # a refresh may have landed
         if exchange.halt is not None and exchange.halt.error is not None:
             raise Halted(exchange.attempts)  # the bulk call failed fast meanwhile
         if shared.gate.closing:
@@ -180,8 +184,8 @@ class RetryMiddleware:
             )
         if deadline_at is not None and shared.clock() >= deadline_at:
             raise self._deadline_error(request, exchange, "the next attempt")
-        request.headers[_AUTHORIZATION] = header
-        return header
+        request.headers[_AUTHORIZATION] = credential.value  # the only place the text goes
+        return credential
 
     async def _wait(
         self,
@@ -207,8 +211,12 @@ class RetryMiddleware:
             own = TokenProviderError(str(exc), attempts=exchange.attempts)
             raise own from exc.__cause__
 
-    def _may_refresh(self, header: str, attempt: int, deadline_at: float | None) -> bool:
-        if attempt >= self.policy.max_attempts or not self.shared.tokens.should_refresh(header):
+    def _may_refresh(
+        self, credential: Credential, attempt: int, deadline_at: float | None
+    ) -> bool:
+        if attempt >= self.policy.max_attempts or not self.shared.tokens.should_refresh(
+            credential
+        ):
             return False
         return deadline_at is None or self.shared.clock() < deadline_at
 
@@ -289,6 +297,7 @@ class RetryMiddleware:
             url=answers.safe_url(request.url),
             attempts=exchange.attempts,
             deadline=self.policy.deadline if past else None,
+            secrets=self.shared.tokens.secrets,
         )
 
 

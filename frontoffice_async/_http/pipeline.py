@@ -52,8 +52,8 @@ class Pipeline:
         *,
         order_id: str | None = None,
         halt: Halt | None = None,
-    ) -> tuple[bytes, int]:
-        """The 2xx body and the attempts it took, or the typed error of the answer.
+    ) -> tuple[bytes, int, int]:
+        """The 2xx body, the attempts it took and its status, or the typed error of the answer.
 
         `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
         `OrderNotActiveError`). `halt` is the bulk call's stop signal (`Halted` is raised
@@ -79,7 +79,11 @@ class Pipeline:
                 raise
             except (aiohttp.ClientError, OSError) as exc:  # raised outside our middleware
                 raise answers.connection_error(
-                    exc, method=method, url=str(url), attempts=exchange.attempts
+                    exc,
+                    method=method,
+                    url=str(url),
+                    attempts=exchange.attempts,
+                    secrets=self.retry.shared.tokens.secrets,
                 ) from exc
             attempts = exchange.attempts
             body = exchange.body
@@ -92,13 +96,15 @@ class Pipeline:
             status = response.status
             if 200 <= status < 300:
                 if exchange.truncated:
+                    text = body.decode("utf-8", "replace")
+                    secrets = self.retry.shared.tokens.secrets
                     raise ResponseValidationError(
                         f"the body is larger than the {self.retry.shared.max_body} bytes allowed",
                         url=str(url),
-                        body=body[: answers.BODY_KEPT].decode("utf-8", "replace"),
+                        body=answers.keep(text, answers.BODY_KEPT, secrets),
                         attempts=attempts,
                     )
-                return body, attempts
+                return body, attempts, status
             raise answers.status_error(
                 status=status,
                 method=method,
@@ -108,6 +114,7 @@ class Pipeline:
                 attempts=attempts,
                 order_id=order_id,
                 after_retry=exchange.ambiguous,
+                secrets=self.retry.shared.tokens.secrets,
             )
         except FrontOfficeError as error:
             # A server (or a proxy) may echo the token back: it must not reach the caller.

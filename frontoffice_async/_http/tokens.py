@@ -1,8 +1,10 @@
 """The client's bearer token: cached, refreshed before it expires and once after a 401.
 
 Callers that need a token at the same time share one provider call (one "episode"); its failure
-is their `TokenProviderError`. Also the request of the offline-token exchange
-(`exchange_offline_token`), which `auth.OfflineTokenAuth` is bound to.
+is their `TokenProviderError`. What they get is a `Credential`, an opaque object whose repr never
+shows the token, so no frame's locals hold the token as a string (an error tracker that captures
+locals, or `TracebackException(capture_locals=True)`, would show it). Also the request of the
+offline-token exchange (`exchange_offline_token`), which `auth.OfflineTokenAuth` is bound to.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..errors import (
 )
 from . import answers
 
-__all__ = ["TokenSource", "exchange_offline_token", "jwt_expiry"]
+__all__ = ["Credential", "TokenSource", "exchange_offline_token", "jwt_expiry"]
 
 #: Refresh this long before a JWT's `exp`.
 REFRESH_MARGIN: Final = 60.0
@@ -62,50 +64,86 @@ def jwt_expiry(token: str) -> float | None:
     return None
 
 
+class Credential:
+    """One `Authorization` value handed out by a `TokenSource`: opaque, its repr shows only
+    which generation it is. Compared by identity: a refresh makes a new one, so "is this the
+    stale one?" needs no string comparison. Only `request.headers` should hold its `value`."""
+
+    __slots__ = ("generation", "value")
+
+    def __init__(self, value: str, generation: int) -> None:
+        self.value = value
+        """The header value, `Bearer <token>`: put it in the request's headers, nowhere else."""
+        self.generation = generation
+        """1 for the first token a source held, 2 after the first refresh, and so on."""
+
+    def __repr__(self) -> str:
+        return f"<Credential #{self.generation}>"
+
+    __str__ = __repr__
+
+
+#: What a caller hands back as "the credential I used" (None: it had none yet).
+Stale = Credential | None
+
+
+def _is(used: Stale, credential: Credential | None) -> bool:
+    """Whether `used` is `credential` (by identity: a refresh makes a new one)."""
+    return used is credential
+
+
 class TokenSource:
     """The current bearer token of one client (and its views). Its repr never shows the token.
 
     Built from a `str` (fixed) or an async callable (asked lazily, cached, asked again before
-    expiry and once when a request gets 401).
+    expiry and once when a request gets 401). `clock` is the client's monotonic clock: the
+    refresh schedule and the provider's cooldowns run on it, so a step of the wall clock
+    changes nothing; `wall` is only read to turn a JWT's `exp` into a time of `clock`.
     """
 
     __slots__ = (
         "_clock",
         "_closing",
+        "_credential",
         "_failed_until",
         "_fetch_task",
-        "_header",
+        "_generation",
         "_known",
         "_provider",
         "_refresh_at",
         "_refused",
         "_refused_until",
+        "_wall",
         "refreshes",
     )
 
     def __init__(
-        self, token: str | TokenProvider, *, clock: Callable[[], float] = time.time
+        self,
+        token: str | TokenProvider,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._provider: TokenProvider | None
-        self._header: str | None
+        self._credential: Credential | None = None
+        self._generation = 0
         # The last tokens handed out: what an error must never show, should a server echo one.
         self._known: deque[str] = deque(maxlen=4)
         if isinstance(token, str):
-            self._header = bearer_header(token)
-            self._known.append(self._header.removeprefix("Bearer "))
+            self._hold(bearer_header(token))
             self._provider = None
         elif callable(token):
-            self._header = None
             self._provider = token
         else:
             raise TypeError(
                 f"token must be a str or an async callable, got {type(token).__name__}"
             )
         self._clock = clock
-        # Wall-clock time after which a refreshable token is fetched again before use.
+        self._wall = wall
+        # Time of `clock` after which a refreshable token is fetched again before use.
         self._refresh_at = math.inf
-        self._fetch_task: asyncio.Task[str] | None = None
-        self._refused: str | None = None
+        self._fetch_task: asyncio.Task[Credential] | None = None
+        self._refused: Credential | None = None
         self._refused_until = -math.inf
         self._failed_until = -math.inf
         self._closing = False
@@ -122,41 +160,43 @@ class TokenSource:
         """True when a 401 can be answered by asking the provider again."""
         return self._provider is not None
 
-    def cached(self) -> str | None:
-        """The header value if one is held and not about to expire; no I/O."""
+    def cached_credential(self) -> Credential | None:
+        """The credential if one is held and not about to expire; no I/O."""
         if self._clock() >= self._refresh_at:
             return None
-        return self._header
+        return self._credential
 
-    async def header(self) -> str:
-        """The `Authorization` header value, fetching a token first if needed."""
-        header = self.cached()
-        if header is not None:
-            return header
-        return await self.refresh(stale=self._header)
+    async def credential(self) -> Credential:
+        """The credential to send, fetching a token first if needed."""
+        credential = self.cached_credential()
+        if credential is not None:
+            return credential
+        return await self.refresh(stale=self._credential)
 
-    def should_refresh(self, rejected: str) -> bool:
-        """Whether a 401 for the header `rejected` is worth asking the provider again."""
+    def should_refresh(self, rejected: Stale) -> bool:
+        """Whether a 401 for the credential (or header) `rejected` is worth asking the
+        provider again."""
         if self._provider is None:
             return False
-        return not (rejected == self._refused and self._clock() < self._refused_until)
+        return not (_is(rejected, self._refused) and self._clock() < self._refused_until)
 
-    def refused(self, header: str) -> None:
+    def refused(self, header: Stale) -> None:
         """A token fetched to answer a 401 was refused too: rest the provider a while."""
-        self._refused = header
-        self._refused_until = self._clock() + REFUSED_COOLDOWN
+        if _is(header, self._credential):
+            self._refused = self._credential
+            self._refused_until = self._clock() + REFUSED_COOLDOWN
 
-    async def refresh(self, stale: str | None) -> str:
-        """A new header, unless another caller already replaced `stale` with a fresh one.
+    async def refresh(self, stale: Stale) -> Credential:
+        """A new credential, unless another caller already replaced `stale` with a fresh one.
 
         Concurrent callers share one provider call; a caller that stops waiting (deadline,
         cancellation) leaves the call running for the others.
         """
         if self._provider is None:
             raise RuntimeError("a fixed token cannot be refreshed")
-        header = self._header
-        if header is not None and header != stale and self.cached() is not None:
-            return header
+        held = self._credential
+        if held is not None and not _is(stale, held) and self.cached_credential() is not None:
+            return held
         task = self._fetch_task
         if task is None or (task.done() and not self._failed_lately(task)):
             task = asyncio.get_running_loop().create_task(
@@ -175,7 +215,7 @@ class TokenSource:
                 ) from None
             raise
 
-    def _failed_lately(self, task: asyncio.Task[str]) -> bool:
+    def _failed_lately(self, task: asyncio.Task[Credential]) -> bool:
         return (
             not task.cancelled()
             and task.exception() is not None
@@ -191,7 +231,7 @@ class TokenSource:
             task.cancel()
             await asyncio.wait([task])
 
-    async def _fetch(self, provider: TokenProvider) -> str:
+    async def _fetch(self, provider: TokenProvider) -> Credential:
         self.refreshes += 1
         try:
             return self._accept(await self._ask(provider))
@@ -219,30 +259,38 @@ class TokenSource:
                 f"the token provider raised {type(exc).__name__} (see __cause__)"
             ) from exc
 
-    def _accept(self, token: object) -> str:
+    def _accept(self, token: object) -> Credential:
         try:
             header = bearer_header(token)
         except (TypeError, ValueError) as exc:
-            raise TokenProviderError(
-                f"the token provider returned no usable token: {exc}"
-            ) from None
-        now = self._clock()
-        expiry = jwt_expiry(header.removeprefix("Bearer "))
-        if expiry is None:
-            self._refresh_at = now + DEFAULT_LIFETIME
+            problem = str(exc)
         else:
-            # Never schedule in the past: a clock skew must not cause a refresh loop.
-            self._refresh_at = max(expiry - REFRESH_MARGIN, now + 1.0)
-        self._header = header
+            expiry = jwt_expiry(header.removeprefix("Bearer "))
+            now = self._clock()
+            if expiry is None:
+                self._refresh_at = now + DEFAULT_LIFETIME
+            else:
+                # `exp` is wall time: what is left of it now, on the monotonic clock. Never in
+                # the past: a skewed clock must not cause a refresh loop.
+                left = expiry - REFRESH_MARGIN - self._wall()
+                self._refresh_at = now + max(left, 1.0)
+            return self._hold(header)
+        # Not raised from the except block: its frame would keep the token as a local.
+        del token
+        raise TokenProviderError(f"the token provider returned no usable token: {problem}")
+
+    def _hold(self, header: str) -> Credential:
+        self._generation += 1
+        credential = self._credential = Credential(header, self._generation)
         self._known.append(header.removeprefix("Bearer "))
-        return header
+        return credential
 
     def __repr__(self) -> str:
         kind = "refreshable" if self._provider is not None else "fixed"
         return f"<TokenSource {kind}>"
 
 
-def _retrieve(task: asyncio.Task[str]) -> None:
+def _retrieve(task: asyncio.Task[Credential]) -> None:
     # Every waiter may have given up; the failure is theirs to see, not the loop's log's.
     if not task.cancelled():
         task.exception()
@@ -274,11 +322,19 @@ async def exchange_offline_token(
             body = await response.read()
             status, headers = response.status, response.headers
     except (aiohttp.ClientError, OSError) as exc:
-        error = answers.connection_error(exc, method="POST", url=str(url), attempts=1)
+        error = answers.connection_error(
+            exc, method="POST", url=str(url), attempts=1, secrets=(offline_token,)
+        )
         raise answers.scrub(error, (offline_token,)) from exc
     if not 200 <= status < 300:
         refused = answers.status_error(
-            status=status, method="POST", url=str(url), headers=headers, body=body, attempts=1
+            status=status,
+            method="POST",
+            url=str(url),
+            headers=headers,
+            body=body,
+            attempts=1,
+            secrets=(offline_token,),
         )
         raise answers.scrub(refused, (offline_token,))
     try:

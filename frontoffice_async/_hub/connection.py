@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from .._http import answers
+from .._http.tokens import Credential
 from ..errors import (
     ClientClosedError,
     HubError,
@@ -67,8 +68,8 @@ class Connection:
         self._handshake_timeout = handshake_timeout
         self.attempt = attempt
         """Which connection of its caller's run this is (1 for the first): its `attempts`."""
-        self.header = ""
-        """The `Authorization` value whose token the upgrade carried."""
+        self.credential: Credential | None = None
+        """The credential whose token the upgrade carried."""
         self.items = 0
         """Stream items received."""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -81,13 +82,12 @@ class Connection:
 
     # --- opening ----------------------------------------------------------------------------
 
-    async def open(self, header: str, deadline: float | None) -> None:
+    async def open(self, credential: Credential, deadline: float | None) -> None:
         """Upgrade, shake hands and start the stream, within the handshake timeout.
 
         Raises `Failure`, `Late` (the caller's `deadline` passed), or a final error.
         """
-        self.header = header
-        self._report.token = header.removeprefix("Bearer ")
+        self.credential = self._report.credential = credential
         timeout = self._handshake_timeout
         until = None if timeout is None else self._loop.time() + timeout
         what = f"no websocket upgrade and SignalR handshake within {timeout or 0:g}s"
@@ -110,12 +110,12 @@ class Connection:
     async def _upgrade(self, deadline: float | None, until: float | None, what: str) -> None:
         session = self._transport.session()
         report = self._report
-        url = self._url.with_query(access_token=report.token)
         failure: Failure | Late
         try:
             async with asyncio.timeout_at(_earliest(deadline, until)) as scope:
                 ws = await session.ws_connect(
-                    url,
+                    # Built in the call: no local of ours holds the URL with the token.
+                    self._url.with_query(access_token=report.token),
                     headers=self._headers,
                     timeout=_WS_TIMEOUT,
                     autoping=True,

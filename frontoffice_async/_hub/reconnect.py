@@ -13,7 +13,7 @@ import attrs
 from yarl import URL
 
 from .._http.middleware import announce
-from .._http.tokens import TokenSource
+from .._http.tokens import Credential, TokenSource
 from ..errors import APIStatusError, APITimeoutError, ClientClosedError, TokenProviderError
 from ..retry import NO_RETRY_REFUND, RetryBudget, RetryEvent, RetryPolicy, decide
 from .connection import Connection
@@ -112,8 +112,8 @@ async def first_item(
             kind=kind,
         )
         try:
-            header = await episode.header()
-            await connection.open(header, episode.deadline)
+            # A `Credential`, not the header's text: frame locals must not show the token.
+            await connection.open(await episode.credential(), episode.deadline)
             records = await connection.next_item(episode.deadline)
         except Failure as exc:
             failure = exc
@@ -127,7 +127,7 @@ async def first_item(
             episode.succeeded()
             return connection, records
         await connection.hang_up()
-        await episode.again(failure, connection.header)
+        await episode.again(failure, connection.credential)
 
 
 class Episode:
@@ -161,30 +161,30 @@ class Episode:
         self._refreshed = False
         self._spent = 0
 
-    async def header(self) -> str:
-        """The `Authorization` value for the next upgrade (the provider asked if need be)."""
+    async def credential(self) -> Credential:
+        """The credential for the next upgrade (the provider asked if need be)."""
         tokens = self._hub.tokens
-        header = tokens.cached()
-        if header is None:
-            header = await self._within(tokens.header(), sent=self.attempts - 1)
-        return header
+        cached = tokens.cached_credential()
+        if cached is not None:
+            return cached
+        return await self._within(tokens.credential(), sent=self.attempts - 1)
 
-    async def again(self, failure: Failure, header: str) -> None:
+    async def again(self, failure: Failure, used: Credential | None) -> None:
         """Get ready for the next connection (refresh the token after a 401, or back off), or
         raise the error that ends the run."""
         hub = self._hub
         if failure.status == 401:
             tokens = hub.tokens
             if self._refreshed:
-                tokens.refused(header)
+                tokens.refused(used)
             elif (
                 self.attempts < self._policy.max_attempts
-                and tokens.should_refresh(header)
+                and tokens.should_refresh(used)
                 and not self._past()
             ):
                 # One more attempt of this run: same time limit, no budget tokens, no sleep.
                 self._refreshed = True
-                await self._within(tokens.refresh(stale=header), sent=self.attempts)
+                await self._within(tokens.refresh(stale=used), sent=self.attempts)
                 return
             raise failure.error
         if not failure.retry:

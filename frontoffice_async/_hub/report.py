@@ -9,6 +9,7 @@ from __future__ import annotations
 import aiohttp
 
 from .._http import answers
+from .._http.tokens import Credential
 from ..errors import (
     APIConnectionError,
     APITimeoutError,
@@ -25,13 +26,19 @@ __all__ = ["Report"]
 class Report:
     """Builds the errors of one connection (`attempt`: which of its caller's run it is)."""
 
-    __slots__ = ("attempt", "safe_url", "token")
+    __slots__ = ("attempt", "credential", "safe_url")
 
     def __init__(self, safe_url: str, attempt: int) -> None:
         self.safe_url = safe_url
         self.attempt = attempt
-        self.token = ""
-        """The token the upgrade carried: hidden in every text shown."""
+        self.credential: Credential | None = None
+        """The credential the upgrade carried: its token is hidden in every text shown."""
+
+    @property
+    def token(self) -> str:
+        """The raw token of `credential` (for the upgrade's query and masking only)."""
+        credential = self.credential
+        return "" if credential is None else credential.value.removeprefix("Bearer ")
 
     def upgrade_failure(self, exc: BaseException) -> Failure:
         """A failed upgrade (`Dropped`, a connect timeout of aiohttp's, a 101 that is no

@@ -76,7 +76,7 @@ async def read_snapshot(
                 await connection.hang_up()
                 if not failure.retry:
                     raise failure.error from None  # an error Completion fails the snapshot
-                await episode.again(failure, connection.header)
+                await episode.again(failure, connection.credential)
             except BaseException:
                 await connection.hang_up()
                 raise

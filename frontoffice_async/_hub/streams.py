@@ -183,7 +183,7 @@ class OpenOrdersStream:
                 raise failure.error
             episode = self._episode()
             episode.attempts = 1  # the connection just lost was the first of this run
-            await episode.again(failure, connection.header)
+            await episode.again(failure, connection.credential)
             self._connection, self._snapshot = await self._connect(episode)
 
     async def _connect(self, episode: Episode) -> tuple[Connection, list[Any]]:

@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 import attrs
 
+from .._http.answers import lighten
 from .._http.endpoints import Canceller
 from .._http.gate import Halt, Halted
 from ..bulk import BulkCancelResult, CancelOutcome
@@ -326,7 +327,7 @@ class _Pool(Generic[T]):
             assert isinstance(error, FrontOfficeError)
             return CancelOutcome(order_id, error=error, attempts=stopped.attempts)
         except FrontOfficeError as exc:
-            error = _drop_tracebacks(exc)
+            error = lighten(exc)
             if isinstance(error, ClientClosedError):
                 self._closed = error
             elif isinstance(error, _FATAL) and self.halt.error is None:
@@ -349,15 +350,3 @@ def _being_cancelled() -> bool:
     real request to stop, not one that some code raised on its own)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _drop_tracebacks(error: FrontOfficeError) -> FrontOfficeError:
-    """Drop the tracebacks of an error kept in a result, and of its causes: their frames would
-    keep the response, its connection and the call's locals alive for as long as the result."""
-    seen: BaseException | None = error
-    for _ in range(16):  # a cause chain is short; a loop of causes must not hang us
-        if seen is None:
-            break
-        seen.__traceback__ = None
-        seen = seen.__cause__ or seen.__context__
-    return error

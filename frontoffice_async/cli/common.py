@@ -78,12 +78,18 @@ class ReportedError(Exception):
 
 
 def error_document(error: BaseException) -> dict[str, Any]:
-    """An error as JSON-ready data, shaped like an outcome's `error` (never a token)."""
+    """An error as JSON-ready data: the library's own `as_dict()`, the shape of an outcome's
+    `error`; anything else (a usage error) in the same shape. Never a token."""
+    from frontoffice_async import FrontOfficeError  # noqa: PLC0415 - keeps `--help` light
+
+    if isinstance(error, FrontOfficeError):
+        return error.as_dict()
     return {
         "type": type(error).__name__,
-        "status": getattr(error, "status", None),
-        "message": " ".join(str(getattr(error, "message", None) or error).split()),
-        "trace_id": getattr(error, "trace_id", None),
+        "status": None,
+        "message": " ".join(str(error).split()),
+        "trace_id": None,
+        "order_id": None,
     }
 
 

@@ -102,7 +102,7 @@ async def test_a_failure_before_any_outcome_is_a_json_error_document(
     assert code == 1
     doc = json.loads(out)
     assert set(doc) == {"error"}
-    assert set(doc["error"]) == {"type", "status", "message", "trace_id"}
+    assert set(doc["error"]) == {"type", "status", "message", "trace_id", "order_id"}
     assert (doc["error"]["type"], doc["error"]["status"]) == ("ServerError", 503)
     assert err.count("\n") == 1
     assert err.startswith("error: 503")

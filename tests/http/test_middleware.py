@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 
 import aiohttp
@@ -23,12 +25,22 @@ from frontoffice_async import (
     RetryEvent,
     RetryPolicy,
     ServerError,
+    TokenProviderError,
 )
 from frontoffice_async._http.middleware import RetryMiddleware, Shared
 from frontoffice_async._http.tokens import TokenSource
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
+from frontoffice_async.testing.pytest_plugin import SimulatorFactory
 
-from ..support import FAST, SENTINEL_TOKEN, FakeClock, Sleeps, client_for, script
+from ..support import (
+    FAST,
+    SENTINEL_TOKEN,
+    FakeClock,
+    Sleeps,
+    client_for,
+    frame_locals,
+    script,
+)
 
 SECRET = SENTINEL_TOKEN
 
@@ -496,3 +508,63 @@ async def test_an_attempt_that_never_got_a_connection_is_not_counted(
         await holder
     assert caught.value.attempts == len(sim.requests_for(done)) == 1
     assert caught.value.after_retry is False
+
+
+# --- no frame's locals hold the token -----------------------------------------------------------
+
+#: Long enough to be masked anywhere; searched for whole in every local's repr.
+FRAME_TOKEN = "tok-FRAME-LOCALS-SENTINEL-7c1d9a2b3e4f5a6b"
+
+
+async def _refresh_then_provider_fails(sim: FrontOfficeSimulator) -> BaseException:
+    answers = [FRAME_TOKEN + "-revoked"]  # the simulator refuses it (401); then a failure
+
+    async def provider() -> str:
+        if answers:
+            return answers.pop()
+        raise ConnectionError("vault down")
+
+    [order_id] = sim.add_orders(1)
+    async with client_for(sim.url, token=provider) as client:
+        with pytest.raises(TokenProviderError) as caught:
+            await client.cancel_order(order_id)
+    return caught.value
+
+
+async def _reset_on_the_last_attempt(sim: FrontOfficeSimulator) -> BaseException:
+    order_id = script(sim, [Fault.reset()])
+    async with client_for(sim.url, token=FRAME_TOKEN, retry=RetryPolicy.none()) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.cancel_order(order_id)
+    return caught.value
+
+
+async def _rate_limiter_slot_after_the_deadline(sim: FrontOfficeSimulator) -> BaseException:
+    clock = FakeClock()
+    ids = sim.add_orders(2)
+    view = RetryPolicy(deadline=0.5)
+    async with client_for(sim.url, token=FRAME_TOKEN, rate_limit=1, clock=clock) as client:
+        await client.cancel_order(ids[0])  # the first slot is now, the next in 1 s
+        with pytest.raises(APITimeoutError) as caught:
+            await client.with_options(retry=view).cancel_order(ids[1])
+    return caught.value
+
+
+PROVOKE = {
+    "401-refresh-then-provider-error": _refresh_then_provider_fails,
+    "connection-reset": _reset_on_the_last_attempt,
+    "rate-limiter-deadline": _rate_limiter_slot_after_the_deadline,
+}
+
+
+@pytest.mark.parametrize("provoke", list(PROVOKE.values()), ids=list(PROVOKE))
+async def test_no_frame_local_holds_the_token(
+    frontoffice_simulator_factory: SimulatorFactory,
+    provoke: Callable[[FrontOfficeSimulator], Awaitable[BaseException]],
+) -> None:
+    sim = await frontoffice_simulator_factory(token=FRAME_TOKEN)
+    error = await provoke(sim)
+    leaks = [where for where, text in frame_locals(error) if "FRAME-LOCALS-SENTINEL" in text]
+    assert leaks == []
+    captured = traceback.TracebackException.from_exception(error, capture_locals=True)
+    assert "FRAME-LOCALS-SENTINEL" not in "".join(captured.format())

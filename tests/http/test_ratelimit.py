@@ -107,3 +107,56 @@ async def test_a_429_without_retry_after_halves_the_rate_for_a_while() -> None:
 def test_bad_rates_are_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="rate_limit"):
         RateLimiter(rate)
+
+
+# --- the schedule: the rate is delivered, never exceeded --------------------------------------
+
+
+class LateClock(FakeClock):
+    """A fake clock whose every sleep wakes late by the next of `late` (as a busy loop does)."""
+
+    def __init__(self, late: list[float]) -> None:
+        super().__init__(0.0)
+        self._late = itertools.cycle(late)
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds + next(self._late)
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("rate", [500, 1000])
+@pytest.mark.parametrize(
+    "late",
+    [
+        pytest.param([0.0003], id="0.3ms-late"),
+        pytest.param([0.0001, 0.0015, 0.0004, 0.003, 0.0], id="jitter-up-to-3ms"),
+        pytest.param([0.0], id="on-time"),
+    ],
+)
+async def test_the_rate_is_delivered_and_never_exceeded(rate: int, late: list[float]) -> None:
+    clock = LateClock(late)
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    seconds = 4
+    times = await acquire_all(limiter, clock, rate * seconds + 1)
+    start = times[0]
+    delivered = sum(1 for t in times if t < start + seconds)
+    assert delivered >= 0.97 * rate * seconds, f"{delivered / (rate * seconds):.1%}"
+    # No second holds more than `rate` slots: the (rate+1)-th after any slot is a second later.
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[rate:], strict=False))
+
+
+async def test_slots_follow_the_schedule_not_the_moment_they_were_taken() -> None:
+    clock = LateClock([0.004])  # every sleep wakes 4 ms late: under 10 ms, so no stall
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    times = await acquire_all(limiter, clock, 11)
+    # 0.0, then 0.1 + 0.004, 0.2 + 0.004, ...: lateness does not add up.
+    assert times[10] == pytest.approx(1.004)
+
+
+async def test_a_stall_skips_the_slots_it_missed() -> None:
+    clock = StallingClock()
+    limiter = RateLimiter(100, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()
+    clock.advance(0.5)  # the loop was blocked for 50 slots
+    times = await acquire_all(limiter, clock, 5)
+    assert times == pytest.approx([0.5, 0.51, 0.52, 0.53, 0.54])  # not 5 at once

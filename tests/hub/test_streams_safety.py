@@ -32,6 +32,7 @@ from frontoffice_async.errors import ClientClosedError
 from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
 
 from .._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message, open_order
+from ..support import frame_locals
 
 TOKEN = "tok-SENTINEL-7c21e9"
 ORDER = open_order()
@@ -455,3 +456,44 @@ async def test_stream_knobs_are_checked(hubs: ScriptedHubs, name: str, value: fl
             client.stream_open_orders(**knobs)
         with pytest.raises(ValueError, match="timeout"):
             await client.open_orders(timeout=0)
+
+
+# --- no frame's locals hold the token (issue 19, item 7) ---------------------------------------
+
+FRAME_TOKEN = "tok-HUB-FRAME-SENTINEL-0b5c7d2e9f1a3b4c"
+
+
+async def _upgrade_refused_then_provider_fails(hubs: ScriptedHubs) -> BaseException:
+    script = await hubs.start(Conn(status=401))
+    answers = [FRAME_TOKEN + "-2", FRAME_TOKEN + "-1"]
+
+    async def provider() -> str:
+        if answers:
+            return answers.pop()
+        raise ConnectionError("vault down")
+
+    async with hub_client(script.url, token=provider) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.open_orders(timeout=5)
+    return caught.value
+
+
+async def _snapshot_never_comes(hubs: ScriptedHubs) -> BaseException:
+    script = await hubs.start(Conn())  # upgrades, then says nothing
+    async with hub_client(script.url, token=FRAME_TOKEN) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.open_orders(timeout=0.2)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "provoke",
+    [_upgrade_refused_then_provider_fails, _snapshot_never_comes],
+    ids=["401-refresh-401", "deadline"],
+)
+async def test_no_frame_local_of_the_hub_holds_the_token(hubs: ScriptedHubs, provoke: Any) -> None:
+    error = await provoke(hubs)
+    # The library's frames (the scripted hub in the test's own frame records the queries).
+    leaks = [w for w, text in frame_locals(error, ours=True) if "HUB-FRAME-SENTINEL" in text]
+    assert leaks == []
+    assert "HUB-FRAME-SENTINEL" not in "".join(traceback.format_exception(error))
