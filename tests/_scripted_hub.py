@@ -62,8 +62,9 @@ COMPLETION = message({"type": 3, "invocationId": "0"})
 class Conn:
     """What the hub does on one connection attempt."""
 
-    frames: list[str | bytes] = attrs.field(factory=list)
-    """Sent after the client's invocation; bytes go as binary frames."""
+    frames: list[str | bytes | float] = attrs.field(factory=list)
+    """Sent after the client's invocation; bytes go as binary frames; a number pauses that
+    many seconds (items inside or outside a client's settle window)."""
     handshake_reply: str | None = OK
     """None: never answer the handshake."""
     end: Literal["wait", "close", "drop", "deaf"] = "wait"
@@ -181,7 +182,9 @@ class ScriptedHubs:
             received.append(await ws.receive_str())  # the invocation
             script.invoked.set()
             for frame in conn.frames:
-                if isinstance(frame, bytes):
+                if isinstance(frame, float | int):
+                    await asyncio.sleep(frame)
+                elif isinstance(frame, bytes):
                     await ws.send_bytes(frame)
                 else:
                     await ws.send_str(frame)

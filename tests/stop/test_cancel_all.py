@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
-from collections.abc import AsyncIterable, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from frontoffice_async import (
     ConflictError,
     FrontOfficeClient,
     FrontOfficeError,
+    HubError,
     Order,
     OrderNotActiveError,
     OrderNotFoundError,
@@ -35,7 +38,15 @@ from frontoffice_async.testing import (
     HubFault,
 )
 
-from ..support import FAST, SECOND_ACCOUNT_ID, UNKNOWN_ID, cancel_requests, client_for, script
+from ..support import (
+    DATA,
+    FAST,
+    SECOND_ACCOUNT_ID,
+    UNKNOWN_ID,
+    cancel_requests,
+    client_for,
+    script,
+)
 
 BUSY = Fault.response(
     409,
@@ -485,3 +496,155 @@ async def test_a_forbidden_account_is_not_asked_again_in_the_next_rounds(
     assert len(result.remaining) == 50
     with pytest.raises(BulkCancelError):
         result.raise_for_failures()
+
+
+# --- the settle window, and answers that look like success (issue 19, items 3-5) --------------
+
+
+async def test_cancels_start_on_the_first_item_and_later_items_join_the_pass() -> None:
+    first_cancel = asyncio.Event()
+    account = FakeAccount([record("A"), record("B"), record("C")])
+    cancel_ids = account.canceller()
+
+    async def snapshot(on_item: Callable[[list[Any]], object] | None = None) -> list[Any]:
+        listed = await account.snapshot()
+        if on_item is None:
+            return listed
+        on_item(listed[:1])  # the first item: one order
+        # The window is still open: a snapshot that only handed its ids over at the end would
+        # wait here forever.
+        await asyncio.wait_for(first_cancel.wait(), 5)
+        on_item(listed[1:])  # the rest, later in the window
+        return listed
+
+    async def cancel(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
+        async def watched() -> AsyncIterator[str]:
+            async for order_id in ids:
+                first_cancel.set()
+                yield order_id
+
+        return await cancel_ids(watched())
+
+    result = await cancel_all(snapshot, cancel, market_id=None, side=None, rounds=3)
+    assert account.cancelled == ["A", "B", "C"]
+    assert result.rounds == 1 and result.verified
+
+
+SPLIT_SNAPSHOTS = [
+    pytest.param(HubFault.empty_first(), id="empty-first"),
+    pytest.param(HubFault.split(pages=3), id="pages"),
+    pytest.param(HubFault.update_first(), id="update-first"),
+]
+
+
+@pytest.mark.parametrize("fault", SPLIT_SNAPSHOTS)
+async def test_a_snapshot_in_several_items_is_not_a_smaller_book(
+    frontoffice_simulator: FrontOfficeSimulator, fault: HubFault
+) -> None:
+    sim = frontoffice_simulator
+    ids = sim.add_orders(10)
+    sim.faults = FaultPlan(hub=[fault] * 4)
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders()
+    assert result.verified and result.rounds >= 1  # was: verified, 0 rounds, 10 open
+    assert sim.open_order_ids() == []
+    assert {o.order_id for o in result if o.ok} == set(ids)
+
+
+async def test_an_error_right_after_the_first_item_fails_the_snapshot(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    sim = frontoffice_simulator
+    sim.add_orders(5)
+    sim.faults = FaultPlan(hub=[HubFault.fail_after_first()] * 10)
+    async with client_for(sim) as client:
+        with pytest.raises(HubError):
+            await client.cancel_all_orders()
+
+
+_SAMPLE_ORDER = json.loads((DATA / "cancel_order_200.json").read_text())["order"]
+
+
+def odd_answer(order_id: str, kind: str) -> Fault:
+    """An answer that changes nothing on the server but may look like success."""
+    if kind.startswith("200-"):
+        status, other = kind.removeprefix("200-"), "01K2PF9XS29WN4JZRHMCTTQYJB"
+        order = {**_SAMPLE_ORDER, "orderId": order_id, "status": status}
+        if status == "other-id":
+            order = {**_SAMPLE_ORDER, "orderId": other}
+        return Fault.response(200, body=json.dumps({"order": order}).encode())
+    problem = {"Content-Type": "application/problem+json"}
+    bodies = {
+        "400-empty": b"",
+        "400-validation": json.dumps(
+            {
+                "title": "One or more validation errors occurred.",
+                "status": 400,
+                "errors": {"accountId": ["The accountId field is required."]},
+            }
+        ).encode(),
+        "400-api-version": json.dumps(
+            {"title": "Unsupported API version", "status": 400, "code": "UnsupportedApiVersion"}
+        ).encode(),
+    }
+    return Fault.response(400, body=bodies[kind], headers=problem)
+
+
+ODD_ANSWERS = [
+    "200-Working",
+    "200-Pending",
+    "200-Completed",
+    "200-PendingCancel",
+    "200-other-id",
+    "400-empty",
+    "400-validation",
+    "400-api-version",
+]
+
+
+@pytest.mark.parametrize("kind", ODD_ANSWERS)
+async def test_an_answer_that_did_not_cancel_is_never_verified_away(
+    frontoffice_simulator: FrontOfficeSimulator, kind: str
+) -> None:
+    sim = frontoffice_simulator
+    ids = sim.add_orders(3)
+    odd = ids[1]
+    sim.faults = FaultPlan(scripts={odd: [odd_answer(odd, kind)] * 10})  # every round
+    async with client_for(sim) as client:
+        result = await client.cancel_all_orders(rounds=2)
+    assert sim.open_order_ids() == [odd]
+    assert not result.verified
+    assert [o.order_id for o in result.remaining] == [odd]
+    with pytest.raises(BulkCancelError):
+        result.raise_for_failures()
+
+
+@pytest.mark.parametrize("seed", range(16))
+async def test_the_promise_holds_through_split_snapshots_and_odd_answers(
+    frontoffice_simulator: FrontOfficeSimulator, seed: int
+) -> None:
+    rng = random.Random(2000 + seed)
+    sim = frontoffice_simulator
+    ids = sim.add_orders(rng.randint(1, 40))
+    odd = rng.sample(ids, k=min(len(ids), rng.randint(0, 4)))
+    scripts = {i: [odd_answer(i, rng.choice(ODD_ANSWERS))] * rng.randint(1, 4) for i in odd}
+    hub_kinds = [HubFault.empty_first(), HubFault.split(pages=rng.randint(2, 4))]
+    hub_kinds += [HubFault.update_first(), HubFault.close(), HubFault.duplicate()]
+    hub = [rng.choice([*hub_kinds, None]) for _ in range(rng.randint(1, 6))]
+    rates = dict.fromkeys(rng.sample(_REST_FAULTS, k=2), rng.uniform(0.0, 0.2))
+    sim.faults = FaultPlan(rates=rates, scripts=scripts, hub=hub, seed=seed, retry_after=None)
+    was_open = set(sim.open_order_ids())
+    delivered: list[CancelOutcome[Order]] = []
+
+    async with client_for(sim, retry=FAST) as client:
+        result = await client.cancel_all_orders(rounds=3, on_outcome=delivered.append)
+
+    still_open = set(sim.open_order_ids())
+    assert was_open - still_open <= {o.order_id for o in delivered}
+    if result.verified:
+        assert still_open == set()  # verified means nothing is open
+        result.raise_for_failures()
+    else:
+        with pytest.raises(BulkCancelError):
+            result.raise_for_failures()
+        assert {o.order_id for o in result.remaining} == still_open  # named, exactly
