@@ -57,7 +57,11 @@ def _json_loads(data: bytes) -> Any:
 
 
 #: Wire keys that are not the plain camelCase of the field name.
-_RENAMES: Final[dict[str, str]] = {"total_balance_in_rat": "totalBalanceInRAT"}
+_RENAMES: Final[dict[str, str]] = {
+    "total_balance_in_rat": "totalBalanceInRAT",
+    "used_margin_in_rat": "usedMarginInRAT",
+    "unrealized_pnl_total_in_rat": "unrealizedPnlTotalInRAT",
+}
 
 _MODELS: Final = (
     models.Order,
@@ -65,6 +69,8 @@ _MODELS: Final = (
     models.OpenOrder,
     models.PriceTrigger,
     models.Account,
+    models.OpenPosition,
+    models.PositionsCloseAck,
 )
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

@@ -1,7 +1,9 @@
-"""The results of bulk cancels: one `CancelOutcome` per id, and the `BulkCancelResult`.
+"""The results of bulk cancels and of flatten: one `CancelOutcome` per id, the
+`BulkCancelResult`, and per account an `AccountFlatten` within a `FlattenResult`.
 
 The pool that produces them (a fixed number of workers over a "cancel this id" callable) is
-`_stop.pool`; cancel-all adds what its last snapshot still showed (`remaining`, `verified`).
+`_stop.pool`; cancel-all adds what its last snapshot still showed (`remaining`, `verified`);
+flatten (`_stop.flatten`) adds stop orders and positions, account by account.
 """
 
 from __future__ import annotations
@@ -13,14 +15,22 @@ import attrs
 
 from .errors import (
     BulkCancelError,
+    FlattenError,
     FrontOfficeError,
     OrderNotActiveError,
     OrderNotFoundError,
     OrdersStillOpenError,
+    PositionsStillOpenError,
 )
-from .models import OpenOrder
+from .models import OpenOrder, OpenPosition, Order, StopOrder
 
-__all__ = ["BulkCancelResult", "CancelOutcome"]
+__all__ = [
+    "AccountFlatten",
+    "BulkCancelResult",
+    "CancelOutcome",
+    "FlattenResult",
+    "PositionsResult",
+]
 
 T = TypeVar("T")
 
@@ -186,15 +196,28 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
         The group holds the failed outcomes' errors, plus one `OrdersStillOpenError` when
         `remaining` or `unreadable` is not empty.
         """
+        error = self.failure()
+        if error is not None:
+            raise error
+
+    def failure(self, account_id: str | None = None) -> BulkCancelError | None:
+        """The `BulkCancelError` `raise_for_failures()` would raise, or None (`account_id`:
+        the account its `OrdersStillOpenError` names)."""
         failed = self.failed
         errors = [o.error for o in failed if o.error is not None]
-        if self.remaining or self.unreadable:
-            errors.append(OrdersStillOpenError(self.remaining, unreadable=self.unreadable))
-        if errors:
-            parts = [f"{len(failed)} of {len(self)} cancels failed"]
-            if self.remaining or self.unreadable:
-                parts.append(str(errors[-1]))
-            raise BulkCancelError("; ".join(parts), errors, failed)
+        still_open = self.remaining or self.unreadable
+        if still_open:
+            errors.append(
+                OrdersStillOpenError(
+                    self.remaining, unreadable=self.unreadable, account_id=account_id
+                )
+            )
+        if not errors:
+            return None
+        parts = [f"{len(failed)} of {len(self)} cancels failed"]
+        if still_open:
+            parts.append(str(errors[-1]))
+        return BulkCancelError("; ".join(parts), errors, failed)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: snake_case keys, decimals as strings, ISO-8601 timestamps; what the
@@ -222,3 +245,141 @@ class BulkCancelResult(Sequence[CancelOutcome[T]]):
             f"{len(self.not_found)} not found, {len(self.not_active)} not active, "
             f"{len(self.failed)} failed{extra}>"
         )
+
+
+@attrs.frozen(kw_only=True)
+class PositionsResult:
+    """What flatten did about an account's positions, and what its last OpenPositions snapshot
+    still showed.
+
+    `accepted` is an acknowledgement, not proof: only the last snapshot verifies.
+    """
+
+    accepted: tuple[str, ...] = ()
+    """Positions the platform took to close (bulk-close's `positionIds`, single closes)."""
+    remaining: list[OpenPosition] = attrs.field(factory=list)
+    """Matching positions the last snapshot still showed."""
+    unreadable: list[str] = attrs.field(factory=list)
+    """Raw records (clipped) of the last snapshot without a readable position id."""
+    errors: list[FrontOfficeError] = attrs.field(factory=list)
+    """Closes that failed (a 5xx, a lost answer...): the next snapshot decided about them."""
+    requests: int = 0
+    """Close requests sent (POSTs; one per bulk close, unless a 429 or a connection that
+    could not be opened called for another)."""
+    rounds: int = 0
+    """Rounds that closed something."""
+    checked: bool = True
+    """False when positions were left alone (`close_positions=False`): nothing was read."""
+    verified: bool = False
+    """True when a snapshot taken after the last close showed no matching position."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, as `BulkCancelResult.as_dict()`."""
+        return {
+            "accepted": list(self.accepted),
+            "remaining": [p.as_dict() for p in self.remaining],
+            "unreadable": list(self.unreadable),
+            "errors": [e.as_dict() for e in self.errors],
+            "requests": self.requests,
+            "rounds": self.rounds,
+            "checked": self.checked,
+            "verified": self.verified,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class AccountFlatten:
+    """What flatten did on one account: its orders (the verified cancel-all), the stop orders
+    it was given, its positions, and the error that stopped it, if one did."""
+
+    account_id: str
+    orders: BulkCancelResult[Order]
+    """The cancel-all of the account's open orders (`remaining`: what is still open)."""
+    stop_orders: BulkCancelResult[StopOrder]
+    """The cancels of the stop orders given for this account (none can be listed)."""
+    positions: PositionsResult
+    error: FrontOfficeError | None = None
+    """What stopped this account (a 403, a 401 the refresh did not cure...), or None."""
+
+    @property
+    def verified(self) -> bool:
+        """True when the last snapshots showed no matching open order or position, nothing
+        unreadable, and every stop order given ended cancelled, not active or not found."""
+        return (
+            self.error is None
+            and self.orders.verified
+            and not self.stop_orders.failed
+            and (self.positions.verified or not self.positions.checked)
+        )
+
+    def failures(self) -> list[FrontOfficeError]:
+        """What may still be open on this account, as errors (empty when verified)."""
+        found: list[FrontOfficeError] = [] if self.error is None else [self.error]
+        for part in (self.orders.failure(self.account_id), self.stop_orders.failure()):
+            if part is not None:
+                found.append(part)
+        positions = self.positions
+        if positions.checked and (positions.remaining or positions.unreadable):
+            found.append(
+                PositionsStillOpenError(
+                    positions.remaining,
+                    unreadable=positions.unreadable,
+                    account_id=self.account_id,
+                )
+            )
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, as `BulkCancelResult.as_dict()`."""
+        return {
+            "account_id": self.account_id,
+            "verified": self.verified,
+            "orders": self.orders.as_dict(),
+            "stop_orders": self.stop_orders.as_dict(),
+            "positions": self.positions.as_dict(),
+            "error": None if self.error is None else self.error.as_dict(),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class FlattenResult:
+    """What flatten did, account by account (`accounts`, in the order asked).
+
+    Example:
+        >>> result = await client.flatten(accounts="all")
+        >>> result.verified, [a for a, acc in result.accounts.items() if not acc.verified]
+        >>> result.raise_for_failures()  # FlattenError while anything may still be open
+    """
+
+    accounts: dict[str, AccountFlatten]
+    elapsed: float = 0.0
+    """Wall-clock seconds the call took."""
+    dry_run: bool = False
+    """True when nothing was sent: each `remaining` is what a real run would act on."""
+
+    @property
+    def verified(self) -> bool:
+        """True only if every account is verified (see `AccountFlatten.verified`)."""
+        return not self.dry_run and all(a.verified for a in self.accounts.values())
+
+    def raise_for_failures(self) -> None:
+        """Raise `FlattenError` while anything may still be open on any account.
+
+        The group holds, per account, the error that stopped it, a `BulkCancelError` for
+        failed order or stop-order cancels, an `OrdersStillOpenError` and a
+        `PositionsStillOpenError` for what the last snapshots still showed.
+        """
+        failures = {a: acc.failures() for a, acc in self.accounts.items()}
+        failures = {a: errors for a, errors in failures.items() if errors}
+        if failures:
+            names = ", ".join(failures)
+            raise FlattenError(f"{len(failures)} accounts not flat: {names}", failures)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; what `frontoffice flatten --json` prints."""
+        return {
+            "verified": self.verified,
+            "dry_run": self.dry_run,
+            "elapsed": round(self.elapsed, 6),
+            "accounts": {a: acc.as_dict() for a, acc in self.accounts.items()},
+        }

@@ -22,16 +22,34 @@ import aiohttp
 import attrs
 
 from . import _converter
-from ._http.checks import check_headers, check_market_id, check_rounds, parse_side
+from ._http.checks import (
+    check_headers,
+    check_market_id,
+    check_rounds,
+    order_path_segment,
+    parse_side,
+)
 from ._http.endpoints import HttpShared, ViewCalls, check_concurrency, check_timeout
 from ._http.middleware import DEFAULT_MAX_BODY
 from ._hub.reconnect import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SERVER_TIMEOUT, Hub, hub_url
 from ._hub.snapshot import check_settle, read_snapshot
 from ._hub.streams import OpenOrdersStream
 from ._stop import cancel_all, pool
+from ._stop.flatten import Plan
+from ._stop.flatten import flatten as flatten_accounts
+from ._stop.journal import Journal, JournalTarget, journaled
+from ._stop.ops import Binder
 from .auth import TokenProvider
-from .bulk import BulkCancelResult, CancelOutcome
-from .models import Account, OpenOrder, Order, OrderSide, StopOrder
+from .bulk import BulkCancelResult, CancelOutcome, FlattenResult
+from .models import (
+    Account,
+    OpenOrder,
+    OpenPosition,
+    Order,
+    OrderSide,
+    PositionsCloseAck,
+    StopOrder,
+)
 from .retry import RetryBudget, RetryEvent, RetryPolicy
 
 __all__ = ["FrontOfficeClient"]
@@ -289,6 +307,7 @@ class FrontOfficeClient:
         concurrency: int | None = None,
         on_outcome: Callable[[CancelOutcome[Order]], object] | None = None,
         dedupe: bool = True,
+        journal: JournalTarget | None = None,
     ) -> BulkCancelResult[Order]:
         """Cancel many orders with a fixed pool of workers; one outcome per distinct id.
 
@@ -299,15 +318,23 @@ class FrontOfficeClient:
         is aborted (the input raises, `close()`), the requests already sent finish and reach
         `on_outcome` before the one exception propagates. Repeated ids are sent once; with
         `dedupe=False` (for sources known to be distinct) nothing per id is remembered.
+        `journal` (a path, appended to, or a text file) records the run as JSON Lines: see
+        the docs' "Flatten" page.
         """
-        return await pool.cancel_orders(
-            self._calls.canceller(Order, account_id),
-            order_ids,
-            concurrency=self._concurrency if concurrency is None else concurrency,
-            on_outcome=on_outcome,
-            dedupe=dedupe,
-            owner=self._bulk,
-        )
+        account = self._calls.account_for(account_id)
+        with journaled(journal, self._secrets, call="cancel_orders", account=account) as log:
+            watch = None if log is None else log.watch(account)
+            result = await pool.cancel_orders(
+                self._calls.canceller(Order, account, watch=watch),
+                order_ids,
+                concurrency=self._concurrency if concurrency is None else concurrency,
+                on_outcome=on_outcome if log is None else log.sink(account, "order", on_outcome),
+                dedupe=dedupe,
+                owner=self._bulk,
+            )
+            if log is not None:
+                log.event("summary", **result.as_dict())
+            return result
 
     async def cancel_stop_orders(
         self,
@@ -423,6 +450,7 @@ class FrontOfficeClient:
         on_outcome: Callable[[CancelOutcome[Order]], object] | None = None,
         snapshot_timeout: float | None = 10.0,
         dry_run: bool = False,
+        journal: JournalTarget | None = None,
     ) -> BulkCancelResult[Order]:
         """Cancel every active order of the account (optionally one market and/or side), and
         check that none is left.
@@ -433,7 +461,8 @@ class FrontOfficeClient:
         anything may still be open. Each snapshot may take `snapshot_timeout` seconds (hub
         reconnects included); each cancel is bounded by the retry policy. `on_outcome` sees
         every outcome of every round. `dry_run=True` takes one snapshot and cancels nothing:
-        the orders it would cancel are the result's `remaining`.
+        the orders it would cancel are the result's `remaining`. `journal` records the run
+        (see `cancel_orders`).
         """
         account = self._calls.account_for(account_id)
         wanted = None if side is None else parse_side(side)
@@ -441,24 +470,165 @@ class FrontOfficeClient:
         workers = self._concurrency if concurrency is None else concurrency
         check_concurrency(workers)  # before the snapshot: a bad argument sends nothing
         check_rounds(rounds)
-        cancel = self._calls.canceller(Order, account)
-
-        async def snapshot(on_item: Callable[[list[Any]], object] | None) -> list[Any]:
-            return await self._snapshot(account, snapshot_timeout, on_item)
-
-        async def cancel_ids(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
-            return await pool.cancel_orders(
-                cancel,
-                ids,
-                concurrency=workers,
-                on_outcome=on_outcome,
-                dedupe=False,  # a pass feeds each id once
-                owner=self._bulk,
+        plan = {"market_id": market_id, "side": side, "rounds": rounds, "dry_run": dry_run}
+        with journaled(
+            journal, self._secrets, call="cancel_all_orders", account=account, **plan
+        ) as log:
+            ops = self._binder(workers, snapshot_timeout, on_outcome, log).account(account)
+            result = await cancel_all.cancel_all(
+                ops.orders_snapshot,
+                ops.cancel_orders,
+                market_id=market_id,
+                side=wanted,
+                rounds=rounds,
+                dry_run=dry_run,
             )
+            if log is not None:
+                log.event("summary", **result.as_dict())
+            return result
 
-        return await cancel_all.cancel_all(
-            snapshot, cancel_ids, market_id=market_id, side=wanted, rounds=rounds, dry_run=dry_run
+    # --- positions and flatten ------------------------------------------------------------------
+
+    async def open_positions(
+        self,
+        *,
+        market_id: str | None = None,
+        account_id: str | None = None,
+        timeout: float | None = 10.0,
+    ) -> list[OpenPosition]:
+        """A snapshot of the account's open positions (CFD and Perpetual markets) from the
+        OpenPositions hub, optionally of one market. Never assumed, as `open_orders`; strict: a
+        record that does not parse raises `ResponseValidationError` naming it."""
+        market_id = check_market_id(market_id)
+        ops = self._binder(self._concurrency, timeout).account(self._calls.account_for(account_id))
+        records = await ops.positions_snapshot()
+        url = self._hub.url
+        positions = _converter.structure_list(records, OpenPosition, path="item", url=url)
+        return [p for p in positions if market_id is None or p.market_id == market_id]
+
+    async def close_all_positions(self, *, account_id: str | None = None) -> PositionsCloseAck:
+        """Close every position of the account (`POST /v4/positions/bulk-close`, mode
+        `AllPositions`). The answer is an acknowledgement, not proof: `open_positions()` (or
+        `flatten`) tells whether they closed. A POST is not resent after it may have reached
+        the platform; only a 429 or a connection that could not be opened is retried."""
+        ack, _ = await self._calls.close_all_positions(account_id)
+        return ack
+
+    async def close_position(self, position_id: str, *, account_id: str | None = None) -> str:
+        """Close one whole position (`POST /v4/positions/{id}/close`); returns its id.
+
+        Raises `InvalidPositionIdError` before anything is sent for an impossible id, and the
+        status error of the answer otherwise (a 404: no such open position). Resent only as
+        `close_all_positions` is."""
+        position, _ = await self._calls.position_closer(account_id)(position_id, None)
+        return position
+
+    async def flatten(
+        self,
+        accounts: str | Iterable[str] | None = None,
+        *,
+        market_id: str | None = None,
+        close_positions: bool = True,
+        stop_order_ids: Iterable[str] | Mapping[str, Iterable[str]] = (),
+        rounds: int = 3,
+        dry_run: bool = False,
+        journal: JournalTarget | None = None,
+        concurrency: int | None = None,
+        on_outcome: Callable[[CancelOutcome[Any]], object] | None = None,
+        snapshot_timeout: float | None = 10.0,
+    ) -> FlattenResult:
+        """Stop every account asked for: cancel its open orders, the stop orders given, close
+        its positions, and check it with fresh snapshots.
+
+        Per account, round after round: cancel what the OpenOrders snapshot shows (as
+        `cancel_all_orders`), cancel the stop orders given that are not final, close what the
+        OpenPositions snapshot shows (one bulk close; one close per position with
+        `market_id`), then read both snapshots again: closing a position or a stop-out may
+        create orders. An account is done when a round finds nothing to do and every stop
+        order given is final; `rounds` bounds the rounds that act. Accounts run at once
+        (`concurrency` requests in flight for all of them); one account's error (a 403) is its
+        `error` and never stops another.
+
+        Args:
+            accounts: None for the client's account, `"all"` for every account of
+                `list_accounts()`, or account ids.
+            market_id: Only this market: its orders, and its positions closed one by one.
+            close_positions: False leaves positions alone (neither closed nor checked).
+            stop_order_ids: Stop orders to cancel (none can be listed: keep your ids), for the
+                one account asked, or a mapping of account id to ids.
+            rounds: Rounds that act, at most (a last pair of snapshots then says what is left).
+            dry_run: Read the snapshots only: what would be cancelled and closed is each
+                account's `remaining`.
+            journal: A path (appended to) or a text file: JSON Lines, one event a line, written
+                as the run goes (see the docs' "Flatten" page). Never the token.
+            concurrency: Requests in flight at most, all accounts together.
+            on_outcome: Sees each outcome (orders, stop orders, positions) as it arrives.
+            snapshot_timeout: Seconds each snapshot may take (hub reconnects included).
+        """
+        market_id = check_market_id(market_id)
+        check_rounds(rounds)
+        workers = check_concurrency(self._concurrency if concurrency is None else concurrency)
+        ids = await self._accounts_for(accounts)
+        stops = _stop_ids_by_account(stop_order_ids, ids)
+        plan = Plan(
+            market_id=market_id, close_positions=close_positions, rounds=rounds, dry_run=dry_run
         )
+        with journaled(
+            journal,
+            self._secrets,
+            call="flatten",
+            accounts=ids,
+            market_id=market_id,
+            close_positions=close_positions,
+            rounds=rounds,
+            dry_run=dry_run,
+            stop_orders={a: list(s) for a, s in stops.items()},
+        ) as log:
+            binder = self._binder(workers, snapshot_timeout, on_outcome, log, gate=True)
+            result = await flatten_accounts(
+                [(binder.account(a), stops[a]) for a in ids], plan, log
+            )
+            if log is not None:
+                log.event("summary", **result.as_dict())
+            return result
+
+    async def _accounts_for(self, accounts: str | Iterable[str] | None) -> list[str]:
+        """The account ids a flatten acts on, each once, in the order given."""
+        if accounts is None:
+            return [self._calls.account_for(None)]
+        if accounts == "all":
+            return [a.account_id for a in await self.list_accounts()]
+        if isinstance(accounts, str):
+            raise ValueError('accounts must be None, "all", or an iterable of account ids')
+        ids = list(dict.fromkeys(self._calls.account_for(a) for a in accounts))
+        if not ids:
+            raise ValueError("accounts is empty: nothing to flatten")
+        return ids
+
+    def _binder(
+        self,
+        concurrency: int,
+        snapshot_timeout: float | None,
+        on_outcome: Callable[[CancelOutcome[Any]], object] | None = None,
+        journal: Journal | None = None,
+        *,
+        gate: bool = False,
+    ) -> Binder:
+        """The operations of one call, account by account (see `_stop.ops`)."""
+        return Binder(
+            calls=self._calls,
+            hub=self._hub,
+            bulk=self._bulk,
+            concurrency=concurrency,
+            snapshot_timeout=snapshot_timeout,
+            settle=self._snapshot_settle,
+            on_outcome=on_outcome,
+            journal=journal,
+            gate=asyncio.Semaphore(concurrency) if gate else None,
+        )
+
+    def _secrets(self) -> tuple[str, ...]:
+        return self._http.tokens.secrets
 
     async def _snapshot(
         self,
@@ -479,3 +649,33 @@ class FrontOfficeClient:
             headers=calls.base_headers,
             on_item=on_item,
         )
+
+
+def _stop_ids_by_account(
+    given: Iterable[str] | Mapping[str, Iterable[str]], accounts: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """The stop-order ids for each account, checked before anything is sent."""
+    by_account: dict[str, tuple[str, ...]] = dict.fromkeys(accounts, ())
+    if isinstance(given, str):
+        raise TypeError("stop_order_ids must be ids (or a mapping of account to ids), not a str")
+    if isinstance(given, Mapping):
+        for account, ids in given.items():
+            if account not in by_account:
+                raise ValueError(f"stop_order_ids names an account not flattened: {account!r}")
+            by_account[account] = _checked_ids(ids)
+        return by_account
+    ids = _checked_ids(given)
+    if ids and len(accounts) > 1:
+        raise ValueError("with several accounts, give stop_order_ids as {account: ids}")
+    if ids:
+        by_account[accounts[0]] = ids
+    return by_account
+
+
+def _checked_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(ids, str):
+        raise TypeError("stop order ids must be an iterable of ids, not a single str")
+    checked = tuple(dict.fromkeys(ids))
+    for order_id in checked:
+        order_path_segment(order_id)  # InvalidOrderIdError before anything is sent
+    return checked

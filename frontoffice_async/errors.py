@@ -2,6 +2,7 @@
 
 FrontOfficeError
 ├── InvalidOrderIdError           an id that can never be an order id (also ValueError)
+├── InvalidPositionIdError        an id that can never be a position id (also ValueError)
 ├── InvalidAccountIdError         an account id that cannot go in a header (also ValueError)
 ├── ClientClosedError             the client was closed before the request left (also RuntimeError)
 ├── APIConnectionError            network failure after retries
@@ -19,8 +20,10 @@ FrontOfficeError
 ├── CancelNotConfirmedError       2xx to a cancel, but the order it returned is still active
 ├── HubError                      the OpenOrders hub refused, failed, or ended before its snapshot
 ├── TokenProviderError            the caller's token provider raised or returned no usable token
-├── OrdersStillOpenError          cancel-all ended with orders still open
-└── BulkCancelError               some ids of a bulk cancel failed (also an ExceptionGroup)
+├── OrdersStillOpenError          cancel-all (or flatten) ended with orders still open
+├── PositionsStillOpenError       flatten ended with positions still open
+├── BulkCancelError               some ids of a bulk cancel failed (also an ExceptionGroup)
+└── FlattenError                  flatten left something that may still be open (a group)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack
 
 if TYPE_CHECKING:
-    from .models import OpenOrder, Order, StopOrder
+    from .models import OpenOrder, OpenPosition, Order, StopOrder
 
 __all__ = [
     "APIConnectionError",
@@ -41,14 +44,17 @@ __all__ = [
     "CancelNotConfirmedError",
     "ClientClosedError",
     "ConflictError",
+    "FlattenError",
     "FrontOfficeError",
     "HubError",
     "InvalidAccountIdError",
     "InvalidOrderIdError",
+    "InvalidPositionIdError",
     "OrderNotActiveError",
     "OrderNotFoundError",
     "OrdersStillOpenError",
     "PermissionDeniedError",
+    "PositionsStillOpenError",
     "RateLimitError",
     "ResponseValidationError",
     "ServerError",
@@ -123,6 +129,20 @@ class InvalidOrderIdError(FrontOfficeError, ValueError):
 
 class OrderIdTypeError(InvalidOrderIdError, TypeError):
     """An order id that is not a `str`."""
+
+
+class InvalidPositionIdError(FrontOfficeError, ValueError):
+    """A position id that cannot be valid (not a str, empty, blank, `.`, control characters,
+    too long). Raised before anything is sent."""
+
+    def __init__(self, position_id: object, reason: str) -> None:
+        self.position_id: object = position_id
+        """The refused value, as given."""
+        self.reason: str = reason
+        """Why it cannot be a position id."""
+        shown = repr(position_id)
+        shown = shown if len(shown) <= 60 else shown[:59] + "…"
+        super().__init__(f"invalid position id {shown}: {reason}")
 
 
 class InvalidAccountIdError(FrontOfficeError, ValueError):
@@ -394,21 +414,59 @@ class TokenProviderError(FrontOfficeError):
 
 
 class OrdersStillOpenError(FrontOfficeError):
-    """Cancel-all ended with matching orders still open (or records it could not read).
+    """Cancel-all (or flatten) ended with matching orders still open (or records it could not
+    read).
 
     `orders` are the `OpenOrder`s the last snapshot still showed; `unreadable` the raw
-    records (clipped text) of that snapshot whose order id could not be read.
+    records (clipped text) of that snapshot whose order id could not be read; `account_id` the
+    account, when flatten says it.
     """
 
-    def __init__(self, orders: Sequence[OpenOrder], *, unreadable: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        orders: Sequence[OpenOrder],
+        *,
+        unreadable: Sequence[str] = (),
+        account_id: str | None = None,
+    ) -> None:
         self.orders: tuple[OpenOrder, ...] = tuple(orders)
         """The orders still open after the last round."""
         self.unreadable: tuple[str, ...] = tuple(unreadable)
         """Raw records of the last snapshot without a readable order id."""
+        self.account_id: str | None = account_id
+        """The account they belong to (flatten), or None."""
         parts = [f"{len(self.orders)} orders still open"]
         if self.unreadable:
             parts.append(f"{len(self.unreadable)} unreadable records")
-        super().__init__(" and ".join(parts) + " after cancel-all")
+        where = f" on {account_id}" if account_id else ""
+        super().__init__(" and ".join(parts) + f"{where} after cancel-all")
+
+
+class PositionsStillOpenError(FrontOfficeError):
+    """Flatten ended with positions still open on an account (or records it could not read).
+
+    `positions` are the `OpenPosition`s the last OpenPositions snapshot still showed;
+    `unreadable` the raw records (clipped text) without a readable position id.
+    """
+
+    def __init__(
+        self,
+        positions: Sequence[OpenPosition],
+        *,
+        unreadable: Sequence[str] = (),
+        account_id: str | None = None,
+    ) -> None:
+        self.positions: tuple[OpenPosition, ...] = tuple(positions)
+        """The positions still open after the last round."""
+        self.unreadable: tuple[str, ...] = tuple(unreadable)
+        """Raw records of the last snapshot without a readable position id."""
+        self.account_id: str | None = account_id
+        """The account they belong to."""
+        parts = [f"{len(self.positions)} positions still open"]
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable records")
+        where = f" on {account_id}" if account_id else ""
+        super().__init__(" and ".join(parts) + f"{where} after flatten")
 
 
 class _Outcome(Protocol):
@@ -446,6 +504,35 @@ class BulkCancelError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
         """Keep the type when `except*` splits the group."""
         kept = [o for o in self.outcomes if o.error in excs]
         return BulkCancelError(self.message, excs, kept)
+
+
+class FlattenError(FrontOfficeError, ExceptionGroup[FrontOfficeError]):
+    """Flatten ended with something that may still be open; the group holds what, account by
+    account: the error that stopped an account (a 403, a 401...), a `BulkCancelError` for its
+    order or stop-order cancels that failed, an `OrdersStillOpenError` and a
+    `PositionsStillOpenError` for what its last snapshots still showed.
+
+    `accounts` maps each account id with a failure to its errors, in the order asked.
+    """
+
+    accounts: Mapping[str, Sequence[FrontOfficeError]]
+
+    def __new__(
+        cls, message: str, accounts: Mapping[str, Sequence[FrontOfficeError]]
+    ) -> FlattenError:
+        errors = [error for errors in accounts.values() for error in errors]
+        self = super().__new__(cls, message, errors)
+        self.accounts = dict(accounts)
+        return self
+
+    def __init__(self, message: str, accounts: Mapping[str, Sequence[FrontOfficeError]]) -> None:
+        errors = [error for errors in accounts.values() for error in errors]
+        super().__init__(message, errors)
+
+    def derive(self, excs: Sequence[FrontOfficeError]) -> FlattenError:  # type: ignore[override]
+        """Keep the type when `except*` splits the group."""
+        kept = {a: [e for e in errs if e in excs] for a, errs in self.accounts.items()}
+        return FlattenError(self.message, {a: errs for a, errs in kept.items() if errs})
 
 
 def _attempts_text(n: int) -> str:

@@ -17,11 +17,13 @@ __all__ = [
     "AccountType",
     "OpenOrder",
     "OpenOrdersEvent",
+    "OpenPosition",
     "Order",
     "OrderSide",
     "OrderSource",
     "OrderStatus",
     "OrderType",
+    "PositionsCloseAck",
     "PriceTrigger",
     "StopOrder",
     "StopOrderStatus",
@@ -258,6 +260,55 @@ class OpenOrdersEvent:
 
     is_snapshot: bool
     orders: tuple[OpenOrder, ...]
+
+
+@attrs.frozen(kw_only=True)
+class OpenPosition:
+    """One item of the OpenPositions stream: a position still open on a CFD or Perpetual
+    market. `position_lot_amount` is in lots; the `*_in_rat` amounts are in the account's
+    reporting currency."""
+
+    position_id: str
+    market_id: str
+    market_type: str | None = None
+    market_display_name: str
+    market_full_name: str | None = None
+    side: OrderSide
+    status: str | None = None
+    """The platform's own word for it ("Always Open" while open)."""
+    leverage: Decimal | None = None
+    """CFD positions only."""
+    position_lot_amount: Decimal
+    open_price: Decimal
+    current_market_price: Decimal
+    used_margin_in_rat: Decimal | None = None
+    unrealized_pnl_total_in_rat: Decimal | None = None
+    created_at: datetime
+    updated_at: datetime
+    take_profit: PriceTrigger | None = None
+    stop_loss: PriceTrigger | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data: snake_case names, decimals as strings, timestamps
+        as ISO-8601 with `Z`, enums as their values (what the CLI's `--json` prints)."""
+        return to_plain(self)
+
+
+@attrs.frozen(kw_only=True)
+class PositionsCloseAck:
+    """The platform's answer to a bulk close: it took these positions to close.
+
+    An acknowledgement, not proof: only a later OpenPositions snapshot shows them gone.
+    """
+
+    status: str
+    """What the platform said, e.g. "accepted"."""
+    position_ids: tuple[str, ...] = ()
+    """The positions it took."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data (what the CLI's `--json` prints)."""
+        return to_plain(self)
 
 
 @attrs.frozen(kw_only=True)

@@ -113,22 +113,25 @@ def decide(
     elapsed: float,
     budget_left: int,
     rand: float,
+    sent: bool = True,
 ) -> RetryDecision:
     """Decide whether attempt number `attempt` (1-based), which just failed, is retried.
 
     `status` is the response status, or None when the attempt raised (connection failure or,
-    with `timed_out`, a per-attempt timeout). `rand` is a number in [0, 1).
+    with `timed_out`, a per-attempt timeout); `sent` is False when that attempt surely never
+    reached the server (no connection could be had). `rand` is a number in [0, 1).
 
     The delay is `retry_after` when the server sent one (honoured exactly, never shortened),
     else full-jitter exponential backoff::
 
         delay = rand * min(max_delay, base_delay * 2 ** (attempt - 1))
 
-    No retry when: the method is not idempotent; the status is not in `retry_statuses`;
+    No retry when: the method is not idempotent (a POST is resent only when it surely never
+    reached the server, or after a 429, which refused it); the status is not in `retry_statuses`;
     attempts are used up; `retry_after` exceeds `max_retry_after`; the sleep would end past
     the deadline; or the budget has fewer than the retry's cost (5 tokens, 10 after a timeout).
     """
-    if method not in policy.retry_methods:
+    if method not in policy.retry_methods and not (status == 429 or (status is None and not sent)):
         return RetryDecision(False, reason=f"{method} is not retried")
     if status is not None and status not in policy.retry_statuses:
         return RetryDecision(False, reason=f"status {status} is not retried")

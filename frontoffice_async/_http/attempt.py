@@ -15,9 +15,12 @@ import aiohttp
 from .gate import Gate, Halt
 from .timers import AttemptTimers
 
-__all__ = ["Exchange", "Handler", "send_once"]
+__all__ = ["Exchange", "Handler", "Observer", "send_once"]
 
 Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+#: Told of each attempt that reached the wire: (its number, the status or None, the failure's
+#: name or None, seconds it took, the body read). A journal writes its `request` events so.
+Observer = Callable[[int, int | None, str | None, float, bytes], None]
 #: Runs the attempts of one call: the retry middleware's loop.
 Run = Callable[
     [aiohttp.ClientRequest, Handler, "Exchange"], Coroutine[Any, Any, aiohttp.ClientResponse]
@@ -29,11 +32,14 @@ class Exchange:
     loop learned for the caller (requests sent, whether one may have reached the server
     without an answer, the body read, and whether that body was cut at the size cap)."""
 
-    __slots__ = ("_run", "ambiguous", "attempts", "body", "halt", "truncated")
+    __slots__ = ("_run", "ambiguous", "attempts", "body", "halt", "observe", "truncated")
 
-    def __init__(self, run: Run, halt: Halt | None = None) -> None:
+    def __init__(
+        self, run: Run, halt: Halt | None = None, observe: Observer | None = None
+    ) -> None:
         self._run = run
         self.halt = halt
+        self.observe = observe
         self.attempts = 0
         self.ambiguous = False
         self.body = b""

@@ -9,7 +9,12 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from ..errors import InvalidAccountIdError, InvalidOrderIdError, OrderIdTypeError
+from ..errors import (
+    InvalidAccountIdError,
+    InvalidOrderIdError,
+    InvalidPositionIdError,
+    OrderIdTypeError,
+)
 from ..models import OrderSide
 
 __all__ = [
@@ -21,6 +26,7 @@ __all__ = [
     "normalise_base_url",
     "order_path_segment",
     "parse_side",
+    "position_path_segment",
 ]
 
 MAX_ID_LENGTH: Final = 128
@@ -53,17 +59,37 @@ def order_path_segment(order_id: object) -> str:
         raise OrderIdTypeError(order_id, f"expected a str, got {type(order_id).__name__}")
     if order_id.isalnum() and order_id.isascii() and len(order_id) <= MAX_ID_LENGTH:
         return order_id  # the usual ULID: nothing to check or encode
-    if not order_id or order_id.isspace():
-        raise InvalidOrderIdError(order_id, "empty or blank")
-    if order_id != order_id.strip():
-        raise InvalidOrderIdError(order_id, "leading or trailing whitespace")
-    if order_id in {".", ".."}:
-        raise InvalidOrderIdError(order_id, "a dot segment is not an id")
-    if len(order_id) > MAX_ID_LENGTH:
-        raise InvalidOrderIdError(order_id, f"longer than {MAX_ID_LENGTH} characters")
-    if not order_id.isprintable():
-        raise InvalidOrderIdError(order_id, "contains control characters")
+    problem = _id_problem(order_id)
+    if problem is not None:
+        raise InvalidOrderIdError(order_id, problem)
     return quote(order_id, safe="")
+
+
+def position_path_segment(position_id: object) -> str:
+    """A position id as exactly one path segment, checked like an order id, or
+    `InvalidPositionIdError`."""
+    if not isinstance(position_id, str):
+        kind = type(position_id).__name__
+        raise InvalidPositionIdError(position_id, f"expected a str, got {kind}")
+    problem = _id_problem(position_id)
+    if problem is not None:
+        raise InvalidPositionIdError(position_id, problem)
+    return quote(position_id, safe="")
+
+
+def _id_problem(value: str) -> str | None:
+    """Why `value` cannot be an id of the platform's, or None."""
+    if not value or value.isspace():
+        return "empty or blank"
+    if value != value.strip():
+        return "leading or trailing whitespace"
+    if value in {".", ".."}:
+        return "a dot segment is not an id"
+    if len(value) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
+    if not value.isprintable():
+        return "contains control characters"
+    return None
 
 
 def check_account_id(account_id: object) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import attrs
@@ -22,10 +22,17 @@ from yarl import URL
 from .. import _converter
 from ..auth import OfflineTokenAuth, TokenProvider
 from ..errors import ResponseValidationError
-from ..models import Account
+from ..models import Account, PositionsCloseAck
 from ..retry import RetryBudget, RetryEvent, RetryPolicy
 from . import answers, verdict
-from .checks import check_account_id, check_headers, normalise_base_url, order_path_segment
+from .attempt import Observer
+from .checks import (
+    check_account_id,
+    check_headers,
+    normalise_base_url,
+    order_path_segment,
+    position_path_segment,
+)
 from .gate import Halt
 from .middleware import RetryMiddleware, Shared
 from .pipeline import Pipeline
@@ -37,8 +44,13 @@ __all__ = ["HttpShared", "ViewCalls", "check_concurrency", "check_timeout"]
 
 T = TypeVar("T")
 _API: Final = "/frontoffice/api"
-#: What the platform's own example sends on `DELETE /v3/stop-orders/{id}` (see the docs).
-_STOP_ORDER_HEADERS: Final = {"Content-Type": "application/json; x-api-version=4.0"}
+#: What the platform's own examples send on the stop-order and v4 position calls, with a body
+#: or without (see the docs).
+_V4_HEADERS: Final = {"Content-Type": "application/json; x-api-version=4.0"}
+_CLOSE_ALL: Final = {"mode": "AllPositions"}
+
+#: Makes the observer of one request's attempts from its id (a journal's; see `Observer`).
+Watch = Callable[[str, str, str | None], Observer]
 
 #: Cancels one id, unless the call's `Halt` is set by then (`Halted`): the record and the
 #: attempts it took, or a `FrontOfficeError`.
@@ -51,9 +63,11 @@ class HttpShared:
     __slots__ = (
         "accounts_url",
         "base",
+        "bulk_close_url",
         "holder",
         "middleware",
         "orders_prefix",
+        "positions_prefix",
         "stop_orders_prefix",
         "tokens",
     )
@@ -117,6 +131,8 @@ class HttpShared:
         self.orders_prefix = f"{base}{_API}/v3/orders/"
         self.stop_orders_prefix = f"{base}{_API}/v3/stop-orders/"
         self.accounts_url = URL(f"{base}{_API}/v3/accounts", encoded=True)
+        self.positions_prefix = f"{base}{_API}/v4/positions/"
+        self.bulk_close_url = URL(self.positions_prefix + "bulk-close", encoded=True)
 
     def pipeline(self, middleware: RetryMiddleware) -> Pipeline:
         """A send pipeline through `middleware` on the shared session."""
@@ -162,24 +178,34 @@ class ViewCalls:
         return check_account_id(account_id)
 
     def headers_for(self, account_id: str, *, stop: bool = False) -> dict[str, str]:
-        """The headers of a call on `account_id` (built once per account); RuntimeError when
-        the client is closed or used from another loop, before anything else happens."""
+        """The headers of a call on `account_id` (built once per account; `stop`: a stop-order
+        or position call, with the platform's v4 Content-Type); RuntimeError when the client is
+        closed or used from another loop, before anything else happens."""
         self.http.holder.get()
         key = (account_id, stop)
         headers = self._by_account.get(key)
         if headers is None:
-            extra = _STOP_ORDER_HEADERS if stop else {}
+            extra = _V4_HEADERS if stop else {}
             headers = {**extra, **self.base_headers, "accountId": account_id}
             self._by_account[key] = headers
         return headers
 
     def canceller(
-        self, cls: type[T], account_id: str | None, *, stop: bool = False
+        self,
+        cls: type[T],
+        account_id: str | None,
+        *,
+        stop: bool = False,
+        watch: Watch | None = None,
     ) -> Canceller[T]:
-        """Cancels one id of `cls` (an order, or with `stop` a stop order) on the account."""
+        """Cancels one id of `cls` (an order, or with `stop` a stop order) on the account;
+        `watch` makes each request's observer (a journal)."""
         http = self.http
         prefix = http.stop_orders_prefix if stop else http.orders_prefix
         headers = self.headers_for(self.account_for(account_id), stop=stop)
+        if watch is not None:
+            path = "/v3/stop-orders/{id}" if stop else "/v3/orders/{id}"
+            return functools.partial(self._cancel, prefix, cls, headers, watch=watch, path=path)
         return functools.partial(self._cancel, prefix, cls, headers)
 
     async def _cancel(
@@ -189,11 +215,17 @@ class ViewCalls:
         headers: Mapping[str, str],
         order_id: str,
         halt: Halt | None = None,
+        *,
+        watch: Watch | None = None,
+        path: str = "",
     ) -> tuple[T, int]:
         """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
         url = URL(prefix + order_path_segment(order_id), encoded=True)
+        observe = None if watch is None else watch("DELETE", path, order_id)
         send = self.pipeline.send
-        body, attempts, status = await send("DELETE", url, headers, order_id=order_id, halt=halt)
+        body, attempts, status = await send(
+            "DELETE", url, headers, order_id=order_id, halt=halt, observe=observe
+        )
         try:
             record = _converter.read_record(body, cls, url=url, attempts=attempts)
         except ResponseValidationError as error:
@@ -213,6 +245,67 @@ class ViewCalls:
             )
             raise answers.scrub(refused, secrets)
         return record, attempts
+
+    async def close_all_positions(
+        self, account_id: str | None, *, watch: Watch | None = None
+    ) -> tuple[PositionsCloseAck, int]:
+        """POST a bulk close of every position of the account: the acknowledgement and the
+        requests it took. Not resent after it may have reached the platform (see `decide`)."""
+        headers = self.headers_for(self.account_for(account_id), stop=True)
+        url = self.http.bulk_close_url
+        observe = None if watch is None else watch("POST", "/v4/positions/bulk-close", None)
+        body, attempts, _ = await self.pipeline.send(
+            "POST", url, headers, observe=observe, json=_CLOSE_ALL
+        )
+        return self._read(body, PositionsCloseAck, url, attempts), attempts
+
+    def position_closer(
+        self, account_id: str | None, *, watch: Watch | None = None
+    ) -> Canceller[str]:
+        """Closes one whole position of the account (POST `.../positions/{id}/close`, no body):
+        the id the platform took and the requests it took."""
+        headers = self.headers_for(self.account_for(account_id), stop=True)
+        return functools.partial(self._close, headers, watch)
+
+    async def _close(
+        self,
+        headers: Mapping[str, str],
+        watch: Watch | None,
+        position_id: str,
+        halt: Halt | None = None,
+    ) -> tuple[str, int]:
+        segment = position_path_segment(position_id)
+        url = URL(f"{self.http.positions_prefix}{segment}/close", encoded=True)
+        path = "/v4/positions/{id}/close"
+        observe = None if watch is None else watch("POST", path, position_id)
+        body, attempts, _ = await self.pipeline.send(
+            "POST", url, headers, halt=halt, observe=observe
+        )
+        data = self._read_json(body, url, attempts)
+        taken = data.get("positionId") if isinstance(data, dict) else None
+        if taken != position_id:
+            error = _converter.invalid_response(
+                f"expected positionId {position_id!r}", "positionId", url, body
+            )
+            error.attempts = attempts
+            raise answers.scrub(error, self.http.tokens.secrets)
+        return position_id, attempts
+
+    def _read(self, body: bytes, cls: type[T], url: URL, attempts: int) -> T:
+        """A 2xx body as a `cls` record, or `ResponseValidationError` (masked)."""
+        data = self._read_json(body, url, attempts)
+        try:
+            return _converter.structure(data, cls, url=url, body=body)
+        except ResponseValidationError as error:
+            error.attempts = attempts
+            raise answers.scrub(error, self.http.tokens.secrets) from None
+
+    def _read_json(self, body: bytes, url: URL, attempts: int) -> Any:
+        try:
+            return _converter.load_body(body, url)
+        except ResponseValidationError as error:
+            error.attempts = attempts
+            raise answers.scrub(error, self.http.tokens.secrets) from None
 
     async def list_accounts(self) -> list[Account]:
         """GET the accounts the token can act on."""

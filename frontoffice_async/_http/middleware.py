@@ -102,20 +102,22 @@ class RetryMiddleware:
             if deadline_at is not None:
                 left = deadline_at - shared.clock()
                 limit = left if limit is None else min(limit, left)
+            sent_before = exchange.attempts
+            observe = exchange.observe
+            sent_at = 0.0 if observe is None else shared.clock()
             try:
                 response = await send_once(
                     request, handler, exchange, limit, shared.max_body, shared.gate, shared.timers
                 )
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-                timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
-                decision = self._decide(request, attempt, None, timed_out, None, started)
-                if not decision.retry:
-                    raise self._final_error(exc, request, exchange, deadline_at) from exc
-                cause = "timeout" if timed_out else type(exc).__name__
-                await self._pause(request, attempt, decision, cause, None)
-                spent += decision.cost
+                sent = exchange.attempts > sent_before  # it reached the wire
+                spent += await self._after_failure(
+                    exc, request, exchange, attempt, started, deadline_at, sent, sent_at
+                )
                 continue
             status = response.status
+            if observe is not None:
+                observe(exchange.attempts, status, None, shared.clock() - sent_at, exchange.body)
             if 200 <= status < 300:
                 shared.budget.release(spent or NO_RETRY_REFUND)
                 return response
@@ -126,14 +128,7 @@ class RetryMiddleware:
                     # One more attempt of this call: same deadline, no budget tokens.
                     response.release()
                     refreshed = True
-                    self._announce(request, attempt, 0.0, "401", 401)
-                    await self._wait(
-                        shared.tokens.refresh(stale=credential),
-                        request,
-                        exchange,
-                        deadline_at,
-                        _PROVIDER,
-                    )
+                    await self._refresh(request, exchange, credential, attempt, deadline_at)
                     continue
             if status not in policy.retry_statuses:
                 return response
@@ -211,6 +206,43 @@ class RetryMiddleware:
             own = TokenProviderError(str(exc), attempts=exchange.attempts)
             raise own from exc.__cause__
 
+    async def _after_failure(
+        self,
+        exc: BaseException,
+        request: aiohttp.ClientRequest,
+        exchange: Exchange,
+        attempt: int,
+        started: float,
+        deadline_at: float | None,
+        sent: bool,
+        sent_at: float,
+    ) -> int:
+        """After an attempt failed on the network: tell the observer, then pause for the next
+        attempt (returns the budget tokens it took) or raise the call's final error."""
+        timed_out = isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+        cause = "timeout" if timed_out else type(exc).__name__
+        observe = exchange.observe
+        if observe is not None and sent:
+            observe(exchange.attempts, None, cause, self.shared.clock() - sent_at, b"")
+        decision = self._decide(request, attempt, None, timed_out, None, started, sent)
+        if not decision.retry:
+            raise self._final_error(exc, request, exchange, deadline_at) from exc
+        await self._pause(request, attempt, decision, cause, None)
+        return decision.cost
+
+    async def _refresh(
+        self,
+        request: aiohttp.ClientRequest,
+        exchange: Exchange,
+        rejected: Credential,
+        attempt: int,
+        deadline_at: float | None,
+    ) -> None:
+        """Announce the resend a 401 calls for, and wait for the refreshed token."""
+        self._announce(request, attempt, 0.0, "401", 401)
+        refresh = self.shared.tokens.refresh(stale=rejected)
+        await self._wait(refresh, request, exchange, deadline_at, _PROVIDER)
+
     def _may_refresh(
         self, credential: Credential, attempt: int, deadline_at: float | None
     ) -> bool:
@@ -228,6 +260,7 @@ class RetryMiddleware:
         timed_out: bool,
         retry_after: float | None,
         started: float,
+        sent: bool = True,
     ) -> RetryDecision:
         shared = self.shared
         if shared.gate.closing:
@@ -242,6 +275,7 @@ class RetryMiddleware:
             elapsed=shared.clock() - started,
             budget_left=shared.budget.available,
             rand=shared.rand(),
+            sent=sent,
         )
 
     async def _pause(

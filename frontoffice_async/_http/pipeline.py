@@ -15,7 +15,7 @@ from yarl import URL
 
 from ..errors import ClientClosedError, FrontOfficeError, ResponseValidationError
 from . import answers
-from .attempt import Exchange
+from .attempt import Exchange, Observer
 from .gate import Halt
 from .middleware import RetryMiddleware
 
@@ -52,24 +52,28 @@ class Pipeline:
         *,
         order_id: str | None = None,
         halt: Halt | None = None,
+        observe: Observer | None = None,
+        json: object = None,
     ) -> tuple[bytes, int, int]:
         """The 2xx body, the attempts it took and its status, or the typed error of the answer.
 
         `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
         `OrderNotActiveError`). `halt` is the bulk call's stop signal (`Halted` is raised
-        instead of sending once it is set).
+        instead of sending once it is set). `observe` is told of each attempt (a journal);
+        `json` is the request's body, if it has one.
         """
         try:
             session = self._session()
             if session.closed:
                 raise ClientClosedError("the aiohttp session passed as session= is closed")
-            exchange = Exchange(self.retry.run, halt)
+            exchange = Exchange(self.retry.run, halt, observe)
             theirs = self._theirs
             try:
                 response = await session.request(
                     method,
                     url,
                     headers=headers,
+                    json=json,
                     allow_redirects=False,
                     # Whatever the session says: our callers get our typed errors, not aiohttp's.
                     raise_for_status=False,

@@ -23,7 +23,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -31,10 +31,13 @@ from .. import _converter
 from .._http import answers
 from .._http.checks import check_rounds
 from ..bulk import BulkCancelResult, CancelOutcome
-from ..errors import ResponseValidationError
+from ..errors import FrontOfficeError, ResponseValidationError
 from ..models import OpenOrder, Order, OrderSide
 
-__all__ = ["Selection", "cancel_all", "select"]
+__all__ = ["Feed", "Selection", "Tally", "cancel_all", "run_pass", "select"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Characters of an unreadable record kept on the result.
 _RAW_KEPT = 500
@@ -59,28 +62,32 @@ class Selection:
     filtered_out: dict[str, int]
     """Open orders per market that the filters left out."""
 
-    def typed(self) -> tuple[list[OpenOrder], list[str]]:
-        """The matching records as `OpenOrder`s, and (clipped) those that do not read as one.
+    def typed(self, cls: type[R]) -> tuple[list[R], list[str]]:
+        """The matching records as `cls` records (`OpenOrder`s, or `OpenPosition`s), and
+        (clipped) those that do not read as one.
 
         Done only for what must be shown: typing thousands of records costs milliseconds.
         """
-        orders: list[OpenOrder] = []
+        typed: list[R] = []
         unreadable = list(self.unreadable)
         for raw in self.records:
             try:
-                orders.append(_converter.structure(raw, OpenOrder, path="item"))
+                typed.append(_converter.structure(raw, cls, path="item"))
             except ResponseValidationError:
                 unreadable.append(_clipped(raw))
-        return orders, unreadable
+        return typed, unreadable
 
 
-def select(records: Sequence[Any], market_id: str | None, side: OrderSide | None) -> Selection:
-    """The matching orders of a raw snapshot, each id once; what cannot be read is reported."""
+def select(
+    records: Sequence[Any], market_id: str | None, side: OrderSide | None, key: str = "orderId"
+) -> Selection:
+    """The matching records of a raw snapshot (orders; positions with `key="positionId"`),
+    each id once; what cannot be read is reported."""
     ids: dict[str, dict[str, Any]] = {}
     unreadable: list[str] = []
     filtered_out: Counter[str] = Counter()
     for raw in records:
-        order_id = raw.get("orderId") if isinstance(raw, dict) else None
+        order_id = raw.get(key) if isinstance(raw, dict) else None
         if not isinstance(order_id, str) or not order_id.strip():
             unreadable.append(_clipped(raw))
             continue
@@ -109,61 +116,82 @@ async def cancel_all(
 ) -> BulkCancelResult[Order]:
     """Cancel what the snapshots show, up to `rounds` passes; see `cancel_all_orders`."""
     check_rounds(rounds)
-    started = time.perf_counter()
-    merged: dict[str, CancelOutcome[Order]] = {}
-    filtered_out: dict[str, int] | None = None
-    passes = attempts = 0
-    failed: list[str] = []
-    stopped_by = None
+    tally: Tally[Order] = Tally()
     while True:
-        if dry_run or passes == rounds or stopped_by is not None:
+        if dry_run or tally.passes == rounds or tally.stopped_by is not None:
             # No pass may follow: this snapshot only says what is left.
-            selection = select(await snapshot(None), market_id, side)
+            selection = tally.saw(select(await snapshot(None), market_id, side))
             break
         # A pass: what failed in the last one, then what the items show as they come.
-        feed = _Feed(failed, market_id, side)
-        result, records = await _pass(snapshot, cancel, feed)
-        selection = select(records, market_id, side)
-        if filtered_out is None:
-            filtered_out = selection.filtered_out
+        feed = Feed(tally.failed, market_id, side)
+        result, records = await run_pass(snapshot, cancel, feed)
+        selection = tally.saw(select(records, market_id, side))
         if not feed.count:
             break  # nothing matched in the whole window, nothing failed: this snapshot verifies
-        passes += 1
-        attempts += result.attempts
-        stopped_by = result.stopped_by
-        failed = []
+        tally.add(result)
+    return tally.result(selection)
+
+
+class Tally(Generic[T]):
+    """What the passes of one run did: one outcome per id ("cancelled" by any pass wins,
+    otherwise the latest pass says what happened), the ids that failed in the last pass (sent
+    again in the next one), the requests sent, and why the run stopped sending, if it did."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.merged: dict[str, CancelOutcome[T]] = {}
+        self.failed: list[str] = []
+        self.passes = 0
+        self.attempts = 0
+        self.stopped_by: FrontOfficeError | None = None
+        self.filtered_out: dict[str, int] | None = None
+
+    def saw(self, selection: Selection) -> Selection:
+        """Note a snapshot's selection (the first one says what the filters left out)."""
+        if self.filtered_out is None:
+            self.filtered_out = selection.filtered_out
+        return selection
+
+    def add(self, result: BulkCancelResult[T]) -> None:
+        """Count one pass and keep its outcomes."""
+        self.passes += 1
+        self.attempts += result.attempts
+        self.stopped_by = result.stopped_by
+        # Sent again next pass even if the hub no longer lists it: a lost answer's order then
+        # comes back "not active" instead of staying a false failure.
+        self.failed = []
         for outcome in result:
-            earlier = merged.get(outcome.order_id)
-            # "Cancelled" by any round wins; otherwise the latest round says what happened.
+            earlier = self.merged.get(outcome.order_id)
             if earlier is None or not earlier.ok:
-                merged[outcome.order_id] = outcome
+                self.merged[outcome.order_id] = outcome
             if outcome.failed:
-                # Sent again next pass even if the hub no longer lists it: a lost answer's
-                # order then comes back "not active" instead of staying a false failure.
-                failed.append(outcome.order_id)
-        if stopped_by is not None:
-            # A revoked token or a forbidden account: another round would only send the same
-            # refused requests again. What this round tried is what may still be open.
-            break
-    if filtered_out is None:
-        filtered_out = selection.filtered_out
-    remaining, unreadable = selection.typed()
-    return BulkCancelResult(
-        merged.values(),
-        elapsed=time.perf_counter() - started,
-        rounds=passes,
-        remaining=remaining,
-        unreadable=unreadable,
-        # A dry run that selects nothing has verified the account as well as any run could.
-        verified=not selection.ids and not unreadable and stopped_by is None,
-        filtered_out=filtered_out,
-        attempts=attempts,
-        stopped_by=stopped_by,
-    )
+                self.failed.append(outcome.order_id)
+
+    def result(self, last: Selection | None) -> BulkCancelResult[T]:
+        """The run's result; `last` is the last snapshot's selection (None: none was read)."""
+        remaining: list[OpenOrder] = []
+        unreadable: list[str] = []
+        if last is not None:
+            remaining, unreadable = last.typed(OpenOrder)
+        return BulkCancelResult(
+            self.merged.values(),
+            elapsed=time.perf_counter() - self.started,
+            rounds=self.passes,
+            remaining=remaining,
+            unreadable=unreadable,
+            # A dry run that selects nothing has verified the account as well as any run could.
+            verified=last is not None
+            and not last.ids
+            and not unreadable
+            and self.stopped_by is None,
+            filtered_out=self.filtered_out or {},
+            attempts=self.attempts,
+            stopped_by=self.stopped_by,
+        )
 
 
-async def _pass(
-    snapshot: Snapshot, cancel: CancelIds, feed: _Feed
+async def run_pass(
+    snapshot: Snapshot, cancel: CancelIds, feed: Feed
 ) -> tuple[BulkCancelResult[Order], list[Any]]:
     """One pass: the pool cancels the feed's ids while the snapshot fills it; the pool's
     result and the snapshot's records. If the snapshot fails, what was sent finishes (its
@@ -184,7 +212,7 @@ async def _pass(
     return await work, records
 
 
-class _Feed(AsyncIterator[str]):
+class Feed(AsyncIterator[str]):
     """The ids of one pass, each once, as the snapshot's items bring them: what the pool
     reads, open until the snapshot's window closes."""
 

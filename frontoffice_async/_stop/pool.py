@@ -31,7 +31,7 @@ from ..errors import (
 )
 from .ids import DistinctIds
 
-__all__ = ["BulkCalls", "cancel_orders", "iter_cancel_orders"]
+__all__ = ["BulkCalls", "cancel_orders", "is_fatal", "iter_cancel_orders"]
 
 logger = logging.getLogger("frontoffice_async")
 
@@ -330,7 +330,7 @@ class _Pool(Generic[T]):
             error = lighten(exc)
             if isinstance(error, ClientClosedError):
                 self._closed = error
-            elif isinstance(error, _FATAL) and self.halt.error is None:
+            elif is_fatal(error) and self.halt.error is None:
                 self.halt.error = error
             return CancelOutcome(order_id, error=error, attempts=getattr(error, "attempts", 0))
         except asyncio.CancelledError:
@@ -343,6 +343,12 @@ class _Pool(Generic[T]):
             )
             return CancelOutcome(order_id, error=stray, attempts=0)
         return CancelOutcome(order_id, order=record, attempts=attempts)
+
+
+def is_fatal(error: FrontOfficeError) -> bool:
+    """Whether the next request would fail the same way (a 401 the refresh did not cure, a
+    403, a failing token provider): a call that met it sends nothing more."""
+    return isinstance(error, _FATAL)
 
 
 def _being_cancelled() -> bool:

@@ -15,7 +15,6 @@ from frontoffice_async import (
     BulkCancelResult,
     CancelOutcome,
     ConflictError,
-    FrontOfficeClient,
     FrontOfficeError,
     HubError,
     Order,
@@ -29,6 +28,7 @@ from frontoffice_async._converter import structure
 from frontoffice_async._http.gate import Halt
 from frontoffice_async._stop import pool
 from frontoffice_async._stop.cancel_all import cancel_all
+from frontoffice_async._stop.ops import AccountOps
 from frontoffice_async.testing import (
     DEFAULT_ACCOUNT_ID,
     Fault,
@@ -405,25 +405,22 @@ async def test_unknown_id_in_a_snapshot_is_not_found(
 ) -> None:
     sim = frontoffice_simulator
     ids = sim.add_orders(3)
-    real = FrontOfficeClient._snapshot
+    real = AccountOps.orders_snapshot
     calls = 0
 
     async def snapshot(
-        self: FrontOfficeClient,
-        account_id: str,
-        timeout: float | None,
-        on_item: Callable[[list[Any]], object] | None = None,
+        self: AccountOps, on_item: Callable[[list[Any]], object] | None = None
     ) -> list[Any]:
         nonlocal calls
         calls += 1
-        records = await real(self, account_id, timeout)
+        records = await real(self, None)
         # An order the server no longer knows at all by the time we cancel it.
         records = [*records, record(UNKNOWN_ID)] if calls == 1 else records
         if on_item is not None:
             on_item(records)
         return records
 
-    monkeypatch.setattr(FrontOfficeClient, "_snapshot", snapshot)
+    monkeypatch.setattr(AccountOps, "orders_snapshot", snapshot)
     async with client_for(sim) as client:
         result = await client.cancel_all_orders()
 

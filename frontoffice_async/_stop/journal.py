@@ -1,0 +1,164 @@
+"""The journal of a run: one JSON object a line, written as the run goes.
+
+For the person who must explain a run afterwards: what was open (`snapshot`), what was sent and
+what the platform answered (`request`), what became of each id (`outcome`), each account's
+rounds (`round`), and the result (`summary`), after the `run` event that says what was asked.
+Each line is handed to the operating system as it is written (no buffer of ours), so a crash
+or a SIGKILL of the process leaves every line before it whole and readable. Every line is
+masked with the tokens the client has used: a token never reaches the file, in any form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+from .._http import answers
+from .._http.attempt import Observer
+from .._http.endpoints import Watch
+from .._version import __version__
+from ..bulk import CancelOutcome
+from ..errors import FrontOfficeError
+
+__all__ = ["Journal", "JournalTarget", "OnOutcome", "journaled"]
+
+#: What `on_outcome=` takes.
+OnOutcome = Callable[[CancelOutcome[Any]], object]
+
+#: A path (appended to, created 0600) or a text file the caller opened.
+JournalTarget = str | os.PathLike[str] | IO[str]
+
+_API: Final = "/frontoffice/api"
+
+
+class Journal:
+    """Writes the events of one run (see the module's docstring)."""
+
+    __slots__ = ("_fd", "_file", "_secrets", "lines")
+
+    def __init__(self, target: JournalTarget, secrets: Callable[[], Collection[str]]) -> None:
+        self._secrets = secrets
+        self._fd: int | None = None
+        self._file: IO[str] | None = None
+        if isinstance(target, str | os.PathLike):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(target, flags, 0o600)
+        elif callable(getattr(target, "write", None)):
+            self._file = target
+        else:
+            raise TypeError(f"journal must be a path or a text file, got {type(target).__name__}")
+        self.lines = 0
+        """Events written so far."""
+
+    def event(self, name: str, /, **fields: Any) -> None:
+        """Write one event now: `{"event": name, "time": ..., **fields}`."""
+        record = {"event": name, "time": _now(), **fields}
+        line = json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
+        line = answers.mask(line, self._secrets()) + "\n"
+        if self._fd is not None:
+            data = line.encode()
+            while data:  # a short write is finished, not dropped
+                data = data[os.write(self._fd, data) :]
+        else:
+            assert self._file is not None
+            self._file.write(line)
+            self._file.flush()
+        self.lines += 1
+
+    def outcome(self, account: str, kind: str, outcome: CancelOutcome[Any]) -> None:
+        """An id's outcome (`kind`: order, stop_order or position)."""
+        self.event(
+            "outcome",
+            account=account,
+            kind=kind,
+            id=outcome.order_id,
+            category=outcome.category,
+            attempts=outcome.attempts,
+            error=None if outcome.error is None else outcome.error.as_dict(),
+        )
+
+    def snapshot(self, account: str, stream: str, records: Collection[Any], key: str) -> None:
+        """What a snapshot showed: how many records, and their ids."""
+        ids = [r.get(key) for r in records if isinstance(r, Mapping)]
+        self.event("snapshot", account=account, stream=stream, count=len(records), ids=ids)
+
+    def observer(self, account: str, method: str, path: str, item_id: str | None) -> Observer:
+        """What tells this journal of each attempt of one request (`path`: its template, e.g.
+        `/v3/orders/{id}`)."""
+
+        def observe(
+            attempt: int, status: int | None, failure: str | None, took: float, body: bytes
+        ) -> None:
+            trace_id = None
+            if status is not None and not 200 <= status < 300 and body:
+                _, trace_id = answers.describe_body(body[:65536].decode("utf-8", "replace"))
+            self.event(
+                "request",
+                account=account,
+                method=method,
+                path=_API + path,
+                id=item_id,
+                attempt=attempt,
+                status=status,
+                failure=failure,
+                elapsed_ms=round(took * 1000, 3),
+                trace_id=trace_id,
+            )
+
+        return observe
+
+    def watch(self, account: str) -> Watch:
+        """What makes the observer of each request on `account` (see `ViewCalls.canceller`)."""
+
+        def watch(method: str, path: str, item_id: str | None) -> Observer:
+            return self.observer(account, method, path, item_id)
+
+        return watch
+
+    def sink(self, account: str, kind: str, theirs: OnOutcome | None) -> OnOutcome:
+        """An `on_outcome` that writes each outcome, then hands it to `theirs`."""
+
+        def sink(outcome: CancelOutcome[Any]) -> None:
+            self.outcome(account, kind, outcome)
+            if theirs is not None:
+                theirs(outcome)
+
+        return sink
+
+    def close(self) -> None:
+        """Close the file this journal opened (never the caller's)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def journaled(
+    target: JournalTarget | None, secrets: Callable[[], Collection[str]], **run: Any
+) -> Iterator[Journal | None]:
+    """A journal of `target` for one call (None: none): its `run` event first, an `error`
+    event if the call raises, the file closed after."""
+    if target is None:
+        yield None
+        return
+    journal = Journal(target, secrets)
+    try:
+        journal.event("run", version=__version__, started=time.time(), **run)
+        yield journal
+    except BaseException as exc:
+        error = (
+            exc.as_dict() if isinstance(exc, FrontOfficeError) else {"type": type(exc).__name__}
+        )
+        journal.event("error", error=error)
+        raise
+    finally:
+        journal.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
