@@ -37,8 +37,9 @@ class FaultDispenser:
         key = f"id:{order_id}" if order_id is not None else f"endpoint:{endpoint}"
         n = self._per_key.get(key, 0)
         self._per_key[key] = n + 1
-        if order_id is not None and order_id in plan.scripts:
-            script = plan.scripts[order_id]
+        # A request that names no id (a bulk close, a placement) takes its endpoint's script.
+        script = plan.scripts.get(order_id if order_id is not None else endpoint)
+        if script is not None:
             return script[n] if n < len(script) else None
         index = self._sequence_index
         self._sequence_index += 1

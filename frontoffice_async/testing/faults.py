@@ -161,7 +161,9 @@ class FaultPlan:
 
     1. if it names an order id (a cancel) or a position id (a position close) that has a
        script, the n-th request for that id gets the n-th
-       entry (None = no fault), and no fault at all once the script is used up;
+       entry (None = no fault), and no fault at all once the script is used up; a request
+       that names no id (a bulk close, a placement, listing accounts) takes the script keyed
+       by its endpoint name (`scripts={"close_all_positions": [Fault.lost_response()]}`);
     2. otherwise the n-th such request gets the n-th entry of `sequence`;
     3. after the sequence, each kind in `rates` strikes with its probability, drawn from
        `(seed, order id or endpoint, n)` so the outcome does not depend on arrival order.
