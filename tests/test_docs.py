@@ -318,8 +318,10 @@ async def run_block(block: Block, namespace: dict[str, Any]) -> None:
 
 @pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("block", EXECUTED, ids=[block.id for block in EXECUTED])
-async def test_doc_block(block: Block) -> None:
-    """The block runs against the simulator, and prints what its comments say."""
+async def test_doc_block(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block runs against the simulator, in a directory of its own (an example may write
+    a file), and prints what its comments say."""
+    monkeypatch.chdir(tmp_path)
     recorder = PrintRecorder(page_filename(block))
     async with FrontOfficeSimulator(offline_token=OFFLINE_TOKEN) as simulator:
         namespace: dict[str, Any] = {
