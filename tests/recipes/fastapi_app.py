@@ -6,7 +6,7 @@ Settings come from the environment, as for the CLI. Run with `uvicorn module:app
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -37,15 +37,15 @@ def frontoffice(request: Request) -> FrontOfficeClient:
 Client = Annotated[FrontOfficeClient, Depends(frontoffice)]
 
 
-@app.delete("/orders/{order_id}")
-async def cancel(order_id: str, client: Client) -> dict[str, str]:
+@app.delete("/orders/{order_id}", response_model=None)
+async def cancel(order_id: str, client: Client) -> dict[str, Any] | JSONResponse:
     try:
         order = await client.cancel_order(order_id)
     except OrderNotFoundError:
         raise HTTPException(status_code=404) from None
-    except FrontOfficeError as exc:
-        raise HTTPException(status_code=502, detail=str(exc)) from None
-    return {"order_id": order.order_id, "status": order.status}
+    except FrontOfficeError as exc:  # the CLI's error document: type, status, message...
+        return JSONResponse({"error": exc.as_dict()}, status_code=502)
+    return order.as_dict()
 
 
 @app.post("/panic")
@@ -54,7 +54,7 @@ async def panic(client: Client, market_id: str | None = None) -> JSONResponse:
     try:
         result = await client.cancel_all_orders(market_id=market_id)
     except FrontOfficeError as exc:  # no snapshot (hub down, token refused): state unknown
-        raise HTTPException(status_code=502, detail=str(exc)) from None
+        return JSONResponse({"error": exc.as_dict()}, status_code=502)
     # 200 only when a fresh snapshot showed nothing left and no cancel failed.
     done = result.verified and not result.failed
     return JSONResponse(result.as_dict(), status_code=200 if done else 502)
