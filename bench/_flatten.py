@@ -1,0 +1,323 @@
+"""Time to a verified-flat book, at scale, against its ideal and against raw aiohttp.
+
+Each run gets a fresh simulator process with `n` accounts, each with `orders` open orders,
+`stops` stop orders and `positions` positions, and a fixed REST latency. The library runs
+`flatten(accounts="all")` at the client's default concurrency. The raw contender sends the same
+requests in the same order of phases, by hand: both snapshots of each account (the first item,
+then the rest of the settle window), the DELETEs of the orders as the first item brings them,
+then the stop orders', then one bulk close, then both snapshots again to verify.
+
+The ideal, from first principles (docs/performance.md): with R = n (orders + stops + 1)
+requests through C slots of latency L, and a settle window W,
+
+    ideal = max(ceil(R / C) * L + W, 2 * W + 2 * L)
+
+the first term when throughput bounds the run (the last account's verifying window comes after
+the last request), the second when one account's chain does (its orders pass lasts at least a
+window, then its stop orders, then its close, then the verifying window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from frontoffice_async import FrontOfficeClient
+
+from ._stats import Spread
+
+__all__ = ["ideal_seconds", "measure_flatten", "measure_journal"]
+
+_RS: Final = "\x1e"
+_HUB_PATH: Final = "/frontoffice/ws/v4/account"
+_API: Final = "/frontoffice/api"
+_HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
+_V4: Final = {"Content-Type": "application/json; x-api-version=4.0"}
+#: The library's defaults, which both contenders use.
+CONCURRENCY: Final = 32
+SETTLE: Final = 0.5
+
+
+def ideal_seconds(
+    *, accounts: int, orders: int, stops: int, latency: float, concurrency: int = CONCURRENCY
+) -> float:
+    """The shortest a flatten of this book can take (see the module's docstring)."""
+    requests = accounts * (orders + stops + 1)
+    throughput = math.ceil(requests / concurrency) * latency + SETTLE
+    chain = 2 * SETTLE + 2 * latency
+    return max(throughput, chain)
+
+
+# --- the simulator, in a process of its own ------------------------------------------------------
+
+
+async def _serve(accounts: int, orders: int, stops: int, positions: int, latency: float) -> None:
+    from frontoffice_async.testing import FrontOfficeSimulator  # noqa: PLC0415
+
+    ids = [f"{0x685A7EAA360F9E7416221A00 + n:024x}" for n in range(accounts)]
+    sim = FrontOfficeSimulator(accounts=ids, latency=latency)
+    stop_ids: dict[str, list[str]] = {}
+    for account in ids:
+        sim.add_orders(orders, account_id=account)
+        stop_ids[account] = sim.add_stop_orders(stops, account_id=account)
+        sim.add_positions(positions, account_id=account, market_id="cfd.btc_usd")
+    async with sim:
+        about = {"url": sim.url, "token": sim.token, "accounts": ids, "stops": stop_ids}
+        print(json.dumps(about), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+        left = len(sim.open_order_ids()) + len(sim.open_position_ids())
+        left += len(sim.open_stop_order_ids())
+        print(json.dumps({"left": left}), flush=True)
+
+
+@contextlib.contextmanager
+def _simulator(**book: Any) -> Iterator[tuple[dict[str, Any], subprocess.Popen[str]]]:
+    args = [str(book[k]) for k in ("accounts", "orders", "stops", "positions", "latency")]
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+        [sys.executable, "-m", "bench._flatten", "serve", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield json.loads(process.stdout.readline()), process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _left(process: subprocess.Popen[str]) -> int:
+    """Close the simulator's stdin: it says what is still open, then waits to be killed."""
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.close()
+    return int(json.loads(process.stdout.readline())["left"])
+
+
+# --- the contenders --------------------------------------------------------------------------
+
+
+async def _library(about: dict[str, Any], journal: Any = None) -> float:
+    async with FrontOfficeClient(
+        about["url"], token=about["token"], account_id=about["accounts"][0]
+    ) as client:
+        started = time.perf_counter()
+        result = await client.flatten(
+            accounts="all", stop_order_ids=about["stops"], journal=journal
+        )
+        wall = time.perf_counter() - started
+    if not result.verified:
+        raise RuntimeError("the library's flatten is not verified")
+    return wall
+
+
+async def _raw(about: dict[str, Any]) -> float:
+    url, token = about["url"], about["token"]
+    gate = asyncio.Semaphore(CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def request(method: str, path: str, account: str, **kw: Any) -> None:
+            async with (
+                gate,
+                session.request(
+                    method, url + _API + path, headers={**auth, **_V4, "accountId": account}, **kw
+                ) as response,
+            ):
+                response.raise_for_status()
+                await response.read()
+
+        async def account(account_id: str) -> None:
+            cancels: list[asyncio.Task[None]] = []
+
+            def cancel_all(records: list[dict[str, Any]]) -> None:
+                for record in records:
+                    path = f"/v3/orders/{record['orderId']}"
+                    cancels.append(asyncio.ensure_future(request("DELETE", path, account_id)))
+
+            positions: list[dict[str, Any]]
+            _, positions = await asyncio.gather(
+                _raw_snapshot(session, url, token, account_id, "OpenOrders", cancel_all),
+                _raw_snapshot(session, url, token, account_id, "OpenPositions", None),
+            )
+            await asyncio.gather(*cancels)
+            stops = about["stops"][account_id]
+            await asyncio.gather(
+                *(request("DELETE", f"/v3/stop-orders/{s}", account_id) for s in stops)
+            )
+            if positions:
+                body = {"mode": "AllPositions"}
+                await request("POST", "/v4/positions/bulk-close", account_id, json=body)
+            left = await asyncio.gather(
+                _raw_snapshot(session, url, token, account_id, "OpenOrders", None),
+                _raw_snapshot(session, url, token, account_id, "OpenPositions", None),
+            )
+            if any(left):
+                raise RuntimeError(f"raw flatten: {account_id} is not flat")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(account(a) for a in about["accounts"]))
+        return time.perf_counter() - started
+
+
+async def _raw_snapshot(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    account_id: str,
+    target: str,
+    on_first: Any,
+) -> list[dict[str, Any]]:
+    """A snapshot by hand: the first item (handed to `on_first`), then the window's items."""
+    invocation = {"type": 4, "target": target, "arguments": [account_id], "invocationId": "0"}
+    records: dict[str, dict[str, Any]] = {}
+    key = "orderId" if target == "OpenOrders" else "positionId"
+    loop = asyncio.get_running_loop()
+    window_end: float | None = None
+    async with session.ws_connect(
+        url.replace("http", "ws", 1) + _HUB_PATH, params={"access_token": token}, max_msg_size=0
+    ) as ws:
+        await ws.send_str(_HANDSHAKE)
+        await ws.send_str(json.dumps(invocation) + _RS)
+        while True:
+            timeout = None if window_end is None else max(window_end - loop.time(), 0)
+            try:
+                frame = await asyncio.wait_for(ws.receive(), timeout)
+            except TimeoutError:
+                break
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                break
+            for part in frame.data.split(_RS):
+                message = json.loads(part) if part else {}
+                if message.get("type") != 2:
+                    continue
+                item = message["item"]
+                if isinstance(item, dict) and "item" in item:
+                    item = item["item"]
+                item = item if isinstance(item, list) else [item]
+                for record in item:
+                    records[record[key]] = record
+                if window_end is None:
+                    window_end = loop.time() + SETTLE
+                    if on_first is not None:
+                        on_first(item)
+    return [r for r in records.values() if r.get("status") not in ("Closed", "Cancelled")]
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+def _run(kind: str, **book: Any) -> float:
+    with _simulator(**book) as (about, process):
+        wall = asyncio.run(_library(about) if kind == "library" else _raw(about))
+        left = _left(process)
+    if left:
+        raise RuntimeError(f"{kind}: {left} things left open")
+    return wall
+
+
+def measure_flatten(
+    *,
+    sizes: tuple[int, ...] = (1, 10, 50),
+    orders: int = 200,
+    stops: int = 20,
+    positions: int = 20,
+    latency: float = 0.02,
+    rounds: int = 3,
+    orders_sweep: tuple[int, ...] = (50, 100, 200, 400),
+    sweep_accounts: int = 10,
+) -> dict[str, Any]:
+    """Wall time of flatten per size, its ratio to the ideal and (per round) to raw aiohttp,
+    and wall time against orders per account at `sweep_accounts` accounts."""
+    book = {"stops": stops, "positions": positions, "latency": latency}
+    _run("library", accounts=1, orders=5, **book)  # untimed: imports and caches
+    _run("raw", accounts=1, orders=5, **book)
+    by_size: list[dict[str, Any]] = []
+    for n in sizes:
+        library: list[float] = []
+        raw: list[float] = []
+        for round_ in range(rounds):
+            order = ("library", "raw") if round_ % 2 == 0 else ("raw", "library")
+            for kind in order:
+                wall = _run(kind, accounts=n, orders=orders, **book)
+                (library if kind == "library" else raw).append(wall)
+        ideal = ideal_seconds(accounts=n, orders=orders, stops=stops, latency=latency)
+        by_size.append(
+            {
+                "accounts": n,
+                "ideal_s": ideal,
+                "library_wall_s": Spread.of(library).as_dict(),
+                "raw_wall_s": Spread.of(raw).as_dict(),
+                "ratio_ideal": Spread.of(w / ideal for w in library).as_dict(),
+                "ratio_raw": Spread.of(w / r for w, r in zip(library, raw, strict=True)).as_dict(),
+            }
+        )
+    sweep = []
+    for count in orders_sweep:
+        walls = [
+            _run("library", accounts=sweep_accounts, orders=count, **book) for _ in range(rounds)
+        ]
+        ideal = ideal_seconds(accounts=sweep_accounts, orders=count, stops=stops, latency=latency)
+        sweep.append({"orders": count, "ideal_s": ideal, "wall_s": Spread.of(walls).as_dict()})
+    return {
+        "orders": orders,
+        "stops": stops,
+        "positions": positions,
+        "latency_s": latency,
+        "concurrency": CONCURRENCY,
+        "settle_s": SETTLE,
+        "sizes": by_size,
+        "orders_sweep": {"accounts": sweep_accounts, "points": sweep},
+    }
+
+
+def measure_journal(
+    *, orders: int = 10_000, latency: float = 0.0, rounds: int = 3
+) -> dict[str, Any]:
+    """flatten with `journal=` against without: wall time and the client's CPU, per round."""
+    book = {"accounts": 1, "orders": orders, "stops": 0, "positions": 0, "latency": latency}
+    walls: dict[str, list[float]] = {"with": [], "without": []}
+    cpus: dict[str, list[float]] = {"with": [], "without": []}
+    for round_ in range(rounds + 1):  # the first round warms up, untimed
+        order = ("with", "without") if round_ % 2 == 0 else ("without", "with")
+        for kind in order:
+            with (
+                _simulator(**book) as (about, process),
+                tempfile.TemporaryDirectory() as tmp,
+            ):
+                journal = Path(tmp) / "run.jsonl" if kind == "with" else None
+                cpu = time.process_time()
+                wall = asyncio.run(_library(about, journal))
+                cpu = time.process_time() - cpu
+                if _left(process):
+                    raise RuntimeError("journal run: not flat")
+            if round_:
+                walls[kind].append(wall)
+                cpus[kind].append(cpu)
+    pairs = zip(walls["with"], walls["without"], strict=True)
+    cpu_pairs = zip(cpus["with"], cpus["without"], strict=True)
+    return {
+        "orders": orders,
+        "wall_with_s": Spread.of(walls["with"]).as_dict(),
+        "wall_without_s": Spread.of(walls["without"]).as_dict(),
+        "ratio_wall": Spread.of(a / b for a, b in pairs).as_dict(),
+        "ratio_cpu": Spread.of(a / b for a, b in cpu_pairs).as_dict(),
+    }
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    n, o, s, p = (int(v) for v in sys.argv[2:6])
+    asyncio.run(_serve(n, o, s, p, float(sys.argv[6])))
