@@ -150,6 +150,7 @@ class FrontOfficeClient:
             on_retry=on_retry,
             sleep=sleep,
             rand=rand,
+            own_connector=http.holder.owns,
         )
         #: The bulk calls still running: `close` stops them (see `pool.BulkCalls`).
         self._bulk = pool.BulkCalls()

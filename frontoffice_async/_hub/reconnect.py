@@ -64,6 +64,7 @@ class Hub:
         on_retry: Callable[[RetryEvent], object] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        own_connector: bool = False,
     ) -> None:
         self.url = url
         """The hub URL, without a query (the token is added to each upgrade only)."""
@@ -74,7 +75,7 @@ class Hub:
         self.on_retry = on_retry
         self.sleep = sleep
         self.rand = rand
-        self.transport = HubTransport(session)
+        self.transport = HubTransport(session, own_connector=own_connector)
 
     async def aclose(self) -> None:
         """End the streams and snapshots in progress (ClientClosedError) and close the hub's

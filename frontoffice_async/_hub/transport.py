@@ -1,8 +1,11 @@
 """The hub's own aiohttp session, and the scope of a public hub call.
 
-The upgrade goes through a session of the hub's own on the client's connector: it follows no
-redirect, resends nothing behind the retry policy's back, and has no trace configs (the upgrade
-URL carries the token in its query, and tracers record full URLs). `aclose` ends every hub
+The upgrade goes through a session of the hub's own: it follows no redirect, resends nothing
+behind the retry policy's back, and has no trace configs (the upgrade URL carries the token in
+its query, and tracers record full URLs). When the client made its own session, the hub has a
+connector of its own too: a websocket holds its connection for as long as it is open, and the
+snapshots of a flatten over many accounts must not starve the REST requests of the client's
+pool; a borrowed session's connector (its TLS settings) is shared. `aclose` ends every hub
 wait and connection of the client. Also: what a refused or dropped upgrade means, and stopping
 a helper task (`reap`). Token masking is `answers.mask`, shared with REST.
 """
@@ -25,6 +28,8 @@ from .protocol import Failure
 
 __all__ = ["Answer", "Dropped", "Guard", "HubTransport", "detach", "reap"]
 
+#: Websockets open at once on the hub's own connector (the snapshots of 128 accounts).
+HUB_CONNECTIONS: Final = 256
 # Bytes (and seconds) of a refused upgrade's body read for the error message.
 _ANSWER_BODY: Final = 64 * 1024
 _ANSWER_BODY_WAIT: Final = 1.0
@@ -55,8 +60,11 @@ class HubTransport:
     """The hub's aiohttp session (made lazily, on the client's connector), the connections
     open on it, and the waits in progress, all of which `aclose` ends."""
 
-    def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
+    def __init__(
+        self, session: Callable[[], aiohttp.ClientSession], *, own_connector: bool = False
+    ) -> None:
         self._base = session
+        self._own_connector = own_connector
         self._session: aiohttp.ClientSession | None = None
         self._connections: set[_Connection] = set()
         self._waiting: set[asyncio.Task[Any]] = set()
@@ -74,11 +82,13 @@ class HubTransport:
             connector = base.connector
             if base.closed or connector is None:
                 raise ClientClosedError("the aiohttp session passed as session= is closed")
-            # Shares the pool and its TLS settings, nothing else: no trace configs (the URL
-            # holds the token), no middlewares or cookies of a borrowed session.
+            if self._own_connector:
+                connector = aiohttp.TCPConnector(limit=HUB_CONNECTIONS)
+            # A borrowed session's pool and TLS settings, nothing else: no trace configs (the
+            # URL holds the token), no middlewares or cookies of a borrowed session.
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
-                connector_owner=False,
+                connector_owner=self._own_connector,
                 headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=None),
                 middlewares=(_upgrade_only,),
@@ -104,7 +114,7 @@ class HubTransport:
 
     async def aclose(self) -> None:
         """End every wait and connection (their callers get ClientClosedError), then close
-        the session (never the connector: the client's session owns it)."""
+        the session (and the hub's own connector; never a borrowed session's)."""
         if self.closed:
             return
         self.closed = True

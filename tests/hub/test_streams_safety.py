@@ -29,7 +29,7 @@ from frontoffice_async import (
 )
 from frontoffice_async._http.answers import mask
 from frontoffice_async.errors import ClientClosedError
-from frontoffice_async.testing import DEFAULT_ACCOUNT_ID
+from frontoffice_async.testing import DEFAULT_ACCOUNT_ID, FrontOfficeSimulator
 
 from .._scripted_hub import PING, RS, Conn, ScriptedHubs, item, message, open_order
 from ..support import frame_locals
@@ -497,3 +497,20 @@ async def test_no_frame_local_of_the_hub_holds_the_token(hubs: ScriptedHubs, pro
     leaks = [w for w, text in frame_locals(error, ours=True) if "HUB-FRAME-SENTINEL" in text]
     assert leaks == []
     assert "HUB-FRAME-SENTINEL" not in "".join(traceback.format_exception(error))
+
+
+async def test_snapshots_of_many_accounts_do_not_starve_the_rest_requests(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    """A websocket holds its connection while open: with the client's own session the hub has
+    a connector of its own, so 110 snapshots in their windows leave the REST pool free."""
+    sim = frontoffice_simulator
+    [order_id] = sim.add_orders(1)
+    async with FrontOfficeClient(
+        sim.url, token=sim.token, account_id=DEFAULT_ACCOUNT_ID, snapshot_settle=1.0
+    ) as client:
+        snapshots = [asyncio.ensure_future(client.open_orders()) for _ in range(110)]
+        await asyncio.sleep(0.2)  # they are open, in their windows
+        await client.cancel_order(order_id)  # it used to wait for a websocket to close
+        assert not any(s.done() for s in snapshots)  # before any window closed
+        await asyncio.gather(*snapshots)
