@@ -225,23 +225,55 @@ def connection_error(
     forget_credentials(exc)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return APITimeoutError("timed out", method=method, url=url, attempts=attempts)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        what = "server closed the connection without answering"
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        what = f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
-    elif isinstance(exc, aiohttp.ClientPayloadError):
+    what = _transport_failure(exc, secrets)
+    return APIConnectionError(what, method=method, url=url, attempts=attempts)
+
+
+#: What a connection or TLS failure says, most specific first (subclasses before their base).
+_CONNECT_FAILURES: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (aiohttp.ClientConnectorCertificateError, "TLS: the server's certificate is not trusted"),
+    (aiohttp.ClientSSLError, "TLS handshake failed"),
+    (aiohttp.ClientConnectorDNSError, "cannot resolve the host"),
+    (aiohttp.ClientProxyConnectionError, "cannot connect to the proxy"),
+    (aiohttp.ServerFingerprintMismatch, "TLS: the server's certificate fingerprint differs"),
+    (aiohttp.ServerDisconnectedError, "server closed the connection without answering"),
+    (aiohttp.UploadAbortedError, "the request body could not be sent"),
+    (aiohttp.InvalidURL, "the request URL is not valid"),
+    (aiohttp.NonHttpUrlClientError, "the request URL is not an HTTP URL"),
+    (aiohttp.RedirectClientError, "a redirect that cannot be followed"),
+    (aiohttp.WSMessageTypeError, "the websocket sent a message of an unexpected type"),
+)
+
+
+def _transport_failure(exc: BaseException, secrets: Collection[str]) -> str:
+    """What a transport failure (not a timeout) says, in one line, with `secrets` masked."""
+    for kind, text in _CONNECT_FAILURES:
+        if isinstance(exc, kind):
+            if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+                exc, aiohttp.ClientConnectorCertificateError
+            ):
+                reason = exc.os_error.strerror or type(exc.os_error).__name__
+                return f"{text}: {one_line(str(reason), EXCERPT, secrets)}"
+            return text
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
         cause = str(exc).lower()
         if "encoding" in cause or "decompress" in cause:
-            what = f"cannot decode the response body: {one_line(str(exc), EXCERPT, secrets)}"
-        else:
-            what = "response body was cut off"
-    elif isinstance(exc, aiohttp.ClientResponseError):
-        what = f"malformed HTTP response: {one_line(str(exc.message), EXCERPT, secrets)}"
-    elif isinstance(exc, OSError):
-        what = f"network error: {exc.strerror or type(exc).__name__}"
-    else:
-        what = f"{type(exc).__name__}: {one_line(str(exc), EXCERPT, secrets)}"
-    return APIConnectionError(what, method=method, url=url, attempts=attempts)
+            return f"cannot decode the response body: {one_line(str(exc), EXCERPT, secrets)}"
+        return "response body was cut off"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        reason = one_line(exc.message, EXCERPT, secrets)
+        return f"the proxy refused the connection: {exc.status} {reason}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"malformed HTTP response: {one_line(str(exc.message), EXCERPT, secrets)}"
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, aiohttp.ServerConnectionError):
+        return f"the connection to the server failed ({type(exc).__name__})"
+    if isinstance(exc, aiohttp.ClientError):
+        return f"the connection failed ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {one_line(str(exc), EXCERPT, secrets)}"
 
 
 def deadline_error(

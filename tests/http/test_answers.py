@@ -6,6 +6,7 @@ import json
 import traceback
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -396,3 +397,36 @@ def test_keep_masks_a_huge_text_by_its_head_only() -> None:
     # A text whose masked head shrinks: still nothing of a token cut at the scan's end.
     many = (TOKEN93 + " ") * 200
     assert "eyJhbGci" not in keep(many, 4096, (TOKEN93,)).replace("[hidden]", "")
+
+
+# --- every exception aiohttp's client can raise has its own translation ----------------------
+
+
+def _aiohttp_instance(name: str) -> BaseException:
+    """One instance of `aiohttp.client_exceptions.<name>`, built as aiohttp builds it."""
+    cls: Any = getattr(aiohttp.client_exceptions, name)  # constructors differ: built by hand
+    key: Any = None
+    if issubclass(cls, aiohttp.ClientConnectorCertificateError):
+        made = cls(key, ValueError("self-signed certificate"))
+    elif issubclass(cls, aiohttp.ClientConnectorError):
+        made = cls(key, OSError(111, "Connection refused"))
+    elif issubclass(cls, aiohttp.ServerFingerprintMismatch):
+        made = cls(b"a", b"b", "host", 443)
+    elif issubclass(cls, aiohttp.ClientResponseError):
+        made = cls(None, (), status=502, message="Bad Gateway")
+    elif issubclass(cls, aiohttp.InvalidURL):
+        made = cls("http://[bad")
+    else:
+        made = cls("what aiohttp says")
+    assert isinstance(made, BaseException)
+    return made
+
+
+@pytest.mark.parametrize("name", aiohttp.client_exceptions.__all__)
+def test_every_aiohttp_client_exception_has_a_specific_message(name: str) -> None:
+    exc = _aiohttp_instance(name)
+    error = connection_error(exc, method="DELETE", url="http://x/o", attempts=1)
+    assert isinstance(error, APIConnectionError)
+    text = str(error.args[0])
+    # Not the fallback of an exception this module does not know ("TypeName: str(exc)").
+    assert not text.startswith(f"{name}:"), text
