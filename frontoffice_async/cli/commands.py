@@ -26,13 +26,14 @@ from .common import (
     UsageError,
     add_options,
     check_options,
+    confirm,
     error_document,
     exit_code,
     make_client,
     not_empty,
 )
 from .idfile import read_ids
-from .process import EXIT_OUTPUT, OutputError, in_thread, silence_stdout
+from .process import EXIT_OUTPUT, OutputError, silence_stdout
 from .progress import ProgressBar, progress_bar
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ async def _cancel_all(
         if args.dry_run or not preview.remaining:
             return preview  # nothing to ask about; verified unless records were unreadable
         what = _what(len(preview.remaining), client, args)
-        await _confirm(f"cancel {what}? [y/N] ")
+        await confirm(f"cancel {what}? [y/N] ")
         total = len(preview.remaining)
     if bar:
         bar.start(total)
@@ -355,22 +356,3 @@ def _account_of(client: FrontOfficeClient) -> str:
 
 def _what(count: int, client: FrontOfficeClient, args: argparse.Namespace) -> str:
     return output.describe_selection(count, _account_of(client), args.market, args.side)
-
-
-async def _confirm(prompt: str) -> None:
-    """Ask on stderr, read one line from stdin; only `y`/`yes` confirms, else UsageError.
-
-    The line is read in a thread, so Ctrl-C and SIGTERM at the prompt end the command at once.
-    """
-    output.note(prompt, end="")
-    try:
-        line = await in_thread(sys.stdin.readline)
-    except asyncio.CancelledError:
-        output.note("")  # end the prompt's line
-        raise
-    except (AttributeError, OSError, ValueError):  # no, closed or unreadable stdin
-        line = ""
-    if not line:
-        raise UsageError("not confirmed (no answer on stdin); nothing was cancelled")
-    if line.strip().lower() not in {"y", "yes"}:
-        raise UsageError("not confirmed; nothing was cancelled")
