@@ -32,6 +32,7 @@ from .common import (
     make_client,
     not_empty,
 )
+from .flatten import add_command as add_flatten
 from .idfile import read_ids
 from .process import EXIT_OUTPUT, OutputError, silence_stdout
 from .progress import ProgressBar, progress_bar
@@ -110,6 +111,7 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_cancel(commands)
     _add_cancel_all(commands)
+    add_flatten(commands)
     accounts = commands.add_parser(
         "accounts",
         help="list the accounts the token can act on",
