@@ -161,7 +161,8 @@ async def _flatten(
         if args.dry_run or flatreport.is_flat(plans):
             return preview  # nothing to ask about: the snapshots showed nothing to do
         lines, question = flatreport.question(plans)
-        output.note("\n".join(lines))
+        for line in lines:  # one note a line: a note escapes a line break
+            output.note(line)
         await confirm(question, nothing="nothing was cancelled or closed")
         total = sum(p.orders + p.stops for p in plans.values())
         if args.market is not None:  # positions are then closed one by one, with outcomes

@@ -365,6 +365,21 @@ async def test_flatten_asks_on_a_terminal_saying_what_it_will_do(
     assert left == ([0, 0, 0] if done else [2, 1, 3])
 
 
+async def test_the_prompt_names_an_account_that_could_not_be_read(
+    sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    main, other = sim.account_ids
+    sim.add_orders(1, account_id=main)
+    sim.forbid_account(other)
+    monkeypatch.setattr(sys, "stdin", _Terminal("no\n"))
+    code, _, err = await invoke("flatten", "--all-accounts")
+    assert code == 2
+    assert f"  account {main}: 1 open order, 0 stop orders, 0 positions\n" in err
+    assert f"  account {other}: could not be read: HubError: " in err
+    assert "flatten 2 accounts: cancel 1 open order? [y/N] " in err
+    assert _sent(sim) == []
+
+
 async def test_without_yes_and_no_terminal_nothing_is_sent(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
