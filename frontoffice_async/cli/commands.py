@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import sys
 from collections.abc import Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from frontoffice_async import __version__
 
@@ -27,25 +26,21 @@ from .common import (
     UsageError,
     add_options,
     check_options,
+    confirm,
     error_document,
     exit_code,
     make_client,
     not_empty,
 )
-from .process import EXIT_OUTPUT, OutputError, in_thread, silence_stdout
+from .flatten import add_command as add_flatten
+from .idfile import read_ids
+from .process import EXIT_OUTPUT, OutputError, silence_stdout
 from .progress import ProgressBar, progress_bar
 
 if TYPE_CHECKING:
     from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
 
-__all__ = ["MAX_FILE_BYTES", "MAX_IDS", "MAX_LINE_BYTES", "make_parser", "run_command"]
-
-#: Bounds of `cancel --from-file` (docs/cli.md), generous for any file of order ids (an id is
-#: at most 128 characters, the rest of a line a comment) and small enough that `/dev/zero` or
-#: a wrong file is refused at once. Module attributes, so that tests can make them small.
-MAX_LINE_BYTES = 1024
-MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_IDS = 1_000_000
+__all__ = ["make_parser", "run_command"]
 
 
 async def run_command(argv: Sequence[str] | None = None) -> int:
@@ -116,6 +111,7 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_cancel(commands)
     _add_cancel_all(commands)
+    add_flatten(commands)
     accounts = commands.add_parser(
         "accounts",
         help="list the accounts the token can act on",
@@ -195,7 +191,7 @@ async def _cancel(
 ) -> BulkCancelResult[Order]:
     """Read the ids of --from-file into `ids` (the caller's list), then cancel them."""
     if args.from_file is not None:
-        ids += await _read_ids(args.from_file)
+        ids += await read_ids(args.from_file)
     if not ids:
         raise UsageError("no order ids: pass them as arguments or with --from-file")
     if bar:
@@ -234,7 +230,7 @@ async def _cancel_all(
         if args.dry_run or not preview.remaining:
             return preview  # nothing to ask about; verified unless records were unreadable
         what = _what(len(preview.remaining), client, args)
-        await _confirm(f"cancel {what}? [y/N] ")
+        await confirm(f"cancel {what}? [y/N] ")
         total = len(preview.remaining)
     if bar:
         bar.start(total)
@@ -362,92 +358,3 @@ def _account_of(client: FrontOfficeClient) -> str:
 
 def _what(count: int, client: FrontOfficeClient, args: argparse.Namespace) -> str:
     return output.describe_selection(count, _account_of(client), args.market, args.side)
-
-
-async def _read_ids(path: str) -> list[str]:
-    """Ids from a file (or stdin for `-`), one a line; blank lines and `#` comments skipped.
-
-    Read in a thread: at a terminal (or from a FIFO), Ctrl-C and SIGTERM must not wait for
-    the end of the input. Read within bounds (`MAX_LINE_BYTES`, `MAX_FILE_BYTES`, `MAX_IDS`):
-    `/dev/zero` or a wrong file is a usage error, not a MemoryError.
-    """
-    stdin = sys.stdin
-    what = "stdin" if path == "-" else path
-    if path == "-" and stdin is None:
-        raise UsageError("cannot read ids from stdin: it is closed")
-    try:
-        if path == "-":
-            # The bytes under the text layer when there are (a process's stdin), so that a
-            # line is bounded in bytes and its decoding checked here; else the text itself.
-            return await in_thread(lambda: _ids_in(getattr(stdin, "buffer", stdin), what))
-        return await in_thread(lambda: _ids_in_file(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read ids from {what}: {reason}") from None
-
-
-def _ids_in_file(path: str) -> list[str]:
-    with open(path, "rb") as file:
-        return _ids_in(file, path)
-
-
-def _ids_in(stream: IO[bytes] | IO[str], what: str) -> list[str]:
-    """The ids of `stream`'s lines, refusing (UsageError) what no file of ids looks like."""
-    ids: list[str] = []
-    size = 0
-    for number in itertools.count(1):
-        # One byte more than a line may hold: a longer line shows itself without being read.
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            break
-        size += len(raw)
-        line = _line(raw, number, what)
-        if size > MAX_FILE_BYTES:
-            most = MAX_FILE_BYTES
-            in_mib = f"{most >> 20} MiB" if most % (1 << 20) == 0 else f"{most} bytes"
-            raise UsageError(f"cannot read ids from {what}: more than {in_mib}")
-        order_id = line.split("#", 1)[0].strip()
-        if order_id:
-            ids.append(order_id)
-            if len(ids) > MAX_IDS:
-                raise UsageError(f"cannot read ids from {what}: more than {MAX_IDS:,} ids")
-    return ids
-
-
-def _line(raw: bytes | str, number: int, what: str) -> str:
-    """Line `number` as text, without its end; UsageError if too long or not UTF-8."""
-    if isinstance(raw, bytes):
-        content: bytes | str = raw.rstrip(b"\r\n")
-    else:
-        content = raw.rstrip("\r\n")
-    if len(content) > MAX_LINE_BYTES:
-        raise UsageError(
-            f"cannot read ids from {what}: line {number} is longer than {MAX_LINE_BYTES} "
-            "bytes (an order id is at most 128 characters): is it a file of order ids?"
-        )
-    if isinstance(content, str):
-        return content.removeprefix("\ufeff") if number == 1 else content
-    try:
-        # utf-8-sig on the first line: a byte order mark (Notepad) is not part of an id.
-        return content.decode("utf-8-sig" if number == 1 else "utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"cannot read ids from {what}: line {number} is not UTF-8 text") from None
-
-
-async def _confirm(prompt: str) -> None:
-    """Ask on stderr, read one line from stdin; only `y`/`yes` confirms, else UsageError.
-
-    The line is read in a thread, so Ctrl-C and SIGTERM at the prompt end the command at once.
-    """
-    output.note(prompt, end="")
-    try:
-        line = await in_thread(sys.stdin.readline)
-    except asyncio.CancelledError:
-        output.note("")  # end the prompt's line
-        raise
-    except (AttributeError, OSError, ValueError):  # no, closed or unreadable stdin
-        line = ""
-    if not line:
-        raise UsageError("not confirmed (no answer on stdin); nothing was cancelled")
-    if line.strip().lower() not in {"y", "yes"}:
-        raise UsageError("not confirmed; nothing was cancelled")

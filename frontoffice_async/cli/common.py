@@ -7,10 +7,15 @@ Only the public API is used, and only inside functions: importing this module (a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import output
+from .process import in_thread
 
 if TYPE_CHECKING:
     from frontoffice_async import (
@@ -36,12 +41,14 @@ __all__ = [
     "UsageError",
     "add_options",
     "check_options",
+    "confirm",
     "error_document",
     "exit_code",
     "make_client",
     "non_negative_int",
     "not_empty",
     "port_number",
+    "positive_int",
     "rate",
     "seconds",
 ]
@@ -91,6 +98,26 @@ def error_document(error: BaseException) -> dict[str, Any]:
         "trace_id": None,
         "order_id": None,
     }
+
+
+async def confirm(prompt: str, *, nothing: str = "nothing was cancelled") -> None:
+    """Ask on stderr, read one line from stdin; only `y`/`yes` confirms, else UsageError
+    (ending with `nothing`: what was not done).
+
+    The line is read in a thread, so Ctrl-C and SIGTERM at the prompt end the command at once.
+    """
+    output.note(prompt, end="")
+    try:
+        line = await in_thread(sys.stdin.readline)
+    except asyncio.CancelledError:
+        output.note("")  # end the prompt's line
+        raise
+    except (AttributeError, OSError, ValueError):  # no, closed or unreadable stdin
+        line = ""
+    if not line:
+        raise UsageError(f"not confirmed (no answer on stdin); {nothing}")
+    if line.strip().lower() not in {"y", "yes"}:
+        raise UsageError(f"not confirmed; {nothing}")
 
 
 def not_empty(args: argparse.Namespace, *names: str) -> None:
@@ -186,7 +213,8 @@ def _setting(flag: str | None, env: str) -> str | None:
 # --- options every command may take ------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An int >= 1."""
     value = _number(int, text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -256,7 +284,7 @@ _SPECS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "concurrency": (
         ("--concurrency",),
-        {"metavar": "N", "type": _positive_int, "help": "requests in flight at once (default 32)"},
+        {"metavar": "N", "type": positive_int, "help": "requests in flight at once (default 32)"},
     ),
     "timeout": (
         ("--timeout",),
@@ -375,9 +403,39 @@ class BulkRun:
         )
         return BulkCancelResult(ordered, elapsed=self._clock() - self._started, **fields)
 
+    def flatten_document(self) -> dict[str, Any]:
+        """What was done so far as `flatten --json` shows a run cut short: the keys of
+        `FlattenResult.as_dict()` with `verified` false and `accounts` null (the library
+        returned no result, and an outcome does not say its account: the journal does), plus
+        the outcomes received: `counts`, `attempts`, `outcomes` (orders, stop orders and
+        positions closed one by one, in the order their outcomes came)."""
+        received = self.partial()
+        counts = dict.fromkeys(("cancelled", "not_found", "not_active", "failed"), 0)
+        for outcome in received:
+            counts[outcome.category] += 1
+        return {
+            "verified": False,
+            "dry_run": False,
+            "elapsed": round(received.elapsed, 6),
+            "accounts": None,
+            "counts": counts,
+            "attempts": received.attempts,
+            "outcomes": [_outcome_document(o) for o in received],
+        }
+
     def document(self, *, snapshots: bool) -> dict[str, Any]:
         """What was done so far as `--json` shows a run cut short: `as_dict()` with `verified`
         false and, for cancel-all (`snapshots`), null for what only its snapshots could tell:
         `rounds`, `remaining`, `unreadable` and `filtered_out` (not known, not empty)."""
         unknown = dict.fromkeys(("rounds", "remaining", "unreadable", "filtered_out"))
         return {**self.partial().as_dict(), "verified": False, **(unknown if snapshots else {})}
+
+
+def _outcome_document(outcome: CancelOutcome[Any]) -> dict[str, Any]:
+    """`outcome.as_dict()`; a position closed one by one has its id for `order` (a str, which
+    `as_dict()` cannot render), so its `order` is null: the id is its `order_id`."""
+    if isinstance(outcome.order, str):
+        import attrs  # noqa: PLC0415 - keeps `--help` light
+
+        return attrs.evolve(outcome, order=None).as_dict()
+    return outcome.as_dict()

@@ -1,123 +1,82 @@
-"""The `simulate` and `demo` commands: the loopback simulator, standalone or cancelled-all.
+"""The `demo` command (and the registration of `simulate`, its standalone sibling).
 
-`demo` shows the library at work: `cancel_all_orders` on each account of a simulator that
-injects faults, through one client, verified by the library's own last snapshot and then by
-asking the simulator itself. The simulator is imported only when one of these commands runs.
+`demo` shows the library at work: `flatten` of every account of a simulator that injects
+faults (orders, positions, stop orders; a stop-out when positions close), through one client,
+verified by the library's own last snapshots and then by asking the simulator itself. The
+simulator is imported only when one of these commands runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import output
+from . import flatreport, output, simulate
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
     BulkRun,
     ReportedError,
-    UsageError,
     add_options,
     error_document,
-    exit_code,
     non_negative_int,
-    port_number,
     rate,
     seconds,
 )
-from .process import divert_signals
 from .progress import progress_bar
+from .scene import spread_orders, spread_positions, spread_stop_orders
 
 if TYPE_CHECKING:
-    from frontoffice_async import BulkCancelResult, FrontOfficeClient, Order
+    from frontoffice_async import FlattenResult, FrontOfficeClient
     from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator
 
 __all__ = ["add_commands"]
 
 DEMO_CONCURRENCY = 64
 #: One order in this many answers its first cancel with 409 (the platform is busy with it):
-#: a failure for that round, which the next round of cancel-all retries.
+#: a failure for that round, which the next round of the flatten retries.
 BUSY_EVERY = 100
-_MARKETS = ("spot.eth_usdt", "spot.btc_usdt")
-_CHUNK = 2000  # orders added between two turns of the event loop
+#: Orders a stop-out places on each account when its positions close (mid-flatten).
+STOP_OUT_ORDERS = 2
+#: Seconds a snapshot's items are merged after its first. The in-process simulator sends a
+#: snapshot as one item, so the library's default (0.5 s, for a real platform) would only
+#: make the demo wait: three rounds read two snapshots each.
+DEMO_SETTLE = 0.05
 
 
 def add_commands(commands: Any) -> None:
     """Register `simulate` and `demo` on the CLI's subparsers (`commands`)."""
-    _add_simulate(commands)
+    simulate.add_command(commands)
     _add_demo(commands)
-
-
-def _add_simulate(commands: Any) -> None:
-    simulate = commands.add_parser(
-        "simulate",
-        help="run the loopback Front Office simulator until Ctrl-C or SIGTERM",
-        description="Run the Front Office simulator on 127.0.0.1 until Ctrl-C or SIGTERM "
-        "(then it closes cleanly and exits 0), and print the environment to point "
-        "`frontoffice` (or your bot) at it. Its token is a throwaway test token.",
-    )
-    arg = simulate.add_argument
-    arg(
-        "--port",
-        metavar="P",
-        type=port_number,
-        default=8765,
-        help="port, 0: any free one (default: %(default)s)",
-    )
-    arg(
-        "--orders",
-        metavar="N",
-        type=non_negative_int,
-        default=100,
-        help="open orders to create, spread over the accounts (default: %(default)s)",
-    )
-    arg("--accounts", nargs="+", metavar="ID", help="account ids (default: two demo accounts)")
-    arg(
-        "--fault-rate",
-        metavar="R",
-        type=rate,
-        default=0.0,
-        help="chance of a transient fault per request (default: %(default)s)",
-    )
-    arg(
-        "--latency",
-        metavar="S",
-        type=seconds,
-        default=0.0,
-        help="seconds added to every response (default: %(default)s)",
-    )
-    arg(
-        "--seed",
-        metavar="N",
-        type=int,
-        default=0,
-        help="seed of faults, ids and token (default: %(default)s)",
-    )
-    add_options(simulate, ["json"], helps={"json": "print the simulator's environment as JSON"})
-    simulate.set_defaults(handler=_cmd_simulate, command="simulate")
 
 
 def _add_demo(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="cancel-all on an in-process simulator with faults, verified",
-        description="Start the simulator in-process with open orders on two accounts, "
-        "transient faults and a few orders busy (409) on their first cancel; run the "
-        "library's cancel_all_orders on each account through one client; print the summary, "
-        "whether each was verified and in how many rounds, and what the simulator says is "
-        "left. Exit 0 only when verified. Needs no configuration.",
+        help="flatten an in-process simulator with faults, verified",
+        description="Start the simulator in-process with open orders, positions and stop "
+        "orders on two accounts, transient faults, a few orders busy (409) on their first "
+        "cancel and a stop-out that places orders when positions close; run the library's "
+        "flatten on every account through one client; print what it did per account, "
+        "whether each was verified, and what the simulator says is left. Exit 0 only when "
+        "verified. Needs no configuration.",
     )
     arg = demo.add_argument
-    arg(
-        "--orders",
-        metavar="N",
-        type=non_negative_int,
-        default=2000,
-        help="open orders (default: %(default)s)",
-    )
+    for flag, default, what in (
+        ("--orders", 2000, "open orders"),
+        ("--positions", 40, "open positions"),
+        ("--stop-orders", 20, "stop orders"),
+    ):
+        arg(
+            flag,
+            metavar="N",
+            type=non_negative_int,
+            default=default,
+            help=f"{what}, over both accounts (default: %(default)s)",
+        )
     arg(
         "--fault-rate",
         metavar="R",
@@ -147,124 +106,90 @@ def _add_demo(commands: Any) -> None:
     demo.set_defaults(handler=_cmd_demo, command="demo")
 
 
-# --- simulate -----------------------------------------------------------------------------------
-
-
-async def _cmd_simulate(args: argparse.Namespace) -> int:
-    from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator  # noqa: PLC0415
-
-    kwargs: dict[str, Any] = {}
-    if args.accounts:
-        kwargs["accounts"] = tuple(args.accounts)
-    faults = FaultPlan.uniform(args.fault_rate, seed=args.seed) if args.fault_rate else None
-    sim = FrontOfficeSimulator(
-        faults=faults, latency=args.latency, seed=args.seed, port=args.port, **kwargs
-    )
-    try:
-        await sim.start()
-    except OSError as exc:
-        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror or exc}") from None
-    stop = asyncio.Event()
-    try:
-        # Ctrl-C or SIGTERM (how a container runtime stops a process) ends the wait, so the
-        # simulator closes cleanly (hub clients are told) and the command exits 0.
-        with divert_signals(stop.set):
-            await _spread_orders(sim, args.orders)
-            _print_simulator(sim, args)
-            await stop.wait()
-    finally:
-        requests = sim.stats.requests
-        await sim.close()
-        output.note(f"simulator stopped after {requests} requests")
-    return EXIT_OK
-
-
-def _print_simulator(sim: FrontOfficeSimulator, args: argparse.Namespace) -> None:
-    account_ids = list(sim.account_ids)
-    env = {
-        "FRONTOFFICE_BASE_URL": sim.url,
-        # The one token the CLI ever prints: the simulator's own throwaway test token.
-        "FRONTOFFICE_TOKEN": sim.token,
-        "FRONTOFFICE_ACCOUNT_ID": account_ids[0],
-    }
-    if args.json:
-        document = {
-            "url": sim.url,
-            "token": sim.token,
-            "account_ids": account_ids,
-            "orders": args.orders,
-            "env": env,
-        }
-        output.print_json(document)
-        return
-    lines = [
-        f"Front Office simulator listening on {sim.url}",
-        f"accounts: {', '.join(output.printable(a) for a in account_ids)}",
-        f"open orders: {args.orders}, fault rate {args.fault_rate:g}",
-        f"token: {sim.token}  (a throwaway test token)",
-        "\nPoint the CLI or your bot at it:\n",
-        *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
-        "\nPress Ctrl-C to stop.",
-    ]
-    output.say("\n".join(lines))
-
-
 # --- demo ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Scene:
+    """What the demo put on the simulator, for the intro and the flatten."""
+
+    busy: list[str] = dataclasses.field(default_factory=list)
+    stops: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    activated: int = 0
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from frontoffice_async.testing import FrontOfficeSimulator  # noqa: PLC0415
 
     sim = FrontOfficeSimulator(latency=args.latency, seed=args.seed)
-    runs: dict[str, BulkRun] = {}  # filled when the cancels start
+    run: list[BulkRun] = []  # one once the flatten starts
     try:
         async with sim:
-            ids = await _spread_orders(sim, args.orders)
-            busy = ids[::BUSY_EVERY]
-            sim.faults = _faults(args, busy)
-            results, left = await _run_demo(sim, args, runs, busy=len(busy))
+            scene = await _set_scene(sim, args)
+            sim.faults = _faults(args, scene.busy)
+            result, left = await _run_demo(sim, args, scene, run)
     except asyncio.CancelledError:
-        if not runs:  # interrupted during the setup: say so, and nothing was cancelled
-            _report_partial(runs, sim, args, error=None)
+        if not run:  # interrupted during the setup: say so, and nothing was cancelled
+            _report_partial(None, sim, args, error=None)
         raise
-    failed = any(exit_code(r, verify=True) for r in results.values())
-    return EXIT_FAILED if failed or left else EXIT_OK
+    return EXIT_OK if result.verified and not any(left.values()) else EXIT_FAILED
+
+
+async def _set_scene(sim: FrontOfficeSimulator, args: argparse.Namespace) -> _Scene:
+    """Orders (one in 100 busy on its first cancel), positions, stop orders (the first of
+    each account already triggered: its order rests among the others, the stop order is
+    final), and a stop-out armed on each account for when its positions close."""
+    scene = _Scene()
+    scene.busy = (await spread_orders(sim, args.orders))[::BUSY_EVERY]
+    positions = await spread_positions(sim, args.positions)
+    scene.stops = await spread_stop_orders(sim, args.stop_orders)
+    for account, ids in scene.stops.items():
+        if ids:
+            sim.activate_stop_order(ids[0])
+            scene.activated += 1
+        if positions[account]:
+            sim.stop_out_on_close(account, count=STOP_OUT_ORDERS)
+    return scene
 
 
 async def _run_demo(
-    sim: FrontOfficeSimulator, args: argparse.Namespace, runs: dict[str, BulkRun], *, busy: int
-) -> tuple[dict[str, BulkCancelResult[Order]], list[str]]:
-    """cancel-all on every account of the simulator (`runs`: their outcomes as they come)."""
+    sim: FrontOfficeSimulator, args: argparse.Namespace, scene: _Scene, runs: list[BulkRun]
+) -> tuple[FlattenResult, dict[str, int]]:
+    """flatten of every account of the simulator (`runs`: its outcomes as they come)."""
     from frontoffice_async import FrontOfficeError  # noqa: PLC0415
 
     concurrency = args.concurrency or DEMO_CONCURRENCY
     if not args.json:
-        _print_intro(sim, args, busy, concurrency)
+        _print_intro(sim, args, scene, concurrency)
     bar = progress_bar(args)
-    runs.update({a: BulkRun(on_each=bar.advance if bar else None) for a in sim.account_ids})
+    run = BulkRun(on_each=bar.advance if bar else None)
+    runs.append(run)
     async with _demo_client(sim, args, concurrency) as client:
         if bar:
-            bar.start(args.orders)
+            bar.start(args.orders + args.stop_orders, "flattening")
+        run.sending = True
         try:
-            results = await _cancel_all_accounts(client, runs)
+            result = await client.flatten(
+                "all", stop_order_ids=scene.stops, on_outcome=run.on_outcome
+            )
         except asyncio.CancelledError:
             if bar:
                 bar.stop()
-            _report_partial(runs, sim, args, error=None)
+            _report_partial(run, sim, args, error=None)
             raise
-        except FrontOfficeError as exc:
+        except FrontOfficeError as exc:  # listing the accounts failed: nothing was done
             if bar:
                 bar.stop()
-            if not any(run.done() for run in runs.values()):
-                raise  # nothing done: the error alone says it all
-            _report_partial(runs, sim, args, error=exc)
+            if not run.done():
+                raise
+            _report_partial(run, sim, args, error=exc)
             raise ReportedError(exc) from exc
         finally:
             if bar:
                 bar.stop()
-        left = sim.open_order_ids()
-        _report(results, left, args)
-    return results, left
+        left = _left_open(sim)
+        _report(result, left, args)
+    return result, left
 
 
 def _demo_client(
@@ -273,28 +198,17 @@ def _demo_client(
     from frontoffice_async import FrontOfficeClient, RetryPolicy  # noqa: PLC0415
 
     # Faults strike 10% of requests: 8 attempts make a failed id a ~1e-8 event, and a small
-    # backoff keeps the whole run to a few seconds.
+    # backoff keeps the whole run to a few seconds. (A close is a POST: resent only after a
+    # 429 or a connection never opened; otherwise the next round's snapshot decides.)
     retry = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.2, deadline=10.0)
     return FrontOfficeClient(
-        sim.url, token=sim.token, retry=retry, timeout=args.timeout, concurrency=concurrency
+        sim.url,
+        token=sim.token,
+        retry=retry,
+        timeout=args.timeout,
+        concurrency=concurrency,
+        snapshot_settle=DEMO_SETTLE,
     )
-
-
-async def _cancel_all_accounts(
-    client: FrontOfficeClient, runs: Mapping[str, BulkRun]
-) -> dict[str, BulkCancelResult[Order]]:
-    """`cancel_all_orders` on every account at once, through the one client."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = {
-                account: group.create_task(
-                    client.cancel_all_orders(account_id=account, on_outcome=run.on_outcome)
-                )
-                for account, run in runs.items()
-            }
-    except* Exception as failure:  # HubError, 401...: one line on stderr, as for any command
-        raise failure.exceptions[0] from None
-    return {account: task.result() for account, task in tasks.items()}
 
 
 def _faults(args: argparse.Namespace, busy: list[str]) -> FaultPlan:
@@ -313,81 +227,73 @@ def _faults(args: argparse.Namespace, busy: list[str]) -> FaultPlan:
     )
 
 
+def _left_open(sim: FrontOfficeSimulator) -> dict[str, int]:
+    """What the simulator itself says is still open, whatever the client concluded."""
+    return {
+        "orders": len(sim.open_order_ids()),
+        "stop_orders": len(sim.open_stop_order_ids()),
+        "positions": len(sim.open_position_ids()),
+    }
+
+
 def _print_intro(
-    sim: FrontOfficeSimulator, args: argparse.Namespace, busy: int, concurrency: int
+    sim: FrontOfficeSimulator, args: argparse.Namespace, scene: _Scene, concurrency: int
 ) -> None:
     output.paragraph(
-        f"demo: simulator at {sim.url}, {args.orders} open orders on {len(sim.account_ids)} "
-        f"accounts, {args.fault_rate:.0%} transient faults (429/500/502/503/reset), {busy} "
-        f"orders busy (409) on their first cancel, {args.latency * 1000:g} ms latency; "
-        f"cancel_all_orders on each account through one client, concurrency {concurrency}"
+        f"demo: simulator at {sim.url}; on {len(sim.account_ids)} accounts "
+        f"{args.orders} open orders, {args.positions} positions and {args.stop_orders} stop "
+        f"orders ({scene.activated} of them triggered already); {args.fault_rate:.0%} "
+        f"transient faults (429/500/502/503/reset), {len(scene.busy)} orders busy (409) on "
+        f"their first cancel, a stop-out placing {STOP_OUT_ORDERS} orders on each account "
+        f"when its positions close, {args.latency * 1000:g} ms latency; flatten of every "
+        f"account through one client, concurrency {concurrency}"
     )
 
 
-def _report(
-    results: Mapping[str, BulkCancelResult[Order]], left: list[str], args: argparse.Namespace
-) -> None:
-    verified = all(r.verified for r in results.values()) and not left
+def _report(result: FlattenResult, left: Mapping[str, int], args: argparse.Namespace) -> None:
+    verified = result.verified and not any(left.values())
     if args.json:
-        accounts = {account: result.as_dict() for account, result in results.items()}
-        output.print_json({"verified": verified, "left_open": len(left), "accounts": accounts})
+        document = {"verified": verified, "left_open": dict(left), "flatten": result.as_dict()}
+        output.print_json(document)
         return
-    output.print_summary(results, verify=True)
-    for account, result in results.items():
-        output.print_problems(result)
-        # Shorter than cancel-all's verdict: with the account before it, one line of 80.
-        line = output.verdict(result)
-        if result.verified:
-            rounds = f"{result.rounds} round" + ("" if result.rounds == 1 else "s")
-            line = f"verified in {rounds} (a fresh snapshot shows none)"
-        output.say(f"{output.printable(account)}: {line}")
-    counts = sorted({r.rounds for r in results.values()})
-    rounds = "-".join(str(n) for n in counts[:: max(len(counts) - 1, 1)])
-    rounds += " round" if counts == [1] else " rounds"
+    flatreport.print_flatten(result, None)
+    accounts = result.accounts.values()
+    ids = sum(len(a.orders) + len(a.stop_orders) for a in accounts)
+    sent = sum(a.orders.attempts + a.stop_orders.attempts for a in accounts)
+    closes = sum(a.positions.requests for a in accounts)
+    output.paragraph(
+        f"requests: {sent} cancels for {ids} ids ({sent - ids} retries) and {closes} bulk closes"
+    )
+    counts = (
+        f"{left['orders']} orders, {left['stop_orders']} stop orders and "
+        f"{left['positions']} positions"
+    )
     if verified:
-        output.say(f"verified in {rounds}: the simulator confirms 0 orders left open")
+        output.say(f"the simulator confirms: {counts} left open")
     else:
-        shown = output.printable(", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
-        output.say(f"NOT verified after {rounds}: {len(left)} left open: {shown}")
+        output.say(f"NOT verified: the simulator shows {counts} left open")
 
 
 def _report_partial(
-    runs: Mapping[str, BulkRun],
+    run: BulkRun | None,
     sim: FrontOfficeSimulator,
     args: argparse.Namespace,
     *,
     error: Exception | None,
 ) -> None:
-    """What was done when Ctrl-C (`error` None) or a failure cut the demo short; `runs` is
-    empty when that happened during the setup, before any cancel."""
-    left = len(sim.open_order_ids())
+    """What was done when Ctrl-C (`error` None) or a failure cut the demo short; `run` is
+    None when that happened during the setup, before the flatten started."""
+    left = _left_open(sim)
     if args.json:
-        accounts = {a: run.document(snapshots=True) for a, run in runs.items()}
         end = {"interrupted": True} if error is None else {"error": error_document(error)}
-        output.print_json({"verified": False, "left_open": left, **end, "accounts": accounts})
-    elif runs:
-        output.print_summary({a: run.partial() for a, run in runs.items()}, verify=False)
-    if not runs:
-        output.note(f"interrupted during the setup ({left} orders made): nothing was cancelled")
+        flatten = None if run is None else run.flatten_document()
+        output.print_json({"verified": False, "left_open": left, **end, "flatten": flatten})
+    if run is None:
+        made = sum(left.values())
+        output.note(f"interrupted during the setup ({made} made): nothing was cancelled")
         return
     what = "interrupted" if error is None else "stopped by an error"
-    output.note(f"{what}: {left} orders left open on the simulator")
-
-
-async def _spread_orders(sim: FrontOfficeSimulator, total: int) -> list[str]:
-    """`total` open orders, split evenly over the accounts, two markets and both sides.
-
-    Made a chunk at a time, letting the loop run in between: Ctrl-C must not wait for a big
-    `--orders` to be set up.
-    """
-    accounts = list(sim.account_ids)
-    slots = [(a, m, s) for a in accounts for m in _MARKETS for s in ("Buy", "Sell")]
-    ids: list[str] = []
-    for index, (account, market, side) in enumerate(slots):
-        n = total // len(slots) + (index < total % len(slots))
-        while n > 0:
-            chunk = min(n, _CHUNK)
-            ids += sim.add_orders(chunk, account_id=account, market_id=market, side=side)
-            n -= chunk
-            await asyncio.sleep(0)
-    return ids
+    output.note(
+        f"{what}: {len(run.done())} cancels answered; the simulator shows {left['orders']} "
+        f"orders, {left['stop_orders']} stop orders and {left['positions']} positions open"
+    )

@@ -30,13 +30,16 @@ from .process import OutputError, tell
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from frontoffice_async import Account, BulkCancelResult, OpenOrder
+    from frontoffice_async import Account, BulkCancelResult, OpenOrder, OpenPosition
 
 __all__ = [
     "DEFAULT_WIDTH",
     "HAVE_RICH",
+    "Drop",
+    "Shrink",
     "describe_selection",
     "error_text",
+    "fitted",
     "have_rich",
     "is_terminal",
     "line_width",
@@ -46,8 +49,10 @@ __all__ = [
     "print_accounts",
     "print_json",
     "print_orders",
+    "print_positions",
     "print_result",
     "print_summary",
+    "print_table",
     "printable",
     "say",
     "short_error",
@@ -164,10 +169,12 @@ def say(line: str, *, out: TextIO | None = None) -> None:
 
 
 @_writes
-def paragraph(text: str, *, out: TextIO | None = None) -> None:
-    """`text` on stdout, in lines that fit the width (cut between words)."""
+def paragraph(text: str, *, indent: int = 0, out: TextIO | None = None) -> None:
+    """`text` on stdout, in lines that fit the width (cut between words), each line after
+    `indent` spaces."""
     out = _stream(out)
-    _write(out, "\n".join(_wrap(text, line_width(out))) + "\n")
+    lines = _wrap(text, max(line_width(out) - indent, _LEAST_TEXT))
+    _write(out, "\n".join(" " * indent + line for line in lines) + "\n")
 
 
 @_writes
@@ -256,22 +263,27 @@ _ROWS = (
 
 @_writes
 def print_problems(
-    result: BulkCancelResult[Any], *, remaining: bool = True, out: TextIO | None = None
+    result: BulkCancelResult[Any],
+    *,
+    remaining: bool = True,
+    kind: str = "orders",
+    out: TextIO | None = None,
 ) -> None:
     """Failed ids, orders still open (unless not `remaining`: a dry run listed them already)
     and unreadable records: what a trader must look at. A line is clipped to the width; the
-    whole text is in `--json`."""
+    whole text is in `--json`. `kind` names what the ids are ("stop orders")."""
     out = _stream(out)
     width, mark = line_width(out), _ellipsis(out)
     if result.failed:
-        lines = [f"failed ids ({len(result.failed)}); these orders may still be open:"]
+        lines = [f"failed ids ({len(result.failed)}); these {kind} may still be open:"]
         for outcome in result.failed:
             order_id = printable(outcome.order_id)
             room = max(width - 4 - _width_of(order_id), _LEAST_TEXT)
             lines.append(f"  {order_id}  {_clip(short_error(outcome.error), room, mark)}")
         _write(out, "\n".join(lines) + "\n")
     if remaining and result.remaining:
-        print_orders(result.remaining, title=f"still open ({len(result.remaining)})", out=out)
+        title = f"{kind} still open ({len(result.remaining)})"
+        print_orders(result.remaining, title=title, out=out)
     if result.unreadable:
         lines = [f"unreadable records in the last snapshot ({len(result.unreadable)}):"]
         room = max(width - 2, _LEAST_TEXT)
@@ -281,6 +293,14 @@ def print_problems(
 
 #: Cells of text a clipped line keeps at least, however narrow the terminal.
 _LEAST_TEXT = 24
+
+
+def fitted(line: str, *, indent: int = 0, out: TextIO | None = None) -> str:
+    """`line` (escaped here) clipped to the width of `out` (stdout) less `indent`, ending in
+    `…` when cut: for a line whose tail may go (an error message; the whole is in `--json`)."""
+    out = _stream(out)
+    room = max(line_width(out) - indent, _LEAST_TEXT)
+    return _clip(printable(line), room, _ellipsis(out))
 
 
 def error_text(error: BaseException) -> str:
@@ -385,14 +405,62 @@ def print_orders(orders: Sequence[OpenOrder], *, title: str, out: TextIO | None 
     # identify an order for a trader; a long market name is abbreviated before an amount
     # goes, and an amount is dropped, never cut (a cut number is another number).
     steps = (
-        _Drop("type"),
-        _Drop("status"),
-        _Shrink("market", 16),
-        _Drop("price"),
-        _Drop("remaining"),
-        _Shrink("market", 8),
+        Drop("type"),
+        Drop("status"),
+        Shrink("market", 16),
+        Drop("price"),
+        Drop("remaining"),
+        Shrink("market", 8),
     )
     _print_table(title, header, rows, out, right={"remaining", "price"}, steps=steps)
+
+
+@_writes
+def print_positions(
+    positions: Sequence[OpenPosition], *, title: str, out: TextIO | None = None
+) -> None:
+    """A table of open positions (`flatten --dry-run`, positions still open); only the title
+    when there are none."""
+    out = _stream(out)
+    header = ["position id", "market", "side", "lots", "open price", "pnl (RAT)"]
+    rows = [
+        (
+            p.position_id,
+            p.market_id,
+            p.side,
+            p.position_lot_amount,
+            p.open_price,
+            "" if p.unrealized_pnl_total_in_rat is None else p.unrealized_pnl_total_in_rat,
+        )
+        for p in positions
+    ]
+    # As for orders: the id, the side and the lots identify a position for a trader; a
+    # number is dropped whole, never cut.
+    steps = (
+        Drop("open price"),
+        Shrink("market", 16),
+        Drop("pnl (RAT)"),
+        Drop("lots"),
+        Shrink("market", 8),
+    )
+    right = {"lots", "open price", "pnl (RAT)"}
+    _print_table(title, header, rows, out, right=right, steps=steps)
+
+
+@_writes
+def print_table(
+    title: str,
+    header: Sequence[str] | None,
+    rows: Sequence[Sequence[object]],
+    *,
+    right: set[str] | None = None,
+    key_column: bool = False,
+    steps: Sequence[Step] = (),
+    out: TextIO | None = None,
+) -> None:
+    """A table fitted to the line, as the listings above are (see `_print_table`)."""
+    out = _stream(out)
+    _print_table(title, header, rows, out, right=right, key_column=key_column, steps=steps)
 
 
 @_writes
@@ -411,10 +479,10 @@ def print_accounts(accounts: Sequence[Account], *, out: TextIO | None = None) ->
         for a in accounts
     ]
     steps = (
-        _Shrink("name", 24),
-        _Drop("copy trading"),
-        _Drop("type"),
-        _Shrink("name", 8),
+        Shrink("name", 24),
+        Drop("copy trading"),
+        Drop("type"),
+        Shrink("name", 8),
     )
     _print_table(
         f"{len(accounts)} accounts", header, rows, out, right={"balance (RAT)"}, steps=steps
@@ -429,7 +497,7 @@ def _print_table(
     *,
     right: set[str] | None = None,
     key_column: bool = False,
-    steps: Sequence[_Step] = (),
+    steps: Sequence[Step] = (),
 ) -> None:
     """Rows of cells (escaped here) under a title, fitted to the line (`_layout`);
     `key_column`: a summary, names left and values right. No rows: the title alone."""
@@ -553,7 +621,7 @@ def _console(out: TextIO, width: int) -> Console:
 # --- fitting the line ---------------------------------------------------------------------------
 # A trader reads `cancel-all --dry-run` in whatever terminal is at hand, often 80 columns: a row
 # folded onto three lines makes thousands of orders unreadable. Each table says which columns
-# may go, or be abbreviated, and in what order (`_Drop`, `_Shrink`); `_layout` applies those
+# may go, or be abbreviated, and in what order (`Drop`, `Shrink`); `_layout` applies those
 # steps until a row fits. Plain text and rich draw the same layout, so both fit.
 
 #: The width of a line when the output is not a terminal (a pipe, a file) and `COLUMNS` is
@@ -561,20 +629,20 @@ def _console(out: TextIO, width: int) -> Console:
 DEFAULT_WIDTH = 80
 
 
-class _Drop(NamedTuple):
+class Drop(NamedTuple):
     """Leave the column out."""
 
     column: str
 
 
-class _Shrink(NamedTuple):
+class Shrink(NamedTuple):
     """Abbreviate the column's cells (`…` at the end), down to `least` cells at most."""
 
     column: str
     least: int
 
 
-_Step = _Drop | _Shrink
+Step = Drop | Shrink
 
 
 def line_width(out: TextIO) -> int:
@@ -637,13 +705,13 @@ def _layout(
     *,
     width: int,
     overhead: Callable[[int], int],
-    steps: Sequence[_Step] = (),
+    steps: Sequence[Step] = (),
 ) -> tuple[list[int], list[int]]:
     """The columns to show (indexes) and every column's width, so that a row fits `width`.
 
     `overhead(n)`: the cells a row of `n` columns takes besides their content (indent,
     gaps, borders). `steps` are applied in order, each only while a row is still too wide;
-    a `_Shrink` takes only what is needed. When every step is spent, the row is as narrow as
+    a `Shrink` takes only what is needed. When every step is spent, the row is as narrow as
     the table allows (an id is never cut).
     """
     widths = [
@@ -660,7 +728,7 @@ def _layout(
         index = names.index(step.column)
         if index not in shown:
             continue
-        if isinstance(step, _Drop):
+        if isinstance(step, Drop):
             shown.remove(index)
         else:
             widths[index] = min(widths[index], max(step.least, widths[index] - excess()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frontoffice_async.cli import commands
+from frontoffice_async.cli import idfile
 from frontoffice_async.testing import FrontOfficeSimulator
 
 from ..support import Run
@@ -76,7 +76,7 @@ async def test_the_longest_line_allowed_is_read(
 async def test_a_file_too_large_is_refused(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(commands, "MAX_FILE_BYTES", 1000)  # 64 MiB, made small to test
+    monkeypatch.setattr(idfile, "MAX_FILE_BYTES", 1000)  # 64 MiB, made small to test
     path = tmp_path / "ids.txt"
     path.write_text("".join(f"01K2PF9XS29WN4JZRHMCT{i:05d}\n" for i in range(100)))
     code, _, err = await invoke("cancel", "--from-file", str(path))
@@ -88,7 +88,7 @@ async def test_a_file_too_large_is_refused(
 async def test_too_many_ids_are_refused(
     sim: FrontOfficeSimulator, invoke: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(commands, "MAX_IDS", 10)  # a million, made small to test
+    monkeypatch.setattr(idfile, "MAX_IDS", 10)  # a million, made small to test
     monkeypatch.setattr(sys, "stdin", _binary_stdin(b"A\n" * 11))
     code, _, err = await invoke("cancel", "--from-file", "-")
     assert code == 2

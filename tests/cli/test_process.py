@@ -147,6 +147,67 @@ async def test_sigterm_stops_a_bulk_command_like_ctrl_c(slow: FrontOfficeSimulat
     assert json.loads(out)["interrupted"] is True
 
 
+async def test_flatten_runs_end_to_end_as_a_process(tmp_path: Path) -> None:
+    async with FrontOfficeSimulator(token=TOKEN) as sim:
+        main, other = sim.account_ids
+        for account in (main, other):
+            sim.add_orders(20, account_id=account)
+            sim.add_positions(3, account_id=account)
+        stops = {a: sim.add_stop_orders(2, account_id=a) for a in (main, other)}
+        sim.stop_out_on_close(other)
+        journal = tmp_path / "flatten.jsonl"
+        process = await asyncio.create_subprocess_exec(
+            *COMMAND,
+            "flatten",
+            "--all-accounts",
+            "--stop-orders",
+            "-",
+            "--journal",
+            str(journal),
+            "--yes",
+            env=_env(sim),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        lines = "".join(f"{a} {i}\n" for a, ids in stops.items() for i in ids)
+        out, err = await asyncio.wait_for(process.communicate(lines.encode()), timeout=60)
+        _assert_quiet(err.decode())
+        assert process.returncode == 0, err.decode()
+        assert sim.open_order_ids() == sim.open_stop_order_ids() == []
+        assert sim.open_position_ids() == []
+    text = out.decode()
+    assert TOKEN not in text
+    assert text.count(": verified\n") == 2
+    assert text.rstrip().splitlines()[-1].startswith("verified: fresh snapshots show 2 accounts")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert (events[0]["event"], events[-1]["event"]) == ("run", "summary")
+    assert TOKEN not in journal.read_text()
+
+
+async def test_sigterm_stops_a_flatten_with_a_partial_document(slow: FrontOfficeSimulator) -> None:
+    slow.add_orders(200)
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "flatten",
+        "--yes",
+        "--json",
+        "--concurrency",
+        "2",
+        env=_env(slow),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await _until(lambda: len(slow.open_order_ids()) <= 196, "a few cancels")
+    send_signal(process, signal.SIGTERM)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    _assert_quiet(err.decode())
+    assert process.returncode == 143
+    doc = json.loads(out)
+    assert (doc["interrupted"], doc["verified"], doc["accounts"]) == (True, False, None)
+    assert "NOT verified" in err.decode()
+
+
 async def test_closed_stdout_ends_quietly_with_141() -> None:
     async with FrontOfficeSimulator(token=TOKEN) as sim:
         sim.add_orders(5)
