@@ -93,7 +93,7 @@ class CancelOutcome(Generic[T]):
             "order_id": self.order_id,
             "category": self.category,
             "attempts": self.attempts,
-            "order": None if self.order is None else self.order.as_dict(),  # type: ignore[attr-defined]
+            "order": _plain_order(self.order),
             "error": None if self.error is None else self.error.as_dict(),
         }
 
@@ -300,6 +300,9 @@ class AccountFlatten:
     positions: PositionsResult
     error: FrontOfficeError | None = None
     """What stopped this account (a 403, a 401 the refresh did not cure...), or None."""
+    rounds: int = 0
+    """Rounds that acted (cancelled or closed something); the snapshots read after the last
+    one are the verdict."""
 
     @property
     def verified(self) -> bool:
@@ -334,6 +337,7 @@ class AccountFlatten:
         return {
             "account_id": self.account_id,
             "verified": self.verified,
+            "rounds": self.rounds,
             "orders": self.orders.as_dict(),
             "stop_orders": self.stop_orders.as_dict(),
             "positions": self.positions.as_dict(),
@@ -356,6 +360,8 @@ class FlattenResult:
     """Wall-clock seconds the call took."""
     dry_run: bool = False
     """True when nothing was sent: each `remaining` is what a real run would act on."""
+    journal_error: str | None = None
+    """Why the journal stopped being written, if it did (the run went on without it)."""
 
     @property
     def verified(self) -> bool:
@@ -381,5 +387,13 @@ class FlattenResult:
             "verified": self.verified,
             "dry_run": self.dry_run,
             "elapsed": round(self.elapsed, 6),
+            "journal_error": self.journal_error,
             "accounts": {a: acc.as_dict() for a, acc in self.accounts.items()},
         }
+
+
+def _plain_order(order: object) -> Any:
+    """An outcome's order as JSON-ready data (a position close's is the position id)."""
+    if order is None or isinstance(order, str):
+        return order
+    return order.as_dict()  # type: ignore[attr-defined]  # Order or StopOrder

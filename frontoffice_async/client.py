@@ -589,8 +589,11 @@ class FrontOfficeClient:
             result = await flatten_accounts(
                 [(binder.account(a), stops[a]) for a in ids], plan, log
             )
-            if log is not None:
-                log.event("summary", **result.as_dict())
+            if log is None:
+                return result
+            log.event("summary", **result.as_dict())
+            if log.error is not None:  # the run went on without its record: say so
+                result = attrs.evolve(result, journal_error=log.error)
             return result
 
     async def _accounts_for(self, accounts: str | Iterable[str] | None) -> list[str]:

@@ -80,6 +80,12 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+#: The keys of a `FlattenResult.as_dict()`.
+FLATTEN_KEYS = {"verified", "dry_run", "elapsed", "journal_error", "accounts"}
+
+#: The keys of an `AccountFlatten.as_dict()`.
+ACCOUNT_KEYS = {"account_id", "verified", "rounds", "orders", "stop_orders", "positions", "error"}
+
 #: The snapshot settle window of the test session (conftest): long enough for items sent back
 #: to back on loopback, short enough that hundreds of snapshots do not each wait 0.5 s.
 SHORT_SETTLE = 0.02

@@ -230,6 +230,7 @@ class _AccountRun:
                 stopped_by=stop_orders.stopped_by,
                 verified=not stop_orders.failed,
             ),
+            rounds=self.passes,
             positions=PositionsResult(
                 accepted=tuple(dict.fromkeys(self.accepted)),
                 remaining=remaining,

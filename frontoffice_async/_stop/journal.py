@@ -6,12 +6,16 @@ rounds (`round`), and the result (`summary`), after the `run` event that says wh
 Each line is handed to the operating system as it is written (no buffer of ours), so a crash
 or a SIGKILL of the process leaves every line before it whole and readable. Every line is
 masked with the tokens the client has used: a token never reaches the file, in any form.
+
+A journal that cannot be written (a full disk) never stops the run it records: the failure is
+logged once, writing stops, and the run goes on (flatten's result says so in `journal_error`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -27,6 +31,8 @@ from ..errors import FrontOfficeError
 
 __all__ = ["Journal", "JournalTarget", "OnOutcome", "journaled"]
 
+logger = logging.getLogger("frontoffice_async")
+
 #: What `on_outcome=` takes.
 OnOutcome = Callable[[CancelOutcome[Any]], object]
 
@@ -39,7 +45,7 @@ _API: Final = "/frontoffice/api"
 class Journal:
     """Writes the events of one run (see the module's docstring)."""
 
-    __slots__ = ("_fd", "_file", "_secrets", "lines")
+    __slots__ = ("_fd", "_file", "_secrets", "error", "lines")
 
     def __init__(self, target: JournalTarget, secrets: Callable[[], Collection[str]]) -> None:
         self._secrets = secrets
@@ -54,20 +60,32 @@ class Journal:
             raise TypeError(f"journal must be a path or a text file, got {type(target).__name__}")
         self.lines = 0
         """Events written so far."""
+        self.error: str | None = None
+        """Why the journal stopped being written (None: every event was)."""
 
     def event(self, name: str, /, **fields: Any) -> None:
         """Write one event now: `{"event": name, "time": ..., **fields}`."""
         record = {"event": name, "time": _now(), **fields}
         line = json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
         line = answers.mask(line, self._secrets()) + "\n"
-        if self._fd is not None:
-            data = line.encode()
-            while data:  # a short write is finished, not dropped
-                data = data[os.write(self._fd, data) :]
-        else:
-            assert self._file is not None
-            self._file.write(line)
-            self._file.flush()
+        if self.error is not None:
+            return
+        try:
+            if self._fd is not None:
+                data = line.encode()
+                while data:  # a short write is finished, not dropped
+                    data = data[os.write(self._fd, data) :]
+            else:
+                assert self._file is not None
+                self._file.write(line)
+                self._file.flush()
+        except Exception as exc:
+            # The run matters more than its record: say so once, and let it go on.
+            self.error = getattr(exc, "strerror", None) or type(exc).__name__
+            logger.error(
+                "the journal could not be written (%s): the run goes on without it", self.error
+            )
+            return
         self.lines += 1
 
     def outcome(self, account: str, kind: str, outcome: CancelOutcome[Any]) -> None:

@@ -110,6 +110,10 @@ async def _cmd_flatten(args: argparse.Namespace) -> int:
             result = await _flatten(client, args, run, bar, selection, stops)
         # Reported before the client closes: a Ctrl-C during the close cannot lose it.
         _report(result, args, stops)
+    if result.journal_error is not None:
+        # The run went on without its record: what was asked (--journal) was not done.
+        output.note(f"error: cannot write the journal {args.journal}: {result.journal_error}")
+        return EXIT_FAILED
     if result.dry_run:
         return EXIT_FAILED if any(a.error for a in result.accounts.values()) else EXIT_OK
     return EXIT_OK if result.verified else EXIT_FAILED

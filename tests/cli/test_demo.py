@@ -10,10 +10,7 @@ import pytest
 
 from frontoffice_async import cli
 
-from ..support import RESULT_KEYS, Run
-
-FLATTEN_KEYS = {"verified", "dry_run", "elapsed", "accounts"}
-ACCOUNT_KEYS = {"account_id", "verified", "orders", "stop_orders", "positions", "error"}
+from ..support import ACCOUNT_KEYS, FLATTEN_KEYS, RESULT_KEYS, Run
 
 
 def _account_blocks(out: str) -> dict[str, list[str]]:

@@ -17,13 +17,12 @@ from frontoffice_async import FrontOfficeClient, cli
 from frontoffice_async.cli import idfile, output
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
 
-from ..support import RESULT_KEYS, SENTINEL_TOKEN, Run
+from ..support import ACCOUNT_KEYS, FLATTEN_KEYS, RESULT_KEYS, SENTINEL_TOKEN, Run
 from .test_output import CLI_DOCS, _console_examples
 
 pytestmark = pytest.mark.usefixtures("fast_retries")
 
 SENT = {"cancel_order", "cancel_stop_order", "close_all_positions", "close_position"}
-ACCOUNT_KEYS = {"account_id", "verified", "orders", "stop_orders", "positions", "error"}
 POSITIONS_KEYS = {
     "accepted",
     "remaining",
@@ -266,7 +265,7 @@ async def test_json_is_exactly_the_result_as_dict(sim: FrontOfficeSimulator, inv
     code, out, err = await invoke("flatten", "--yes", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert set(doc) == {"verified", "dry_run", "elapsed", "accounts"}
+    assert set(doc) == FLATTEN_KEYS
     [(account_id, account)] = doc["accounts"].items()
     assert account_id == sim.account_ids[0]
     assert set(account) == ACCOUNT_KEYS
@@ -317,16 +316,16 @@ async def test_a_journal_that_cannot_be_opened_is_a_usage_error(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-async def test_a_journal_on_a_full_disk_stops_the_run_with_exit_1(
+async def test_a_journal_on_a_full_disk_does_not_stop_the_flatten_but_exits_1(
     sim: FrontOfficeSimulator, invoke: Run
 ) -> None:
     sim.add_orders(1)
     code, out, err = await invoke("flatten", "--yes", "--json", "--journal", "/dev/full")
     assert code == 1
     doc = json.loads(out)
-    assert doc["verified"] is False
-    assert doc["accounts"] is None
-    assert "cannot write the journal /dev/full" in doc["error"]["message"]
+    assert doc["verified"] is True  # the emergency went on without its record
+    assert doc["journal_error"] == "No space left on device"
+    assert sim.open_order_ids() == []
     assert err.splitlines()[-1] == (
         "error: cannot write the journal /dev/full: No space left on device"
     )
