@@ -132,3 +132,38 @@ def test_a_journal_path_that_is_a_fifo_does_not_freeze_the_event_loop(tmp_path: 
     except subprocess.TimeoutExpired:
         raise AssertionError("the event loop froze: wait_for(2 s) never fired") from None
     assert "ended:" in done.stdout, done.stderr[-2000:]
+
+
+async def test_the_journal_masks_every_token_the_client_has_used(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    """flatten.md: "Every line is masked with the tokens the client has used". It is masked
+    with the last four only (`TokenSource._known` is a deque of 4): after a few refreshes, an
+    error body that quotes the first token (a proxy, a slow answer to a request sent with it)
+    writes that token into the journal, and into the result's `as_dict()`."""
+    sim = frontoffice_simulator
+    first = sim.issue_token(list(sim.account_ids))
+    ids = sim.add_orders(12)
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return first if calls == 1 else sim.issue_token(list(sim.account_ids))
+
+    # Each cancel: a 401 (a refresh), then 500s whose body quotes the first token.
+    body = json.dumps({"title": "upstream said: Bearer " + first}).encode()
+    sim.faults = FaultPlan(
+        scripts={oid: [Fault.response(401)] + [Fault.response(500, body)] * 5 for oid in ids}
+    )
+    journal = io.StringIO()
+    from frontoffice_async import RetryPolicy
+
+    policy = RetryPolicy(base_delay=0.001, max_attempts=3)
+    async with FrontOfficeClient(
+        sim.url, token=provider, account_id=sim.account_ids[0], concurrency=1, retry=policy
+    ) as c:
+        result = await c.flatten(journal=journal, close_positions=False, rounds=1)
+    assert calls > 5  # the provider was asked again and again: the first token is old news
+    assert first not in journal.getvalue(), "the first token is in the journal"
+    assert first not in json.dumps(result.as_dict()), "the first token is in the result"

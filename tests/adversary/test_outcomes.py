@@ -65,3 +65,31 @@ async def test_close_during_flatten_keeps_every_outcome_in_the_result(
     assert sent and {o.order_id for o in seen} >= sent
     kept = {o.order_id for o in flat.stop_orders}
     assert kept >= sent, f"{len(sent)} stop-order cancels sent, {len(kept)} outcomes returned"
+
+
+async def test_stop_orders_given_are_cancelled_or_named_when_the_hub_is_down(
+    frontoffice_simulator_factory: Any,
+) -> None:
+    """The hub refuses every upgrade (503: an outage, a deploy); REST works. Stop-order
+    cancels need no snapshot (the ids are given), yet the account's hub error stops it before
+    round 1 reaches them: the 3 stop orders stay live, `stop_orders` is empty, and the
+    FlattenError holds only the 503, naming none of the stop orders that may be open."""
+    from frontoffice_async import FlattenError, RetryPolicy
+
+    sim: FrontOfficeSimulator = await frontoffice_simulator_factory(
+        faults=FaultPlan(hub_rates={HubFault.refuse(503): 1.0})
+    )
+    account = sim.account_ids[0]
+    stops = sim.add_stop_orders(3)
+    policy = RetryPolicy(max_attempts=2, base_delay=0.001)
+    async with FrontOfficeClient(sim.url, token=sim.token, account_id=account, retry=policy) as c:
+        result = await c.flatten(stop_order_ids=stops)
+    assert not result.verified
+    if not sim.open_stop_order_ids():
+        return  # cancelled anyway: fine
+    try:
+        result.raise_for_failures()
+    except FlattenError as error:
+        named = {s for e in error.exceptions for s in stops if s in repr(vars(e)) + str(e)}
+        named |= {o.order_id for o in result.accounts[account].stop_orders if o.failed}
+        assert named >= set(sim.open_stop_order_ids()), "live stop orders not named anywhere"
