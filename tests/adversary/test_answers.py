@@ -107,3 +107,20 @@ async def test_a_bulk_close_answer_whose_position_ids_is_not_a_list_is_refused(
         with pytest.raises(FrontOfficeError):
             ack = await c.close_all_positions()
             pytest.fail(f"accepted a malformed answer as {ack!r}")
+
+
+async def test_open_positions_never_shows_a_token_a_hub_record_quotes(platform: Platform) -> None:
+    """A position record whose `positionLotAmount` quotes the token fails validation: the
+    `ResponseValidationError` of `open_positions()` carries the token in its message, str and
+    repr. (REST answers are scrubbed with `answers.scrub`; hub records are not.)"""
+    from ._platform import position
+
+    record = position("P1")
+    record["positionLotAmount"] = "x" + TOKEN
+    platform.streams = {"OpenOrders": [EMPTY_ORDERS], "OpenPositions": [[positions_item([record])]]}
+    await platform.start()
+    async with FrontOfficeClient(platform.url, token=TOKEN, account_id=ACCOUNT) as client:
+        with pytest.raises(FrontOfficeError) as caught:
+            await client.open_positions()
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
