@@ -147,8 +147,9 @@ class Platform:
                 await ws.close()
                 return ws
             elif frame == "drop":
-                assert request.transport is not None
-                request.transport.abort()
+                transport = request.transport or request.protocol.transport
+                if transport is not None:
+                    transport.abort()
                 return ws
             elif frame == "hang":
                 await self._release.wait()

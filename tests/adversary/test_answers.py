@@ -124,3 +124,29 @@ async def test_open_positions_never_shows_a_token_a_hub_record_quotes(platform: 
             await client.open_positions()
     assert TOKEN not in str(caught.value)
     assert TOKEN not in repr(caught.value)
+
+
+async def test_positions_whose_ids_cannot_be_read_are_still_bulk_closed(
+    platform: Platform,
+) -> None:
+    """The OpenPositions snapshot shows two positions whose `positionId` is a number (a format
+    change). Without a market filter the close is `bulk-close` `AllPositions`, which needs no
+    id, yet `_positions_to_close` requires readable ids: no close is ever sent, every round,
+    and the positions stay open (reported as unreadable, so not a false verdict, but the panic
+    button did not press)."""
+    from ._platform import json_response, position
+
+    records = [dict(position("x"), positionId=1001), dict(position("x"), positionId=1002)]
+    platform.streams = {
+        "OpenOrders": [EMPTY_ORDERS],
+        "OpenPositions": [[positions_item(records)]],
+    }
+    platform.rest[("POST", "/frontoffice/api/v4/positions/bulk-close")] = json_response(
+        {"status": "accepted", "positionIds": []}
+    )
+    await platform.start()
+    async with FrontOfficeClient(platform.url, token=TOKEN, account_id=ACCOUNT) as client:
+        result = await client.flatten()
+    assert len(result.accounts[ACCOUNT].positions.unreadable) == 2
+    posts = [r for r in platform.requests if r[0] == "POST"]
+    assert posts, "no bulk close was sent for the open positions"

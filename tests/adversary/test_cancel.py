@@ -39,3 +39,32 @@ async def test_cancelling_a_flatten_is_prompt_while_the_orders_hub_is_silent(
         took = time.monotonic() - started
     assert done and task.cancelled()
     assert took < 1.0, f"the cancellation took {took:.2f}s"
+
+
+async def test_no_snapshot_outlives_a_flatten_whose_final_snapshots_failed() -> None:
+    """The last pair of snapshots (a dry run, or after the last round) is read with a plain
+    `asyncio.gather`: when the OpenOrders snapshot fails (an error Completion) the
+    OpenPositions one is not cancelled. flatten returns at once and leaves that snapshot
+    running, with its websocket and pinger, until its own timeout (forever with
+    `snapshot_timeout=None`); its result, or error, is never retrieved, and with a journal it
+    would write after the `summary` line."""
+    from tests.support import library_tasks
+
+    from ._platform import ACCOUNT, TOKEN, Platform, message
+
+    platform = Platform(
+        streams={
+            "OpenOrders": [[message({"type": 3, "invocationId": "0", "error": "boom"})]],
+            "OpenPositions": [["hang"]],
+        }
+    )
+    await platform.start()
+    try:
+        async with FrontOfficeClient(platform.url, token=TOKEN, account_id=ACCOUNT) as client:
+            result = await client.flatten(dry_run=True, snapshot_timeout=None)
+            assert result.accounts[ACCOUNT].error is not None
+            await asyncio.sleep(0.2)
+            left = [t.get_coro().__qualname__ for t in library_tasks()]  # type: ignore[union-attr]
+            assert not left, f"still running after flatten returned: {left}"
+    finally:
+        await platform.aclose()
