@@ -164,7 +164,9 @@ class Platform:
         return ws
 
 
-def json_response(data: Any, status: int = 200) -> Callable[[web.Request], Awaitable[web.Response]]:
+def json_response(
+    data: Any, status: int = 200
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response(data, status=status)
 

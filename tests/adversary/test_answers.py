@@ -20,15 +20,15 @@ from ._platform import (
     EMPTY_ORDERS,
     TOKEN,
     Platform,
+    json_response,
+    position,
     positions_item,
 )
 
 
 def bulk_close_answers(sim: FrontOfficeSimulator, body: object) -> None:
     raw = json.dumps(body).encode()
-    sim.faults = FaultPlan(
-        sequence=[Fault.response(200, raw)], endpoints={"close_all_positions"}
-    )
+    sim.faults = FaultPlan(sequence=[Fault.response(200, raw)], endpoints={"close_all_positions"})
 
 
 @pytest.mark.parametrize("where", ["positionIds", "status"])
@@ -50,11 +50,11 @@ async def test_a_token_echoed_in_the_bulk_close_answer_is_never_shown(
     bulk_close_answers(sim, body)
     async with FrontOfficeClient(sim.url, token=token, account_id=sim.account_ids[0]) as c:
         try:
-            ack = await c.close_all_positions()
+            ack: object = await c.close_all_positions()
         except FrontOfficeError as error:
-            assert token not in repr(error) and token not in str(error)
-        else:
-            assert token not in repr(ack)
+            ack = error
+        assert token not in repr(ack)
+        assert token not in str(ack)
         bulk_close_answers(sim, body)
         result = await c.flatten(rounds=1)
     assert token not in repr(result)
@@ -104,20 +104,23 @@ async def test_a_bulk_close_answer_whose_position_ids_is_not_a_list_is_refused(
     sim = frontoffice_simulator
     bulk_close_answers(sim, {"status": "accepted", "positionIds": position_ids})
     async with FrontOfficeClient(sim.url, token=sim.token, account_id=sim.account_ids[0]) as c:
-        with pytest.raises(FrontOfficeError):
+        try:
             ack = await c.close_all_positions()
-            pytest.fail(f"accepted a malformed answer as {ack!r}")
+        except FrontOfficeError:
+            return
+    pytest.fail(f"accepted a malformed answer as {ack!r}")
 
 
 async def test_open_positions_never_shows_a_token_a_hub_record_quotes(platform: Platform) -> None:
     """A position record whose `positionLotAmount` quotes the token fails validation: the
     `ResponseValidationError` of `open_positions()` carries the token in its message, str and
     repr. (REST answers are scrubbed with `answers.scrub`; hub records are not.)"""
-    from ._platform import position
-
     record = position("P1")
     record["positionLotAmount"] = "x" + TOKEN
-    platform.streams = {"OpenOrders": [EMPTY_ORDERS], "OpenPositions": [[positions_item([record])]]}
+    platform.streams = {
+        "OpenOrders": [EMPTY_ORDERS],
+        "OpenPositions": [[positions_item([record])]],
+    }
     await platform.start()
     async with FrontOfficeClient(platform.url, token=TOKEN, account_id=ACCOUNT) as client:
         with pytest.raises(FrontOfficeError) as caught:
@@ -134,8 +137,6 @@ async def test_positions_whose_ids_cannot_be_read_are_still_bulk_closed(
     id, yet `_positions_to_close` requires readable ids: no close is ever sent, every round,
     and the positions stay open (reported as unreadable, so not a false verdict, but the panic
     button did not press)."""
-    from ._platform import json_response, position
-
     records = [dict(position("x"), positionId=1001), dict(position("x"), positionId=1002)]
     platform.streams = {
         "OpenOrders": [EMPTY_ORDERS],

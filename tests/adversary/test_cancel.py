@@ -15,6 +15,9 @@ from typing import Any
 from frontoffice_async import FrontOfficeClient
 from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator, HubFault
 
+from ..support import library_tasks
+from ._platform import ACCOUNT, TOKEN, Platform, message
+
 
 async def test_cancelling_a_flatten_is_prompt_while_the_orders_hub_is_silent(
     frontoffice_simulator_factory: Any,
@@ -48,10 +51,6 @@ async def test_no_snapshot_outlives_a_flatten_whose_final_snapshots_failed() -> 
     running, with its websocket and pinger, until its own timeout (forever with
     `snapshot_timeout=None`); its result, or error, is never retrieved, and with a journal it
     would write after the `summary` line."""
-    from tests.support import library_tasks
-
-    from ._platform import ACCOUNT, TOKEN, Platform, message
-
     platform = Platform(
         streams={
             "OpenOrders": [[message({"type": 3, "invocationId": "0", "error": "boom"})]],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from frontoffice_async import CancelOutcome, FrontOfficeClient
+from frontoffice_async import CancelOutcome, FlattenError, FrontOfficeClient, RetryPolicy
 from frontoffice_async.testing import FaultPlan, FrontOfficeSimulator, HubFault
 
 
@@ -56,7 +56,7 @@ async def test_close_during_flatten_keeps_every_outcome_in_the_result(
         task = asyncio.create_task(
             client.flatten(close_positions=False, stop_order_ids=stops, on_outcome=seen.append)
         )
-        while len([r for r in sim.requests if r.endpoint == "cancel_stop_order"]) < 4:
+        while len([r for r in sim.requests if r.endpoint == "cancel_stop_order"]) < 4:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         await client.close()
         result = await task  # returns normally
@@ -74,8 +74,6 @@ async def test_stop_orders_given_are_cancelled_or_named_when_the_hub_is_down(
     cancels need no snapshot (the ids are given), yet the account's hub error stops it before
     round 1 reaches them: the 3 stop orders stay live, `stop_orders` is empty, and the
     FlattenError holds only the 503, naming none of the stop orders that may be open."""
-    from frontoffice_async import FlattenError, RetryPolicy
-
     sim: FrontOfficeSimulator = await frontoffice_simulator_factory(
         faults=FaultPlan(hub_rates={HubFault.refuse(503): 1.0})
     )
@@ -93,3 +91,20 @@ async def test_stop_orders_given_are_cancelled_or_named_when_the_hub_is_down(
         named = {s for e in error.exceptions for s in stops if s in repr(vars(e)) + str(e)}
         named |= {o.order_id for o in result.accounts[account].stop_orders if o.failed}
         assert named >= set(sim.open_stop_order_ids()), "live stop orders not named anywhere"
+
+
+async def test_every_outcome_flatten_hands_to_on_outcome_has_an_as_dict(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    """With `market_id`, positions are closed one by one and their outcomes reach on_outcome
+    as `CancelOutcome[str]` (`order` is the position id). `CancelOutcome.as_dict()` calls
+    `self.order.as_dict()`: AttributeError ('str' object has no attribute 'as_dict') for every
+    closed position, in a callback that serialises outcomes as the web recipe does."""
+    sim = frontoffice_simulator
+    sim.add_positions(2)
+    seen: list[CancelOutcome[Any]] = []
+    async with FrontOfficeClient(sim.url, token=sim.token, account_id=sim.account_ids[0]) as c:
+        await c.flatten(market_id="cfd.btc_usd", on_outcome=seen.append)
+    assert len(seen) == 2
+    for outcome in seen:
+        outcome.as_dict()
