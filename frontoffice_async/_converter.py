@@ -73,6 +73,9 @@ _MODELS: Final = (
     models.PositionsCloseAck,
 )
 
+#: The longest value an error message quotes.
+_QUOTED: Final = 64
+
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -121,10 +124,16 @@ def _parse_decimal(text: str) -> Decimal:
     try:
         result = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"not a decimal: {text[:40]!r}") from None
+        raise ValueError(f"not a decimal: {_shown(text)}") from None
     if not result.is_finite():
-        raise ValueError(f"not a finite decimal: {text[:40]!r}")
+        raise ValueError(f"not a finite decimal: {_shown(text)}")
     return result
+
+
+def _shown(text: str) -> str:
+    # Quoted whole or not at all: a value cut short could end in part of a token, which no
+    # masking downstream could recognise.
+    return repr(text) if len(text) <= _QUOTED else f"a string of {len(text)} characters"
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -137,7 +146,7 @@ def _structure_datetime(value: Any, _: type) -> datetime:
         try:
             result = datetime.fromisoformat(_FRACTION.sub(r"\1", value))
         except ValueError:
-            raise ValueError(f"not an ISO-8601 timestamp: {value[:40]!r}") from None
+            raise ValueError(f"not an ISO-8601 timestamp: {_shown(value)}") from None
     if result.tzinfo is None:
         return result.replace(tzinfo=UTC)
     if result.tzinfo is not UTC:
@@ -149,6 +158,13 @@ def _structure_str(value: Any, _: type) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_strings(value: Any, _: type) -> tuple[str, ...]:
+    # cattrs would iterate any iterable: a string "ABC" would become ("A", "B", "C").
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array of strings, got {_json_type(value)}")
+    return tuple([_structure_str(item, str) for item in value])
 
 
 def _structure_bool(value: Any, _: type) -> bool:
@@ -177,6 +193,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_func(lambda tp: tp == tuple[str, ...], _structure_strings)
     conv.register_structure_hook(int, _structure_int)
     # Dispatch on the class (not a predicate): the open enums are str subclasses, and the
     # most specific class must win over the strict `str` hook.
@@ -269,11 +286,12 @@ def structure(
     except Exception:  # noqa: S110 -- any failure is re-run below for a precise report
         pass
     try:
-        result: T = converter.structure(data, cls)
+        return converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         where, message = _first_problem(exc, cls)
-        raise invalid_response(message, _join(path, where), url, body) from exc
-    return result  # the fast path's failure did not reproduce: accept the careful answer
+    # Raised out here, without cattrs' error as its cause or context: that tree quotes the
+    # record's values, which the caller masks in our error only (a server may echo a token).
+    raise invalid_response(message, _join(path, where), url, body)
 
 
 def structure_list(

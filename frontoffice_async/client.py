@@ -21,7 +21,6 @@ from typing import Any, Final, Self
 import aiohttp
 import attrs
 
-from . import _converter
 from ._http.checks import (
     check_headers,
     check_market_id,
@@ -32,6 +31,7 @@ from ._http.checks import (
 from ._http.endpoints import HttpShared, ViewCalls, check_concurrency, check_timeout
 from ._http.middleware import DEFAULT_MAX_BODY
 from ._hub.reconnect import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SERVER_TIMEOUT, Hub, hub_url
+from ._hub.report import typed
 from ._hub.snapshot import check_settle, read_snapshot
 from ._hub.streams import OpenOrdersStream
 from ._stop import cancel_all, pool
@@ -41,6 +41,7 @@ from ._stop.journal import Journal, JournalTarget, journaled
 from ._stop.ops import Binder
 from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome, FlattenResult
+from .errors import ResponseValidationError
 from .models import (
     Account,
     OpenOrder,
@@ -401,7 +402,7 @@ class FrontOfficeClient:
         wanted = None if side is None else parse_side(side)
         market_id = check_market_id(market_id)
         records = await self._snapshot(self._calls.account_for(account_id), timeout)
-        orders = _converter.structure_list(records, OpenOrder, path="item", url=self._hub.url)
+        orders = typed(records, OpenOrder, url=self._hub.url, secrets=self._secrets())
         return [
             o
             for o in orders
@@ -483,6 +484,7 @@ class FrontOfficeClient:
                 side=wanted,
                 rounds=rounds,
                 dry_run=dry_run,
+                secrets=self._secrets,
             )
             if log is not None:
                 log.event("summary", **result.as_dict())
@@ -503,8 +505,7 @@ class FrontOfficeClient:
         market_id = check_market_id(market_id)
         ops = self._binder(self._concurrency, timeout).account(self._calls.account_for(account_id))
         records = await ops.positions_snapshot()
-        url = self._hub.url
-        positions = _converter.structure_list(records, OpenPosition, path="item", url=url)
+        positions = typed(records, OpenPosition, url=self._hub.url, secrets=self._secrets())
         return [p for p in positions if market_id is None or p.market_id == market_id]
 
     async def close_all_positions(self, *, account_id: str | None = None) -> PositionsCloseAck:
@@ -569,22 +570,24 @@ class FrontOfficeClient:
         market_id = check_market_id(market_id)
         check_rounds(rounds)
         workers = check_concurrency(self._concurrency if concurrency is None else concurrency)
-        ids = await self._accounts_for(accounts)
-        stops = _stop_ids_by_account(stop_order_ids, ids)
+        asked = self._accounts_asked(accounts)
         plan = Plan(
             market_id=market_id, close_positions=close_positions, rounds=rounds, dry_run=dry_run
         )
-        with journaled(
+        with journaled(  # first: a run that fails to list its accounts is recorded too
             journal,
             self._secrets,
             call="flatten",
-            accounts=ids,
+            accounts=asked,
             market_id=market_id,
             close_positions=close_positions,
             rounds=rounds,
             dry_run=dry_run,
-            stop_orders={a: list(s) for a, s in stops.items()},
         ) as log:
+            ids = await self._list_accounts() if isinstance(asked, str) else asked
+            stops = _stop_ids_by_account(stop_order_ids, ids)
+            if log is not None:
+                log.event("accounts", ids=ids, stop_orders={a: list(s) for a, s in stops.items()})
             binder = self._binder(workers, snapshot_timeout, on_outcome, log, gate=True)
             result = await flatten_accounts(
                 [(binder.account(a), stops[a]) for a in ids], plan, log
@@ -596,18 +599,29 @@ class FrontOfficeClient:
                 result = attrs.evolve(result, journal_error=log.error)
             return result
 
-    async def _accounts_for(self, accounts: str | Iterable[str] | None) -> list[str]:
-        """The account ids a flatten acts on, each once, in the order given."""
+    def _accounts_asked(self, accounts: str | Iterable[str] | None) -> list[str] | str:
+        """The account ids a flatten acts on, each once, in the order given; or "all"."""
         if accounts is None:
             return [self._calls.account_for(None)]
         if accounts == "all":
-            return [a.account_id for a in await self.list_accounts()]
+            return "all"
         if isinstance(accounts, str):
             raise ValueError('accounts must be None, "all", or an iterable of account ids')
         ids = list(dict.fromkeys(self._calls.account_for(a) for a in accounts))
         if not ids:
             raise ValueError("accounts is empty: nothing to flatten")
         return ids
+
+    async def _list_accounts(self) -> list[str]:
+        """Every account the token can act on, each once; an empty list is an error (a
+        flatten of nothing would be verified while the platform shows open orders)."""
+        ids = list(dict.fromkeys(a.account_id for a in await self.list_accounts()))
+        if not ids:
+            raise ResponseValidationError(
+                "the platform lists no account: nothing can be flattened",
+                url=str(self._http.accounts_url),
+            )
+        return [self._calls.account_for(a) for a in ids]
 
     def _binder(
         self,

@@ -21,6 +21,7 @@ from frontoffice_async import (
     OrderSource,
     OrderStatus,
     OrderType,
+    PositionsCloseAck,
     PriceTrigger,
     ResponseValidationError,
     StopOrder,
@@ -232,6 +233,36 @@ def test_bad_values_name_the_wire_key(key: str, value: object, message: str) -> 
     assert f"order.{key}" in str(error)
     assert error.url == "http://h/x"
     assert error.body == "{...}"
+
+
+@pytest.mark.parametrize("key", ["requestedAmount", "createdAt"])
+def test_a_bad_value_is_quoted_whole_or_not_at_all_and_no_cattrs_tree_hangs_on(key: str) -> None:
+    # A value cut short could end in part of a token: no later masking could recognise it.
+    secret = "s3cr3t-" + "x" * 80
+    with pytest.raises(ResponseValidationError) as caught:
+        structure(order_json() | {key: "bad " + secret}, Order, path="order")
+    error = caught.value
+    assert "a string of 91 characters" in error.message
+    assert "s3cr3t" not in error.message
+    # cattrs' tree quotes raw values: it is neither the cause nor the context.
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ABC", "expected an array of strings, got a string"),
+        ({"P1": 1}, "expected an array of strings, got an object"),
+        (["P1", 2], "expected a string, got int"),
+    ],
+)
+def test_position_ids_must_be_an_array_of_strings(value: object, message: str) -> None:
+    # cattrs iterates any iterable: "ABC" would be three positions the platform never named.
+    with pytest.raises(ResponseValidationError, match=message):
+        structure({"status": "accepted", "positionIds": value}, PositionsCloseAck)
+    ack = structure({"status": "accepted", "positionIds": ["P1"]}, PositionsCloseAck)
+    assert ack.position_ids == ("P1",)
 
 
 def test_missing_required_field() -> None:

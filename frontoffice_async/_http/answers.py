@@ -359,7 +359,7 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _pattern(secret: str, alone: bool) -> re.Pattern[str]:
     """Matches `secret` with any of its characters percent-encoded (cached: a client has a
     handful of live tokens, and masking runs only on the way to an error); with `alone`, only

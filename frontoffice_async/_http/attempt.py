@@ -32,14 +32,21 @@ class Exchange:
     loop learned for the caller (requests sent, whether one may have reached the server
     without an answer, the body read, and whether that body was cut at the size cap)."""
 
-    __slots__ = ("_run", "ambiguous", "attempts", "body", "halt", "observe", "truncated")
+    __slots__ = ("_run", "ambiguous", "attempts", "body", "halt", "observe", "slot", "truncated")
 
     def __init__(
-        self, run: Run, halt: Halt | None = None, observe: Observer | None = None
+        self,
+        run: Run,
+        halt: Halt | None = None,
+        observe: Observer | None = None,
+        slot: asyncio.Semaphore | None = None,
     ) -> None:
         self._run = run
         self.halt = halt
         self.observe = observe
+        #: Held while an attempt is on the wire (flatten's gate over its accounts): never
+        #: through a backoff sleep or a wait for a token.
+        self.slot = slot
         self.attempts = 0
         self.ambiguous = False
         self.body = b""
@@ -68,6 +75,7 @@ async def send_once(
     (Positional parameters: this runs once per request, and keywords cost.)
     """
     response: aiohttp.ClientResponse | None = None
+    slot, held = exchange.slot, False
     expiry = timers.arm(limit)
     gate.enter()
     # aiohttp sets `request.response` once the request is written: an attempt that ends
@@ -75,6 +83,11 @@ async def send_once(
     # it is not counted and cannot make a later 400/404 look like our own doing.
     request.response = None
     try:
+        if slot is not None:
+            # Like a connection of aiohttp's pool: waiting for it counts in the attempt's time,
+            # and it is held while the attempt is on the wire, never through a backoff pause.
+            await slot.acquire()
+            held = True
         response = await handler(request)
         exchange.attempts += 1
         read = _read_now(response, max_body) or await _read_capped(response, max_body)
@@ -91,6 +104,8 @@ async def send_once(
         if expiry is not None:
             expiry.disarm()
         gate.leave()
+        if held:
+            slot.release()  # type: ignore[union-attr]  # held only when there is a slot
     return response
 
 

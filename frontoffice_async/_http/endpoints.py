@@ -10,9 +10,10 @@ headers). To add an endpoint: its URL here, a method on `ViewCalls` that sends i
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -197,15 +198,19 @@ class ViewCalls:
         *,
         stop: bool = False,
         watch: Watch | None = None,
+        slot: asyncio.Semaphore | None = None,
     ) -> Canceller[T]:
         """Cancels one id of `cls` (an order, or with `stop` a stop order) on the account;
-        `watch` makes each request's observer (a journal)."""
+        `watch` makes each request's observer (a journal); `slot` is held while a request is
+        on the wire (see `Pipeline.send`)."""
         http = self.http
         prefix = http.stop_orders_prefix if stop else http.orders_prefix
         headers = self.headers_for(self.account_for(account_id), stop=stop)
-        if watch is not None:
+        if watch is not None or slot is not None:
             path = "/v3/stop-orders/{id}" if stop else "/v3/orders/{id}"
-            return functools.partial(self._cancel, prefix, cls, headers, watch=watch, path=path)
+            return functools.partial(
+                self._cancel, prefix, cls, headers, watch=watch, path=path, slot=slot
+            )
         return functools.partial(self._cancel, prefix, cls, headers)
 
     async def _cancel(
@@ -218,13 +223,14 @@ class ViewCalls:
         *,
         watch: Watch | None = None,
         path: str = "",
+        slot: asyncio.Semaphore | None = None,
     ) -> tuple[T, int]:
         """DELETE one order; the record and the attempts it took, or a `FrontOfficeError`."""
         url = URL(prefix + order_path_segment(order_id), encoded=True)
         observe = None if watch is None else watch("DELETE", path, order_id)
         send = self.pipeline.send
         body, attempts, status = await send(
-            "DELETE", url, headers, order_id=order_id, halt=halt, observe=observe
+            "DELETE", url, headers, order_id=order_id, halt=halt, observe=observe, slot=slot
         )
         try:
             record = _converter.read_record(body, cls, url=url, attempts=attempts)
@@ -247,7 +253,11 @@ class ViewCalls:
         return record, attempts
 
     async def close_all_positions(
-        self, account_id: str | None, *, watch: Watch | None = None
+        self,
+        account_id: str | None,
+        *,
+        watch: Watch | None = None,
+        slot: asyncio.Semaphore | None = None,
     ) -> tuple[PositionsCloseAck, int]:
         """POST a bulk close of every position of the account: the acknowledgement and the
         requests it took. Not resent after it may have reached the platform (see `decide`)."""
@@ -255,22 +265,28 @@ class ViewCalls:
         url = self.http.bulk_close_url
         observe = None if watch is None else watch("POST", "/v4/positions/bulk-close", None)
         body, attempts, _ = await self.pipeline.send(
-            "POST", url, headers, observe=observe, json=_CLOSE_ALL
+            "POST", url, headers, observe=observe, slot=slot, json=_CLOSE_ALL
         )
-        return self._read(body, PositionsCloseAck, url, attempts), attempts
+        ack = self._read(body, PositionsCloseAck, url, attempts)
+        return _masked_ack(ack, self.http.tokens.secrets), attempts
 
     def position_closer(
-        self, account_id: str | None, *, watch: Watch | None = None
+        self,
+        account_id: str | None,
+        *,
+        watch: Watch | None = None,
+        slot: asyncio.Semaphore | None = None,
     ) -> Canceller[str]:
         """Closes one whole position of the account (POST `.../positions/{id}/close`, no body):
         the id the platform took and the requests it took."""
         headers = self.headers_for(self.account_for(account_id), stop=True)
-        return functools.partial(self._close, headers, watch)
+        return functools.partial(self._close, headers, watch, slot)
 
     async def _close(
         self,
         headers: Mapping[str, str],
         watch: Watch | None,
+        slot: asyncio.Semaphore | None,
         position_id: str,
         halt: Halt | None = None,
     ) -> tuple[str, int]:
@@ -279,7 +295,7 @@ class ViewCalls:
         path = "/v4/positions/{id}/close"
         observe = None if watch is None else watch("POST", path, position_id)
         body, attempts, _ = await self.pipeline.send(
-            "POST", url, headers, halt=halt, observe=observe
+            "POST", url, headers, halt=halt, observe=observe, slot=slot
         )
         data = self._read_json(body, url, attempts)
         taken = data.get("positionId") if isinstance(data, dict) else None
@@ -357,3 +373,12 @@ def check_timeout(timeout: object) -> float | None:
     if not 0 < timeout < math.inf:
         raise ValueError(f"timeout must be > 0 seconds and finite, or None, got {timeout!r}")
     return float(timeout)
+
+
+def _masked_ack(ack: PositionsCloseAck, secrets: Collection[str]) -> PositionsCloseAck:
+    """`ack` with any token it echoes hidden: a record is shown (repr, `as_dict`, journal)."""
+    status = answers.mask(ack.status, secrets)
+    ids = tuple([answers.mask(position_id, secrets) for position_id in ack.position_ids])
+    if status == ack.status and ids == ack.position_ids:
+        return ack
+    return attrs.evolve(ack, status=status, position_ids=ids)

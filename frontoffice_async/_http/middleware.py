@@ -109,6 +109,11 @@ class RetryMiddleware:
                 response = await send_once(
                     request, handler, exchange, limit, shared.max_body, shared.gate, shared.timers
                 )
+            except asyncio.CancelledError:
+                if observe is not None and exchange.attempts > sent_before:
+                    # It reached the platform before the call was cancelled: record it.
+                    observe(exchange.attempts, None, "cancelled", shared.clock() - sent_at, b"")
+                raise
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
                 sent = exchange.attempts > sent_before  # it reached the wire
                 spent += await self._after_failure(

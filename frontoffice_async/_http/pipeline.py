@@ -7,6 +7,7 @@ the answer: a 2xx body with its attempt count, or the error `_answers` builds fo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ class Pipeline:
         order_id: str | None = None,
         halt: Halt | None = None,
         observe: Observer | None = None,
+        slot: asyncio.Semaphore | None = None,
         json: object = None,
     ) -> tuple[bytes, int, int]:
         """The 2xx body, the attempts it took and its status, or the typed error of the answer.
@@ -60,13 +62,14 @@ class Pipeline:
         `order_id` marks a cancel endpoint (its 404 is `OrderNotFoundError`, its 400
         `OrderNotActiveError`). `halt` is the bulk call's stop signal (`Halted` is raised
         instead of sending once it is set). `observe` is told of each attempt (a journal);
+        `slot` is held while each attempt is on the wire (flatten's gate over its accounts);
         `json` is the request's body, if it has one.
         """
         try:
             session = self._session()
             if session.closed:
                 raise ClientClosedError("the aiohttp session passed as session= is closed")
-            exchange = Exchange(self.retry.run, halt, observe)
+            exchange = Exchange(self.retry.run, halt, observe, slot)
             theirs = self._theirs
             try:
                 response = await session.request(

@@ -43,6 +43,9 @@ REFUSED_COOLDOWN: Final = 10.0
 #: After the provider fails, callers within this many seconds share that failure instead of
 #: asking again: one provider call per episode, however many ids need a token at once.
 FAILED_COOLDOWN: Final = 1.0
+#: Tokens remembered for masking: a slow answer or a proxy's error may quote one long after it
+#: was replaced (about three days of hourly refreshes; each is a few hundred bytes).
+_REMEMBERED: Final = 64
 
 
 def jwt_expiry(token: str) -> float | None:
@@ -128,7 +131,7 @@ class TokenSource:
         self._credential: Credential | None = None
         self._generation = 0
         # The last tokens handed out: what an error must never show, should a server echo one.
-        self._known: deque[str] = deque(maxlen=4)
+        self._known: deque[str] = deque(maxlen=_REMEMBERED)
         if isinstance(token, str):
             self._hold(bearer_header(token))
             self._provider = None

@@ -1,13 +1,18 @@
 """What went wrong on one hub connection, as the errors its caller acts on.
 
 Every text that comes from the hub or from aiohttp is masked (the upgrade URL carries the token
-in its query), put on one line and clipped before it reaches an error.
+in its query), put on one line and clipped before it reaches an error; so is a record that does
+not parse (`typed`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any, TypeVar
+
 import aiohttp
 
+from .. import _converter
 from .._http import answers
 from .._http.tokens import Credential
 from ..errors import (
@@ -20,7 +25,9 @@ from ..errors import (
 from .protocol import Failure
 from .transport import Dropped
 
-__all__ = ["Report"]
+__all__ = ["Report", "typed"]
+
+T = TypeVar("T")
 
 
 class Report:
@@ -115,3 +122,13 @@ class Report:
     def scrub(self, text: str) -> str:
         """`text` without the token, raw or percent-encoded (as the upgrade URL carries it)."""
         return answers.mask(text, (self.token,))
+
+
+def typed(records: list[Any], cls: type[T], *, url: object, secrets: Collection[str]) -> list[T]:
+    """The hub's records as `cls` records; one that does not parse raises
+    `ResponseValidationError` naming it, with `secrets` masked (a record may quote a token)."""
+    try:
+        return _converter.structure_list(records, cls, path="item", url=url)
+    except ResponseValidationError as exc:
+        error = exc
+    raise answers.scrub(error, secrets)  # out here: no cause or context to show it unmasked

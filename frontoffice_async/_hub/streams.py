@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from .. import _converter
 from ..errors import HubError
 from ..models import OpenOrder, OpenOrdersEvent
 from ..retry import RetryPolicy
@@ -26,6 +25,7 @@ from .reconnect import (
     first_item,
     seconds,
 )
+from .report import typed
 from .transport import reap
 
 __all__ = ["OpenOrdersStream"]
@@ -200,5 +200,6 @@ class OpenOrdersStream:
         return Episode(self._hub, self._policy, limit=self._policy.deadline)
 
     def _event(self, records: list[Any], *, is_snapshot: bool) -> OpenOrdersEvent:
-        orders = _converter.structure_list(records, OpenOrder, path="item", url=self.safe_url)
+        secrets = self._hub.tokens.secrets
+        orders = typed(records, OpenOrder, url=self.safe_url, secrets=secrets)
         return OpenOrdersEvent(is_snapshot=is_snapshot, orders=tuple(orders))

@@ -19,6 +19,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Coroutine,
     Iterable,
     Sequence,
@@ -61,6 +62,8 @@ class Selection:
     """Records whose id (or a filter's field) cannot be read, as clipped JSON text."""
     filtered_out: dict[str, int]
     """Open orders per market that the filters left out."""
+    secrets: Collection[str] = ()
+    """Masked in what is kept of a record (a record may quote the token)."""
 
     def typed(self, cls: type[R]) -> tuple[list[R], list[str]]:
         """The matching records as `cls` records (`OpenOrder`s, or `OpenPosition`s), and
@@ -74,26 +77,30 @@ class Selection:
             try:
                 typed.append(_converter.structure(raw, cls, path="item"))
             except ResponseValidationError:
-                unreadable.append(_clipped(raw))
+                unreadable.append(_clipped(raw, self.secrets))
         return typed, unreadable
 
 
 def select(
-    records: Sequence[Any], market_id: str | None, side: OrderSide | None, key: str = "orderId"
+    records: Sequence[Any],
+    market_id: str | None,
+    side: OrderSide | None,
+    key: str = "orderId",
+    secrets: Collection[str] = (),
 ) -> Selection:
     """The matching records of a raw snapshot (orders; positions with `key="positionId"`),
-    each id once; what cannot be read is reported."""
+    each id once; what cannot be read is reported, `secrets` masked."""
     ids: dict[str, dict[str, Any]] = {}
     unreadable: list[str] = []
     filtered_out: Counter[str] = Counter()
     for raw in records:
         order_id = raw.get(key) if isinstance(raw, dict) else None
         if not isinstance(order_id, str) or not order_id.strip():
-            unreadable.append(_clipped(raw))
+            unreadable.append(_clipped(raw, secrets))
             continue
         match = _matches(raw, market_id, side)
         if match is None:  # a filter field that cannot be read: cannot tell, so say so
-            unreadable.append(_clipped(raw))
+            unreadable.append(_clipped(raw, secrets))
             continue
         if not match:
             market = raw.get("marketId")
@@ -102,7 +109,8 @@ def select(
         if order_id in ids:
             continue  # listed twice: cancelled once
         ids[order_id] = raw
-    return Selection(tuple(ids), tuple(ids.values()), tuple(unreadable), dict(filtered_out))
+    records_kept = tuple(ids.values())
+    return Selection(tuple(ids), records_kept, tuple(unreadable), dict(filtered_out), secrets)
 
 
 async def cancel_all(
@@ -113,19 +121,22 @@ async def cancel_all(
     side: OrderSide | None,
     rounds: int,
     dry_run: bool = False,
+    secrets: Callable[[], Collection[str]] = tuple,
 ) -> BulkCancelResult[Order]:
-    """Cancel what the snapshots show, up to `rounds` passes; see `cancel_all_orders`."""
+    """Cancel what the snapshots show, up to `rounds` passes; see `cancel_all_orders`.
+    The tokens `secrets()` gives (when a snapshot is read) are masked in unreadable records."""
     check_rounds(rounds)
     tally: Tally[Order] = Tally()
     while True:
         if dry_run or tally.passes == rounds or tally.stopped_by is not None:
             # No pass may follow: this snapshot only says what is left.
-            selection = tally.saw(select(await snapshot(None), market_id, side))
+            records = await snapshot(None)
+            selection = tally.saw(select(records, market_id, side, secrets=secrets()))
             break
         # A pass: what failed in the last one, then what the items show as they come.
         feed = Feed(tally.failed, market_id, side)
         result, records = await run_pass(snapshot, cancel, feed)
-        selection = tally.saw(select(records, market_id, side))
+        selection = tally.saw(select(records, market_id, side, secrets=secrets()))
         if not feed.count:
             break  # nothing matched in the whole window, nothing failed: this snapshot verifies
         tally.add(result)
@@ -191,11 +202,15 @@ class Tally(Generic[T]):
 
 
 async def run_pass(
-    snapshot: Snapshot, cancel: CancelIds, feed: Feed
+    snapshot: Snapshot,
+    cancel: CancelIds,
+    feed: Feed,
+    keep: Callable[[BulkCancelResult[Order]], object] | None = None,
 ) -> tuple[BulkCancelResult[Order], list[Any]]:
     """One pass: the pool cancels the feed's ids while the snapshot fills it; the pool's
     result and the snapshot's records. If the snapshot fails, what was sent finishes (its
-    outcomes reach `on_outcome`) before its error propagates."""
+    outcomes reach `on_outcome`, and its result `keep`) before the snapshot's error
+    propagates; a cancelled caller stops the pool too."""
     work = asyncio.ensure_future(cancel(feed))
     try:
         records = await snapshot(feed.add_item)
@@ -205,8 +220,8 @@ async def run_pass(
         if task is not None and task.cancelling():
             work.cancel()
         await asyncio.wait([work])
-        if not work.cancelled():
-            work.exception()  # the snapshot's error is the one to raise
+        if not work.cancelled() and work.exception() is None and keep is not None:
+            keep(work.result())  # the cancels that left count, whatever the snapshot did
         raise
     feed.close()
     return await work, records
@@ -276,9 +291,9 @@ def _matches(raw: dict[str, Any], market_id: str | None, side: OrderSide | None)
     return True
 
 
-def _clipped(raw: Any) -> str:
+def _clipped(raw: Any, secrets: Collection[str]) -> str:
     try:
         text = json.dumps(raw, default=str, ensure_ascii=True)
     except (TypeError, ValueError, RecursionError):
         text = repr(raw)
-    return answers.clip(text, _RAW_KEPT)
+    return answers.keep(text, _RAW_KEPT, secrets)  # masked before it is cut

@@ -17,6 +17,7 @@ round's snapshot decides.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,8 +25,8 @@ from typing import Any
 import attrs
 
 from .._http.answers import lighten
-from ..bulk import AccountFlatten, BulkCancelResult, FlattenResult, PositionsResult
-from ..errors import FrontOfficeError
+from ..bulk import AccountFlatten, BulkCancelResult, CancelOutcome, FlattenResult, PositionsResult
+from ..errors import ClientClosedError, FrontOfficeError
 from ..models import OpenPosition, Order, StopOrder
 from .cancel_all import Feed, Selection, Tally, run_pass, select
 from .journal import Journal
@@ -90,6 +91,19 @@ class _AccountRun:
             await self._rounds()
         except FrontOfficeError as error:
             self.error = lighten(error)
+        if self.error is not None and self.stop_ids and not self.plan.dry_run:
+            await self._stop_orders_after(self.error)
+
+    async def _stop_orders_after(self, error: FrontOfficeError) -> None:
+        """The account stopped: still cancel the stop orders given (they need no snapshot)
+        unless the error says a request would fail the same way; name what was not tried."""
+        if not is_fatal(error) and not isinstance(error, ClientClosedError):
+            with contextlib.suppress(FrontOfficeError):  # what it raises is the account's
+                await self._cancel_stop_orders()
+        untried = [i for i in self.stop_ids if i not in self.stops.merged]
+        if untried:
+            outcomes = [CancelOutcome[StopOrder](i, error=error) for i in untried]
+            self.stops.add(BulkCancelResult(outcomes, stopped_by=error))
 
     async def _rounds(self) -> None:
         plan = self.plan
@@ -117,30 +131,40 @@ class _AccountRun:
 
     async def _read_and_cancel(self, acting: bool) -> bool:
         """Read both snapshots at once; when `acting`, cancel the orders as their items come
-        (with those that failed last round). Whether any cancel was sent."""
+        (with those that failed last round). Whether any cancel was sent.
+
+        When the positions cannot be read, the orders' pass goes on to its end (an emergency
+        keeps cancelling); when the orders' snapshot fails, what its cancels did is kept. No
+        snapshot outlives this call, and a cancelled caller stops both at once.
+        """
         ops, plan = self.ops, self.plan
-        if not acting:
-            records, positions = await asyncio.gather(
-                ops.orders_snapshot(None), self._positions_snapshot()
-            )
-            self._saw(records, positions)
-            return False
         feed = Feed(self.orders.failed, plan.market_id, None)
-        orders_pass = asyncio.ensure_future(run_pass(ops.orders_snapshot, ops.cancel_orders, feed))
+        orders: asyncio.Future[Any]
+        if acting:
+            read = run_pass(ops.orders_snapshot, ops.cancel_orders, feed, keep=self.orders.add)
+            orders = asyncio.ensure_future(read)
+        else:
+            orders = asyncio.ensure_future(ops.orders_snapshot(None))
+        positions = asyncio.ensure_future(self._positions_snapshot())
         try:
-            positions = await self._positions_snapshot()
-        except BaseException:
-            # The orders' cancels that left finish (their outcomes count) before the error.
-            await asyncio.wait([orders_pass])
-            if not orders_pass.cancelled() and orders_pass.exception() is None:
-                self.orders.add(orders_pass.result()[0])
-            raise
-        result, records = await orders_pass
-        self._saw(records, positions)
+            await asyncio.wait([orders, positions], return_when=asyncio.FIRST_EXCEPTION)
+            if _failed(positions) and not orders.done():
+                await asyncio.wait([orders])
+            for task in (orders, positions):
+                error = task.exception() if _failed(task) else None
+                if error is not None:
+                    raise error
+        finally:
+            await _stop_all(orders, positions)
+        if not acting:
+            self._saw(orders.result(), positions.result())
+            return False
+        result, records = orders.result()
+        self._saw(records, positions.result())
         if not feed.count:
             return False
         self.orders.add(result)
-        self.error = self.orders.stopped_by
+        self.error = self.error or self.orders.stopped_by
         return True
 
     async def _positions_snapshot(self) -> list[Any] | None:
@@ -149,10 +173,12 @@ class _AccountRun:
         return await self.ops.positions_snapshot()
 
     def _saw(self, records: list[Any], positions: list[Any] | None) -> None:
-        market_id = self.plan.market_id
-        self.order_selection = self.orders.saw(select(records, market_id, None))
+        market_id, secrets = self.plan.market_id, self.ops.secrets
+        self.order_selection = self.orders.saw(select(records, market_id, None, secrets=secrets))
         if positions is not None:
-            self.position_selection = select(positions, market_id, None, key="positionId")
+            self.position_selection = select(
+                positions, market_id, None, key="positionId", secrets=secrets
+            )
 
     async def _cancel_stop_orders(self) -> bool:
         """Cancel the stop orders given that are not final yet; whether any was sent."""
@@ -161,12 +187,17 @@ class _AccountRun:
         if not pending:
             return False
         self.stops.add(await self.ops.cancel_stop_orders(pending))
-        self.error = self.stops.stopped_by
+        self.error = self.error or self.stops.stopped_by  # never erase what stopped it
         return True
 
     def _positions_to_close(self) -> bool:
         selection = self.position_selection
-        return self.plan.close_positions and selection is not None and bool(selection.ids)
+        if not self.plan.close_positions or selection is None:
+            return False
+        # Without a market filter the close is one bulk close, which needs no id: a position
+        # whose record cannot be read is closed with the others.
+        unreadable = self.plan.market_id is None and bool(selection.unreadable)
+        return bool(selection.ids) or unreadable
 
     async def _close_positions(self) -> None:
         """Close what the positions snapshot showed: one bulk close, or one by one."""
@@ -189,8 +220,7 @@ class _AccountRun:
         for outcome in result.failed:
             assert outcome.error is not None
             self._close_failed(outcome.error)
-        if result.stopped_by is not None:
-            self.error = result.stopped_by
+        self.error = self.error or result.stopped_by
 
     def _close_failed(self, error: FrontOfficeError) -> None:
         # The next round's snapshot decides whether it closed; a refused account stops.
@@ -247,3 +277,20 @@ class _AccountRun:
             ),
             error=self.error,
         )
+
+
+def _failed(task: asyncio.Future[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
+async def _stop_all(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel what still runs and wait for it (its outcome is dropped: an error is raised
+    already, or the caller was cancelled)."""
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: asyncio does not report it

@@ -14,6 +14,7 @@ logged once, writing stops, and the run goes on (flatten's result says so in `jo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -45,15 +46,16 @@ _API: Final = "/frontoffice/api"
 class Journal:
     """Writes the events of one run (see the module's docstring)."""
 
-    __slots__ = ("_fd", "_file", "_secrets", "error", "lines")
+    __slots__ = ("_fd", "_file", "_secrets", "_seen", "error", "lines")
 
     def __init__(self, target: JournalTarget, secrets: Callable[[], Collection[str]]) -> None:
         self._secrets = secrets
+        # Every token the run has used: a late answer may quote one the client forgot.
+        self._seen: dict[str, None] = {}
         self._fd: int | None = None
         self._file: IO[str] | None = None
         if isinstance(target, str | os.PathLike):
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-            self._fd = os.open(target, flags, 0o600)
+            self._fd = _open(target)
         elif callable(getattr(target, "write", None)):
             self._file = target
         else:
@@ -67,9 +69,13 @@ class Journal:
         """Write one event now: `{"event": name, "time": ..., **fields}`."""
         record = {"event": name, "time": _now(), **fields}
         line = json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
-        line = answers.mask(line, self._secrets()) + "\n"
         if self.error is not None:
             return
+        seen = self._seen
+        for secret in self._secrets():
+            seen[secret] = None
+        line = answers.mask(line, seen) + "\n"
+
         try:
             if self._fd is not None:
                 data = line.encode()
@@ -180,3 +186,16 @@ def journaled(
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _open(path: str | os.PathLike[str]) -> int:
+    """Open the journal file for appending, owner-only. Non-blocking: a FIFO nobody reads
+    must not freeze the event loop's thread, neither here nor at a write (the run goes on
+    without its journal instead, as after any failed write)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            raise
+        raise OSError(exc.errno, "the journal is a FIFO that nobody reads", path) from None

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import attrs
 
 from .._http.endpoints import Canceller, ViewCalls, Watch
-from .._http.gate import Halt
 from .._hub.protocol import OPEN_ORDERS, OPEN_POSITIONS, StreamKind
 from .._hub.reconnect import Hub
 from .._hub.snapshot import read_snapshot
@@ -60,6 +59,11 @@ class AccountOps:
         journal = binder.journal
         self._watch: Watch | None = None if journal is None else journal.watch(account_id)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The tokens the client has used (masked wherever a record is shown)."""
+        return self._binder.calls.http.tokens.secrets
+
     async def orders_snapshot(self, on_item: Callable[[list[Any]], object] | None) -> list[Any]:
         """The OpenOrders snapshot (merged over its settle window); `on_item` sees each item."""
         return await self._snapshot(OPEN_ORDERS, on_item)
@@ -70,26 +74,31 @@ class AccountOps:
 
     async def cancel_orders(self, ids: Ids) -> BulkCancelResult[Order]:
         """Cancel orders with the bulk pool (each id is fed once: no de-duplication)."""
-        cancel = self._binder.calls.canceller(Order, self.account_id, watch=self._watch)
+        binder = self._binder
+        cancel = binder.calls.canceller(
+            Order, self.account_id, watch=self._watch, slot=binder.gate
+        )
         return await self._pool(cancel, ids, "order")
 
     async def cancel_stop_orders(self, ids: Ids) -> BulkCancelResult[StopOrder]:
         """Cancel stop orders with the bulk pool."""
-        calls = self._binder.calls
-        cancel = calls.canceller(StopOrder, self.account_id, stop=True, watch=self._watch)
+        binder = self._binder
+        cancel = binder.calls.canceller(
+            StopOrder, self.account_id, stop=True, watch=self._watch, slot=binder.gate
+        )
         return await self._pool(cancel, ids, "stop_order")
 
     async def close_all(self) -> tuple[PositionsCloseAck, int]:
         """One bulk close of every position of the account."""
-        calls, gate = self._binder.calls, self._binder.gate
-        if gate is None:
-            return await calls.close_all_positions(self.account_id, watch=self._watch)
-        async with gate:
-            return await calls.close_all_positions(self.account_id, watch=self._watch)
+        binder = self._binder
+        return await binder.calls.close_all_positions(
+            self.account_id, watch=self._watch, slot=binder.gate
+        )
 
     async def close_each(self, ids: Ids) -> BulkCancelResult[str]:
         """Close these positions one by one, with the bulk pool."""
-        close = self._binder.calls.position_closer(self.account_id, watch=self._watch)
+        binder = self._binder
+        close = binder.calls.position_closer(self.account_id, watch=self._watch, slot=binder.gate)
         return await self._pool(close, ids, "position")
 
     async def _snapshot(
@@ -115,24 +124,14 @@ class AccountOps:
     async def _pool(self, cancel: Canceller[T], ids: Ids, kind: str) -> BulkCancelResult[T]:
         binder = self._binder
         return await pool.cancel_orders(
-            self._gated(cancel),
+            cancel,
             ids,
             concurrency=binder.concurrency,
             on_outcome=self._sink(kind),
             dedupe=False,  # a run feeds each id once
             owner=binder.bulk,
+            raise_on_close=False,  # the result keeps what was done; `stopped_by` says why
         )
-
-    def _gated(self, cancel: Canceller[T]) -> Canceller[T]:
-        gate = self._binder.gate
-        if gate is None:
-            return cancel
-
-        async def gated(item_id: str, halt: Halt | None) -> tuple[T, int]:
-            async with gate:
-                return await cancel(item_id, halt)
-
-        return gated
 
     def _sink(self, kind: str) -> OnOutcome | None:
         journal, theirs = self._binder.journal, self._binder.on_outcome

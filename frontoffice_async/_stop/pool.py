@@ -83,8 +83,13 @@ async def cancel_orders(
     on_outcome: Callable[[CancelOutcome[T]], object] | None = None,
     dedupe: bool = True,
     owner: BulkCalls | None = None,
+    raise_on_close: bool = True,
 ) -> BulkCancelResult[T]:
-    """Run the pool to completion; see `FrontOfficeClient.cancel_orders`."""
+    """Run the pool to completion; see `FrontOfficeClient.cancel_orders`.
+
+    `raise_on_close=False` returns what was done when the client closes (its `stopped_by` is
+    the `ClientClosedError`) instead of raising it: flatten keeps every outcome so.
+    """
     received: dict[int, CancelOutcome[T]] = {}
 
     def keep(index: int, outcome: CancelOutcome[T]) -> None:
@@ -98,10 +103,16 @@ async def cancel_orders(
 
     started = time.perf_counter()
     pool = _Pool(cancel, order_ids, concurrency, keep, dedupe)
-    await pool.run(owner)
+    closed: ClientClosedError | None = None
+    try:
+        await pool.run(owner)
+    except ClientClosedError as error:
+        if raise_on_close:
+            raise
+        closed = error
     # Indexes are dense (0..n-1 over distinct ids), so this is first-seen order.
     ordered = [received[i] for i in range(len(received))]
-    stopped_by = pool.halt.error if isinstance(pool.halt.error, FrontOfficeError) else None
+    stopped_by = pool.halt.error if isinstance(pool.halt.error, FrontOfficeError) else closed
     return BulkCancelResult(ordered, elapsed=time.perf_counter() - started, stopped_by=stopped_by)
 
 

@@ -108,3 +108,25 @@ async def test_every_outcome_flatten_hands_to_on_outcome_has_an_as_dict(
     assert len(seen) == 2
     for outcome in seen:
         outcome.as_dict()
+
+
+async def test_the_error_that_stopped_an_account_survives_its_stop_order_cancels(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    """The hub is down, the stop orders are cancelled all the same: the account's error (the
+    hub's) must stay on its result, or nothing would say why its orders were not checked."""
+    sim = frontoffice_simulator
+    sim.add_orders(2)
+    stops = sim.add_stop_orders(2)
+    sim.faults = FaultPlan(hub=[HubFault.refuse(503)] * 50, positions_hub_rates={})
+    async with FrontOfficeClient(
+        sim.url,
+        token=sim.token,
+        account_id=sim.account_ids[0],
+        retry=RetryPolicy(max_attempts=1),
+    ) as client:
+        result = await client.flatten(stop_order_ids=stops)
+    account = result.accounts[sim.account_ids[0]]
+    assert sim.open_stop_order_ids() == []  # cancelled though the hub was down
+    assert account.error is not None  # and the hub's error still says why it is not verified
+    assert not account.verified
