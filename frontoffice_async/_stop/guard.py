@@ -129,9 +129,15 @@ class Guard:
 
     @property
     def alive(self) -> bool:
-        """True while the guard process runs. It turns False (with a warning logged) if the
-        guard dies or acts on its own; after the `async with`, it is False."""
-        return self._process is not None and self._returncode is None and not self._leaving
+        """True while the guard runs and watches. It turns False, with a warning logged, when
+        the guard dies, and when it acts on its own (it then flattens and exits: `trigger`
+        says why); after the `async with`, it is False."""
+        return (
+            self._process is not None
+            and self._returncode is None
+            and self._trigger is None
+            and not self._leaving
+        )
 
     @property
     def trigger(self) -> str | None:
@@ -294,28 +300,29 @@ class Guard:
         if process is None or self._leaving:
             return
         flatten = self._flattens_on(exc)
-        was_alive = self.alive
+        armed = self.alive
+        acting = self._trigger is not None and self._returncode is None
         self._leaving = True
         # No heartbeat after the last word: the disarm (or the end) is the last message.
         await _stopped(self._beating)
         if self._refreshing is not None:
             self._refreshing.cancel()
         stdin = process.stdin
-        if was_alive and stdin is not None and not stdin.is_closing():
+        if armed and stdin is not None and not stdin.is_closing():
             last = {"type": "bye", "cause": _cause(exc)} if flatten else {"type": "disarm"}
             stdin.write(_line(last))
             with contextlib.suppress(ConnectionError):
                 await stdin.drain()
             stdin.close()  # the end of the pipe: after a bye, the guard acts on it
-        elif flatten:
+        elif flatten and not acting:
             logger.error(
                 "frontoffice guard is not running: nothing flattens the account on the way "
                 "out (%s)",
                 _cause(exc),
             )
         try:
-            if flatten:
-                await process.wait()  # the whole flatten: it is why the bot is leaving
+            if flatten or acting:
+                await process.wait()  # the whole flatten: never cut short
             else:
                 await asyncio.wait_for(process.wait(), DISARM_WAIT)
         except TimeoutError:
@@ -327,7 +334,7 @@ class Guard:
             await process.wait()
         await _stopped(self._watching, cancel=False)
         self._returncode = process.returncode
-        if flatten and was_alive:
+        if flatten and armed:
             self._say_how_it_ended(exc)
 
     def _flattens_on(self, exc: BaseException | None) -> bool:
