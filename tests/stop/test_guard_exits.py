@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,21 @@ async def test_a_guard_that_dies_turns_alive_false_with_a_warning(
             await asyncio.sleep(0.2)  # the heartbeat task notices quietly
         assert guard.returncode == -signal.SIGKILL
     assert cancels(sim) == []
+
+
+@posix
+async def test_a_bot_that_wakes_after_its_guard_fired_finds_it_acting_and_waits_for_it(
+    sim: FrontOfficeSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    stops = scene(sim)
+    async with client_for(sim, snapshot_settle=SETTLE) as client:
+        async with client.guard(timeout=0.2, stop_order_ids=stops) as guard:
+            # This loop, the simulator's too, blocks: the guard fires, and its requests wait
+            # for the simulator to wake.
+            time.sleep(0.4)  # noqa: ASYNC251 - the hang under test
+            await until(lambda: guard.trigger is not None, 5.0)
+            assert not guard.alive
+        # Leaving cleanly disarms nothing now: it waited for the guard's whole flatten.
+        assert (guard.trigger, guard.returncode) == ("heartbeat missed", 0)
+    assert books(sim) == []
+    assert not any("killed" in r.getMessage() for r in caplog.records)
