@@ -91,6 +91,8 @@ class Guard:
     flatten (an `Exception` unless `on_error="disarm"`; `KeyboardInterrupt`, `SystemExit` or
     cancellation only with `on_stop="flatten"`), and waits for it to exit: at once when
     disarmed, after the whole flatten otherwise. See the docs' "Guard" page.
+
+    Not built directly: `FrontOfficeClient.guard()` makes it from the client's settings.
     """
 
     def __init__(
