@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._hub.streams import OpenOrdersStream
+    from ._stop.guard import Guard, GuardError
     from .auth import OfflineTokenAuth, TokenProvider
     from .bulk import (
         AccountFlatten,
@@ -94,6 +95,8 @@ __all__ = [
     "FlattenResult",
     "FrontOfficeClient",
     "FrontOfficeError",
+    "Guard",
+    "GuardError",
     "HubError",
     "InvalidAccountIdError",
     "InvalidOrderIdError",
@@ -131,7 +134,7 @@ __all__ = [
 ]
 
 #: The modules that hold the public names, cheapest first.
-_HOMES = ("errors", "models", "retry", "auth", "bulk", "_hub.streams", "client")
+_HOMES = ("errors", "models", "retry", "auth", "bulk", "_hub.streams", "_stop.guard", "client")
 
 
 def __getattr__(name: str) -> Any:

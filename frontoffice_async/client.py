@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import enum
+import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
@@ -37,11 +38,12 @@ from ._hub.streams import OpenOrdersStream
 from ._stop import cancel_all, pool
 from ._stop.flatten import Plan
 from ._stop.flatten import flatten as flatten_accounts
+from ._stop.guard import Guard, OnError, OnStop, guard_hello
 from ._stop.journal import Journal, JournalTarget, journaled
 from ._stop.ops import Binder
 from .auth import TokenProvider
 from .bulk import BulkCancelResult, CancelOutcome, FlattenResult
-from .errors import ResponseValidationError
+from .errors import ClientClosedError, ResponseValidationError
 from .models import (
     Account,
     OpenOrder,
@@ -667,6 +669,102 @@ class FrontOfficeClient:
             headers=calls.base_headers,
             on_item=on_item,
         )
+
+    # --- the guard ------------------------------------------------------------------------------
+
+    def guard(
+        self,
+        *,
+        timeout: float = 30.0,
+        close_positions: bool = True,
+        accounts: str | Iterable[str] | None = None,
+        stop_order_ids: Iterable[str] | Mapping[str, Iterable[str]] = (),
+        journal: str | os.PathLike[str] | None = None,
+        on_error: OnError = "flatten",
+        on_stop: OnStop = "disarm",
+        market_id: str | None = None,
+        rounds: int = 3,
+    ) -> Guard:
+        """A dead-man's switch that flattens the account if the bot dies or hangs.
+
+        Use it as `async with client.guard(...) as guard:` around the bot's trading. Entering
+        starts `frontoffice guard` as a process of its own, in its own session (a Ctrl-C at the
+        bot's terminal, or a kill of the bot's process group, does not reach it), hands it the
+        job and the token over a pipe (never argv or the environment), and returns once it is
+        ready: its HTTP session open and the token checked (a wrong token raises here, e.g.
+        `AuthenticationError`; a guard that cannot start raises `GuardError`). Then a task of
+        this event loop sends it a heartbeat every `timeout / 4` seconds, each with the
+        client's current token, so a refreshed token reaches it.
+
+        The guard runs `flatten` (these options, its `journal`) at once when the pipe closes
+        without a disarm (the bot crashed or was killed), and after `timeout` seconds without a
+        heartbeat (the event loop is blocked, the bot hangs). Leaving the block disarms it;
+        an `Exception` leaving it makes it flatten instead (`on_error="disarm"`: not), and a
+        deliberate stop (`KeyboardInterrupt`, `SystemExit`, the task cancelled) disarms it
+        (`on_stop="flatten"`: flattens). `__aexit__` waits for the guard to exit: at once when
+        disarmed, after its whole flatten otherwise; no guard process remains after the block.
+        `guard.alive` turns False, with a warning logged, if the guard dies or acts on its own.
+        POSIX only. See the docs' "Guard" page for what it cannot cover.
+
+        Example:
+            >>> async with client.guard(timeout=30, journal="guard.jsonl") as guard:
+            ...     await run_strategy(client)
+
+        Args:
+            timeout: Seconds without a heartbeat after which the guard flattens.
+            close_positions: False leaves positions alone, as `flatten`'s.
+            accounts: None for the client's account, `"all"` for every account of the token
+                (as listed when the guard acts), or account ids.
+            stop_order_ids: Stop orders to cancel (none can be listed), for the one account,
+                or a mapping of account id to ids.
+            journal: A path: the guard appends the JSON Lines journal of its flatten there,
+                whose `run` event says why it acted (`"trigger"`). None: no journal.
+            on_error: What an `Exception` leaving the block does: `"flatten"` or `"disarm"`.
+            on_stop: What `KeyboardInterrupt`, `SystemExit` or cancellation does: `"disarm"`
+                or `"flatten"`.
+            market_id: Only this market, as `flatten`'s.
+            rounds: Rounds that act at most, as `flatten`'s.
+        """
+        if self.closed:
+            raise ClientClosedError("this FrontOfficeClient is closed; create a new one")
+        calls = self._calls
+        if accounts is None:
+            named: list[str] | None = [calls.account_for(None)]
+        elif accounts == "all":
+            named = None
+        elif isinstance(accounts, str):
+            raise ValueError('accounts must be None, "all", or an iterable of account ids')
+        else:
+            named = list(dict.fromkeys(calls.account_for(a) for a in accounts))
+            if not named:
+                raise ValueError("accounts is empty: nothing to guard")
+        if named is not None:
+            stops = _stop_ids_by_account(stop_order_ids, named)
+        elif isinstance(stop_order_ids, Mapping):
+            stops = {calls.account_for(a): _checked_ids(i) for a, i in stop_order_ids.items()}
+        elif _checked_ids(stop_order_ids):
+            raise ValueError('with accounts="all", give stop_order_ids as {account: ids}')
+        else:
+            stops = {}
+        limiter = self._http.middleware.shared.limiter
+        hello = guard_hello(
+            timeout=timeout,
+            base_url=self._http.base,
+            account_id=calls.account_id,
+            accounts=None if accounts is None else named if named is not None else "all",
+            market_id=check_market_id(market_id),
+            close_positions=close_positions,
+            stop_order_ids=stops,
+            rounds=check_rounds(rounds),
+            journal=journal,
+            concurrency=self._concurrency,
+            request_timeout=calls.pipeline.retry.timeout,
+            retry=calls.pipeline.retry.policy,
+            rate_limit=None if limiter is None else limiter.rate,
+            snapshot_settle=self._snapshot_settle,
+            headers=calls.headers,
+        )
+        return Guard(hello, self._http.tokens, on_error=on_error, on_stop=on_stop)
 
 
 def _stop_ids_by_account(

@@ -29,6 +29,8 @@ EXPECTED = {
     "FlattenResult",
     "FrontOfficeClient",
     "FrontOfficeError",
+    "Guard",
+    "GuardError",
     "HubError",
     "InvalidAccountIdError",
     "InvalidOrderIdError",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from frontoffice_async import __version__
 
-from . import demo, output
+from . import demo, guard, output
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -120,6 +120,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_options(accounts, ("base_url", "token", "account_id", "timeout", "json"))
     accounts.set_defaults(handler=_cmd_accounts, command="accounts")
     demo.add_commands(commands)
+    guard.add_command(commands)
     return parser
 
 
