@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._hub.streams import OpenOrdersStream
-    from ._stop.guard import Guard, GuardError
+    from ._stop.guard import Guard
     from .auth import OfflineTokenAuth, TokenProvider
     from .bulk import (
         AccountFlatten,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         ConflictError,
         FlattenError,
         FrontOfficeError,
+        GuardError,
         HubError,
         InvalidAccountIdError,
         InvalidOrderIdError,

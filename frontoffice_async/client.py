@@ -476,7 +476,7 @@ class FrontOfficeClient:
         check_rounds(rounds)
         plan = {"market_id": market_id, "side": side, "rounds": rounds, "dry_run": dry_run}
         with journaled(
-            journal, self._secrets, call="cancel_all_orders", account=account, **plan
+            journal, self._secrets, None, call="cancel_all_orders", account=account, **plan
         ) as log:
             ops = self._binder(workers, snapshot_timeout, on_outcome, log).account(account)
             result = await cancel_all.cancel_all(
@@ -540,6 +540,7 @@ class FrontOfficeClient:
         concurrency: int | None = None,
         on_outcome: Callable[[CancelOutcome[Any]], object] | None = None,
         snapshot_timeout: float | None = 10.0,
+        journal_fields: Mapping[str, Any] | None = None,
     ) -> FlattenResult:
         """Stop every account asked for: cancel its open orders, the stop orders given, close
         its positions, and check it with fresh snapshots.
@@ -568,6 +569,9 @@ class FrontOfficeClient:
             concurrency: Requests in flight at most, all accounts together.
             on_outcome: Sees each outcome (orders, stop orders, positions) as it arrives.
             snapshot_timeout: Seconds each snapshot may take (hub reconnects included).
+            journal_fields: More fields for the journal's `run` event, first after its
+                `time` (who started the run and why: the guard writes its `trigger`); JSON
+                values, none named like a field of the event's own.
         """
         market_id = check_market_id(market_id)
         check_rounds(rounds)
@@ -579,6 +583,7 @@ class FrontOfficeClient:
         with journaled(  # first: a run that fails to list its accounts is recorded too
             journal,
             self._secrets,
+            journal_fields,
             call="flatten",
             accounts=asked,
             market_id=market_id,

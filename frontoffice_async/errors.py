@@ -46,6 +46,7 @@ __all__ = [
     "ConflictError",
     "FlattenError",
     "FrontOfficeError",
+    "GuardError",
     "HubError",
     "InvalidAccountIdError",
     "InvalidOrderIdError",
@@ -391,6 +392,14 @@ class CancelNotConfirmedError(FrontOfficeError):
     def __str__(self) -> str:
         url = f" (DELETE {self.url}, {_attempts_text(self.attempts)})" if self.url else ""
         return f"cancel not confirmed: {self.message}{url}"
+
+
+class GuardError(FrontOfficeError):
+    """The guard could not be started or did not become ready: nothing guards the account.
+
+    When the platform refused the guard's start check, the error raised is the platform's
+    own instead (`AuthenticationError` for a wrong token, `PermissionDeniedError`, ...).
+    """
 
 
 class HubError(FrontOfficeError):

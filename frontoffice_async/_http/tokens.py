@@ -22,7 +22,7 @@ from typing import Any, Final
 import aiohttp
 from yarl import URL
 
-from ..auth import TokenProvider, bearer_header
+from ..auth import OfflineTokenAuth, TokenProvider, bearer_header
 from ..errors import (
     ClientClosedError,
     FrontOfficeError,
@@ -112,6 +112,7 @@ class TokenSource:
         "_fetch_task",
         "_generation",
         "_known",
+        "_offline",
         "_provider",
         "_refresh_at",
         "_refused",
@@ -132,11 +133,16 @@ class TokenSource:
         self._generation = 0
         # The last tokens handed out: what an error must never show, should a server echo one.
         self._known: deque[str] = deque(maxlen=_REMEMBERED)
+        self._offline: tuple[str, ...] = ()
         if isinstance(token, str):
             self._hold(bearer_header(token))
             self._provider = None
         elif callable(token):
             self._provider = token
+            if isinstance(token, OfflineTokenAuth) and token._offline_token:
+                # The long-lived secret behind every token: masked like them (an echo, the
+                # guard's environment), first in line so that no deque ever forgets it.
+                self._offline = (token._offline_token,)
         else:
             raise TypeError(
                 f"token must be a str or an async callable, got {type(token).__name__}"
@@ -155,8 +161,9 @@ class TokenSource:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The tokens lately in use (raw, without "Bearer "), for masking echoes of them."""
-        return tuple(self._known)
+        """The tokens lately in use (raw, without "Bearer "), and an `OfflineTokenAuth`'s
+        offline token, for masking echoes of them."""
+        return (*self._offline, *self._known)
 
     @property
     def can_refresh(self) -> bool:

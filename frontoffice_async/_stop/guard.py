@@ -38,6 +38,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     FrontOfficeError,
+    GuardError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -48,7 +49,6 @@ from ..retry import RetryPolicy
 __all__ = [
     "PROTOCOL",
     "Guard",
-    "GuardError",
     "OnError",
     "OnStop",
     "guard_environment",
@@ -71,14 +71,6 @@ _TOKEN_VARIABLE: Final = "FRONTOFFICE_TOKEN"  # noqa: S105 - a variable's name
 
 OnError = Literal["flatten", "disarm"]
 OnStop = Literal["disarm", "flatten"]
-
-
-class GuardError(FrontOfficeError):
-    """The guard could not be started or did not become ready: nothing guards the account.
-
-    When the platform refused the guard's start check, the error raised is the platform's
-    own instead (`AuthenticationError` for a wrong token, `PermissionDeniedError`, ...).
-    """
 
 
 class Guard:

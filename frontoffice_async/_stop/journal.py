@@ -163,16 +163,23 @@ class Journal:
 
 @contextlib.contextmanager
 def journaled(
-    target: JournalTarget | None, secrets: Callable[[], Collection[str]], **run: Any
+    target: JournalTarget | None,
+    secrets: Callable[[], Collection[str]],
+    fields: Mapping[str, Any] | None = None,
+    **run: Any,
 ) -> Iterator[Journal | None]:
-    """A journal of `target` for one call (None: none): its `run` event first, an `error`
-    event if the call raises, the file closed after."""
+    """A journal of `target` for one call (None: none): its `run` event first (the caller's
+    `fields` first in it), an `error` event if the call raises, the file closed after."""
+    extra = dict(fields or {})
+    clash = sorted(extra.keys() & {"event", "time", "version", "started", *run})
+    if clash:  # checked before the file is opened: a bad argument leaves nothing behind
+        raise ValueError(f"journal_fields may not name the run event's own fields: {clash}")
     if target is None:
         yield None
         return
     journal = Journal(target, secrets)
     try:
-        journal.event("run", version=__version__, started=time.time(), **run)
+        journal.event("run", **extra, version=__version__, started=time.time(), **run)
         yield journal
     except BaseException as exc:
         error = (

@@ -1,20 +1,20 @@
-"""What `frontoffice guard` acts with: the job, the token it holds, its session and journal
-opened and checked before it watches (`Armed`), and the flatten itself (`act`).
+"""What `frontoffice guard` acts with: the job, the token it holds, its session opened and
+checked before it watches (`Armed`), and the flatten itself (`act`).
 
-The token is held by `Token` alone (its repr hides it), never printed, and masked in the
-journal, whose `run` event gains why the guard acted (`trigger`).
+The token is held by `Token` alone (its repr hides it) and never printed. The journal is the
+library's flatten journal, whose `run` event gains why the guard acted (`trigger`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import functools
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from . import output
 from .common import EXIT_FAILED, EXIT_OK, UsageError
@@ -204,14 +204,13 @@ class Token:
 
 class Armed:
     """The guard's HTTP session, opened and checked (and its journal's place) before it
-    watches. The journal is opened when the guard acts: a guard that is disarmed leaves no
-    file behind."""
+    watches. The journal is opened when the guard acts (by flatten): a guard that is disarmed
+    leaves no file behind."""
 
     def __init__(self, job: Job, token: Token) -> None:
         self.job = job
         self.token = token
         self._session: aiohttp.ClientSession | None = None
-        self._journal: _Journal | None = None
 
     async def __aenter__(self) -> Self:
         import aiohttp  # noqa: PLC0415 - `--help` stays light
@@ -235,9 +234,6 @@ class Armed:
         await self.aclose()
 
     async def aclose(self) -> None:
-        journal, self._journal = self._journal, None
-        if journal is not None:
-            journal.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -273,22 +269,24 @@ class Armed:
     async def flatten(self, trigger: str, **why: Any) -> FlattenResult:
         """The library's flatten of the job, journaled with why it runs."""
         job = self.job
-        if job.journal is not None:
-            try:
-                self._journal = _Journal(job.journal, self.token)
-            except OSError as exc:  # it could be written when the guard armed
-                output.note(f"{NOTE}cannot open the journal: {exc.strerror}; going on without")
-            else:
-                self._journal.run_fields = {"trigger": trigger, **why}
+        fields = {k: v for k, v in {"trigger": trigger, **why}.items() if v is not None}
         async with self.client() as client:
-            return await client.flatten(
+            run = functools.partial(
+                client.flatten,
                 job.accounts,
                 market_id=job.market_id,
                 close_positions=job.close_positions,
                 stop_order_ids=job.stop_order_ids,
                 rounds=job.rounds,
-                journal=None if self._journal is None else cast("IO[str]", self._journal),
+                journal_fields=fields,
             )
+            if job.journal is None:
+                return await run()
+            try:
+                return await run(journal=job.journal)
+            except OSError as exc:  # it could be written when the guard armed; nothing sent
+                output.note(f"{NOTE}cannot open the journal: {exc.strerror}; going on without")
+            return await run()
 
 
 def _can_write(path: str) -> bool:
@@ -296,46 +294,6 @@ def _can_write(path: str) -> bool:
     if os.path.exists(path):
         return os.path.isfile(path) and os.access(path, os.W_OK)
     return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK)
-
-
-class _Journal(io.TextIOBase):
-    """The flatten's journal file: the library's lines, with why the guard acted added to
-    the `run` event and every token it held masked; each line handed to the OS whole (a
-    crash of the guard leaves every line before it readable)."""
-
-    def __init__(self, path: str, token: Token) -> None:
-        super().__init__()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(path, flags, 0o600)
-        self._token = token
-        self._pending = ""
-        self.run_fields: dict[str, Any] = {}
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        *lines, self._pending = (self._pending + text).split("\n")
-        for line in lines:
-            self._emit(line)
-        return len(text)
-
-    def _emit(self, line: str) -> None:
-        if self.run_fields and line.startswith('{"event":"run"'):
-            event = json.loads(line)
-            head = {"event": event.pop("event"), "time": event.pop("time", None)}
-            why = {k: v for k, v in self.run_fields.items() if v is not None}
-            event = {**head, **why, **event}
-            line = json.dumps(event, default=str, ensure_ascii=False, separators=(",", ":"))
-            self.run_fields = {}
-        data = (self._token.mask(line) + "\n").encode()
-        while data:  # a short write is finished, not dropped
-            data = data[os.write(self._fd, data) :]
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
 
 
 # --- acting -------------------------------------------------------------------------------------

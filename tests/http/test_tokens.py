@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from frontoffice_async import TokenProviderError
+from frontoffice_async import OfflineTokenAuth, TokenProviderError
 from frontoffice_async._http.tokens import (
     FAILED_COOLDOWN,
     REFUSED_COOLDOWN,
@@ -273,3 +273,12 @@ def _counting() -> Callable[[], Awaitable[str]]:
         return f"tok-{count}"
 
     return fetch
+
+
+def test_an_offline_token_is_among_the_secrets_before_any_token_is_fetched() -> None:
+    # The long-lived secret behind every token: masked in echoes and kept out of the guard's
+    # environment, however many tokens were fetched since.
+    offline = "offline-" + "k" * 40
+    source = TokenSource(OfflineTokenAuth(offline))
+    assert source.secrets == (offline,)
+    assert TokenSource("plain-token-" + "p" * 20).secrets == ("plain-token-" + "p" * 20,)

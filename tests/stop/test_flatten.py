@@ -281,6 +281,22 @@ async def test_the_journal_tells_the_run_and_never_the_token(
     assert sim.token not in journal.getvalue()
 
 
+async def test_journal_fields_come_first_in_the_run_event_and_may_not_replace_its_own(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    sim = frontoffice_simulator
+    book(sim, orders=1, positions=0, stops=0)
+    journal = io.StringIO()
+    async with client_for(sim) as client:
+        with pytest.raises(ValueError, match=r"\['rounds'\]"):
+            await client.flatten(journal=journal, journal_fields={"rounds": 9})
+        assert journal.getvalue() == "" and sim.requests == []  # refused before anything
+        await client.flatten(journal=journal, journal_fields={"trigger": "manual", "n": 1})
+    run = json.loads(journal.getvalue().splitlines()[0])
+    assert list(run)[:5] == ["event", "time", "trigger", "n", "version"]
+    assert run["trigger"] == "manual" and run["call"] == "flatten"
+
+
 # --- the promise under random faults -----------------------------------------------------------
 
 _KINDS = [
