@@ -224,6 +224,9 @@ class Connection:
                 ) from None
         else:
             raise self._closed_socket_error(msg)
+        if len(data) >= protocol.LARGE and protocol.is_one_frame(data):
+            self._pending.append(data)  # a big snapshot: parsed in place, never copied
+            return
         try:
             self._pending.extend(protocol.split_frames(data))
         except ValueError as exc:

@@ -9,6 +9,7 @@ item's records, what a Close message means, and how a connection says it ended (
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -23,6 +24,7 @@ __all__ = [
     "CLOSE",
     "COMPLETION",
     "HANDSHAKE",
+    "LARGE",
     "OPEN_ORDERS",
     "OPEN_POSITIONS",
     "PING",
@@ -33,6 +35,7 @@ __all__ = [
     "StreamKind",
     "close_failure",
     "invocation",
+    "is_one_frame",
     "parse_message",
     "records",
     "split_frames",
@@ -100,15 +103,57 @@ def split_frames(data: str) -> list[str]:
     return [part for part in data.split(RS) if part]
 
 
+#: Characters from which a message is parsed in place and with its short strings shared (a
+#: snapshot of thousands of orders): its memory then stays under twice its text's.
+LARGE: Final = 1 << 20
+#: The longest string value shared: statuses, sides, markets, account ids, timestamps.
+_SHARED_MAX: Final = 64
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+
+
+def is_one_frame(data: str) -> bool:
+    """Whether a websocket message is exactly one frame (its only separator at its end)."""
+    return data.find(RS) == len(data) - 1
+
+
 def parse_message(raw: str) -> dict[str, Any]:
-    """One message as a JSON object; ValueError saying what it is instead."""
+    """One message (a frame, its separator included or not) as a JSON object; ValueError
+    saying what it is instead."""
     try:
-        message = _converter.decode(raw)
+        message = _parse_large(raw) if len(raw) >= LARGE else _converter.decode(raw.rstrip(RS))
     except (ValueError, RecursionError):
         raise ValueError("a message that is not JSON") from None
     if not isinstance(message, dict):
         raise ValueError("a message that is not a JSON object")
     return message
+
+
+def _parse_large(raw: str) -> Any:
+    """Parse a large message where it lies (no copy without its separator), each short string
+    value kept once: 100,000 orders repeat a few statuses, sides, markets and timestamps, and
+    sharing them takes the parsed records from about 3 times the text's size to 1.6 times.
+    A hook per object doubles the parse time, which is why only large messages take it."""
+    shared: dict[str, str] = {}
+
+    def share(record: dict[str, Any]) -> dict[str, Any]:
+        for key, value in record.items():
+            if type(value) is str and len(value) <= _SHARED_MAX:
+                record[key] = shared.setdefault(value, value)  # same keys: iteration is safe
+        return record
+
+    decoder = json.JSONDecoder(
+        parse_float=Decimal, parse_constant=_converter._refuse_constant, object_hook=share
+    )
+    message, end = decoder.raw_decode(raw, _skip_space(raw, 0))
+    end = _skip_space(raw, end)
+    if raw[end:] not in ("", RS):
+        raise ValueError("extra data after the message")
+    return message
+
+
+def _skip_space(text: str, start: int) -> int:
+    match = _SPACE.match(text, start)
+    return start if match is None else match.end()
 
 
 @attrs.frozen
