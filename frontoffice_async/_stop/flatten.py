@@ -146,15 +146,21 @@ class _AccountRun:
             await self._read(orders, positions)
             if closer is not None:
                 closer.stop()  # the snapshot is over: no close starts after this
-            work = _running(stops, closer)
-            if work:
+            if work := _running(stops, closer):
                 await asyncio.wait(work)  # what was sent finishes, whatever the snapshots did
-            _raise_first(orders, positions, *work)
         finally:
             if closer is not None:
                 closer.stop()
             await _stop_all(orders, positions, *_running(stops, closer))
-        return self._took(orders, positions, feed, stops, closer)
+        # The orders' pass is kept even when the positions' snapshot failed (when its own
+        # failed, run_pass kept it); the closes and stop-order cancels keep theirs as they end.
+        cancelled = acting and self._keep_pass(orders, feed)
+        _raise_first(orders, positions, *_running(stops, closer))
+        if closer is None:  # snapshots only
+            self._saw(orders.result(), positions.result())
+            return False
+        self._saw(orders.result()[1], positions.result())
+        return self._acted(stops, closer) or cancelled
 
     async def _read(self, orders: asyncio.Future[Any], positions: asyncio.Future[Any]) -> None:
         """Wait for both snapshots; when one fails, stop the other, but let the orders' pass
@@ -164,27 +170,18 @@ class _AccountRun:
             await asyncio.wait([orders])
         await _stop_all(orders, positions)
 
-    def _took(
-        self,
-        orders: asyncio.Future[Any],
-        positions: asyncio.Future[Any],
-        feed: Feed,
-        stops: asyncio.Future[bool] | None,
-        closer: Closer | None,
-    ) -> bool:
-        """Note what the round's snapshots showed and what it did; whether it did anything."""
-        if closer is None:  # snapshots only
-            self._saw(orders.result(), positions.result())
+    def _keep_pass(self, orders: asyncio.Future[Any], feed: Feed) -> bool:
+        """Keep what the orders' pass did, if it ended; whether it sent any cancel."""
+        if not feed.count or not _succeeded(orders):
             return False
-        result, records = orders.result()
-        self._saw(records, positions.result())
-        did = False
-        if feed.count:
-            self.orders.add(result)
-            self.error = self.error or self.orders.stopped_by
-            did = True
-        if stops is not None and stops.result():
-            did = True
+        result, _ = orders.result()
+        self.orders.add(result)
+        self.error = self.error or self.orders.stopped_by
+        return True
+
+    def _acted(self, stops: asyncio.Future[bool] | None, closer: Closer) -> bool:
+        """Whether the round cancelled stop orders or closed positions."""
+        did = stops is not None and stops.result()
         if closer.fired:
             self.error = self.error or self.closes.stopped_by
             did = True
@@ -251,6 +248,10 @@ class _AccountRun:
 
 def _failed(task: asyncio.Future[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is not None
+
+
+def _succeeded(task: asyncio.Future[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 def _raise_first(*tasks: asyncio.Future[Any]) -> None:
