@@ -22,7 +22,7 @@ from .._http.answers import lighten
 from .._hub.protocol import OPEN_POSITIONS
 from .._hub.snapshot import Merge
 from ..bulk import PositionsResult
-from ..errors import FrontOfficeError
+from ..errors import ClientClosedError, FrontOfficeError
 from ..models import OpenPosition
 from .cancel_all import Feed, Selection, select
 from .ops import AccountOps
@@ -47,7 +47,7 @@ class Closes:
         """Keep a failed close: the next round's snapshot decides whether it closed."""
         light = lighten(error)
         self.errors.append(light)
-        if is_fatal(error):
+        if is_fatal(error) or isinstance(error, ClientClosedError):  # as the pools say it
             self.stopped_by = self.stopped_by or light
 
     def result(self, last: Selection | None, *, checked: bool, stopped: bool) -> PositionsResult:
