@@ -1,17 +1,23 @@
 """Flatten: stop every account asked for, and check that it is stopped.
 
-Per account, round after round: read both snapshots at once (OpenOrders and OpenPositions);
-cancel what the orders snapshot shows, as cancel-all does (its cancels start on the first item);
-then cancel the stop orders given that are not final yet; then close what the positions
-snapshot shows (one bulk close without a market filter; one close per position with one).
-Closing a position or a stop-out may create orders, so the next round reads both snapshots
-again. An account is done when a round finds nothing to do in either snapshot and every stop
-order given is final: those snapshots are its verdict. Accounts run concurrently; one
-account's failure never stops another.
+Per account, round after round. A round reads both snapshots at once (OpenOrders and
+OpenPositions), and its work starts as early as each part can: the cancels of the stop orders
+given that are not final yet at once (they need no snapshot); the order cancels on the orders
+snapshot's first item, as cancel-all does; the closes on the positions snapshot's first item
+that shows a position (one bulk close a round without a market filter; with one, each
+matching position closed as an item brings it; see `positions`). The settle window delays
+only the verdict: the work of a round is out in milliseconds.
 
-A close is a POST, which is not idempotent: it is resent within a round only when it surely
-never reached the platform (the retry policy's rule); after an ambiguous loss, the next
-round's snapshot decides.
+Closing a position or a stop-out may create orders, and a round's work may race its own
+snapshots, so a round that did anything is followed by another pair of snapshots. An account
+is done when a round finds nothing to do in either snapshot and every stop order given is
+final: those snapshots are its verdict. Accounts run concurrently; one account's failure
+never stops another.
+
+When a snapshot fails, what was sent finishes and is kept before its error stops the account;
+a cancelled caller stops everything at once. A close is a POST, which is not idempotent: it is
+resent within a round only when it surely never reached the platform (the retry policy's
+rule); after an ambiguous loss, the next round's snapshot decides.
 """
 
 from __future__ import annotations
