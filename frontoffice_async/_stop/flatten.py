@@ -161,6 +161,7 @@ class _AccountRun:
         # The orders' pass is kept even when the positions' snapshot failed (when its own
         # failed, run_pass kept it); the closes and stop-order cancels keep theirs as they end.
         cancelled = acting and self._keep_pass(orders, feed)
+        self.error = self.error or self.closes.stopped_by  # a refused close stops the account
         _raise_first(orders, positions, *_running(stops, closer))
         if closer is None:  # snapshots only
             self._saw(orders.result(), positions.result())
@@ -187,11 +188,7 @@ class _AccountRun:
 
     def _acted(self, stops: asyncio.Future[bool] | None, closer: Closer) -> bool:
         """Whether the round cancelled stop orders or closed positions."""
-        did = stops is not None and stops.result()
-        if closer.fired:
-            self.error = self.error or self.closes.stopped_by
-            did = True
-        return did
+        return (stops is not None and stops.result()) or closer.fired
 
     async def _positions_snapshot(self, closer: Closer | None) -> list[Any] | None:
         if not self.plan.close_positions:

@@ -22,6 +22,7 @@ from frontoffice_async import (
     CancelOutcome,
     FlattenError,
     HubError,
+    PermissionDeniedError,
     PositionsCloseAck,
 )
 from frontoffice_async._stop.positions import Closer, Closes
@@ -197,6 +198,25 @@ async def test_an_orders_snapshot_failing_keeps_the_closes_already_sent(
     assert isinstance(flat.error, HubError)
     assert set(flat.positions.accepted) == set(positions) and flat.positions.requests == 1
     assert sim.open_position_ids() == []
+
+
+async def test_a_refused_close_stops_the_account_after_its_round(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    """The bulk close is answered 403 while the orders' pass runs: the round ends (its cancels
+    are kept), the refusal is the account's error, and no second round asks again."""
+    sim = frontoffice_simulator
+    orders = sim.add_orders(4)
+    sim.add_positions(2)
+    sim.faults = FaultPlan(scripts={"close_all_positions": [Fault.response(403)] * 5})
+    async with client_for(sim, snapshot_settle=0.3) as client:
+        result = await client.flatten()
+    flat = result.accounts[FIRST]
+    assert isinstance(flat.error, PermissionDeniedError)
+    assert [type(e) for e in flat.positions.errors] == [PermissionDeniedError]
+    assert len(requests_to(sim, "close_all_positions")) == 1 and flat.rounds == 1
+    assert {o.order_id for o in flat.orders.cancelled} == set(orders)
+    assert len(requests_to(sim, "hub")) == 2  # one pair of snapshots: the account stopped
 
 
 async def test_a_cancelled_flatten_stops_its_closes_and_stop_order_cancels_at_once(
