@@ -1,17 +1,23 @@
 """Flatten: stop every account asked for, and check that it is stopped.
 
-Per account, round after round: read both snapshots at once (OpenOrders and OpenPositions);
-cancel what the orders snapshot shows, as cancel-all does (its cancels start on the first item);
-then cancel the stop orders given that are not final yet; then close what the positions
-snapshot shows (one bulk close without a market filter; one close per position with one).
-Closing a position or a stop-out may create orders, so the next round reads both snapshots
-again. An account is done when a round finds nothing to do in either snapshot and every stop
-order given is final: those snapshots are its verdict. Accounts run concurrently; one
-account's failure never stops another.
+Per account, round after round. A round reads both snapshots at once (OpenOrders and
+OpenPositions), and its work starts as early as each part can: the cancels of the stop orders
+given that are not final yet at once (they need no snapshot); the order cancels on the orders
+snapshot's first item, as cancel-all does; the closes on the positions snapshot's first item
+that shows a position (one bulk close a round without a market filter; with one, each
+matching position closed as an item brings it; see `positions`). The settle window delays
+only the verdict: the work of a round is out in milliseconds.
 
-A close is a POST, which is not idempotent: it is resent within a round only when it surely
-never reached the platform (the retry policy's rule); after an ambiguous loss, the next
-round's snapshot decides.
+Closing a position or a stop-out may create orders, and a round's work may race its own
+snapshots, so a round that did anything is followed by another pair of snapshots. An account
+is done when a round finds nothing to do in either snapshot and every stop order given is
+final: those snapshots are its verdict. Accounts run concurrently; one account's failure
+never stops another.
+
+When a snapshot fails, what was sent finishes and is kept before its error stops the account;
+a cancelled caller stops everything at once. A close is a POST, which is not idempotent: it is
+resent within a round only when it surely never reached the platform (the retry policy's
+rule); after an ambiguous loss, the next round's snapshot decides.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from typing import Any
 import attrs
 
 from .._http.answers import lighten
-from ..bulk import AccountFlatten, BulkCancelResult, CancelOutcome, FlattenResult, PositionsResult
+from ..bulk import AccountFlatten, BulkCancelResult, CancelOutcome, FlattenResult
 from ..errors import ClientClosedError, FrontOfficeError
-from ..models import OpenPosition, Order, StopOrder
+from ..models import Order, StopOrder
 from .cancel_all import Feed, Selection, Tally, run_pass, select
 from .journal import Journal
 from .ops import AccountOps
 from .pool import is_fatal
+from .positions import Closer, Closes
 
 __all__ = ["Plan", "flatten"]
 
@@ -76,12 +83,9 @@ class _AccountRun:
         self.stop_ids = tuple(dict.fromkeys(stops))
         self.orders: Tally[Order] = Tally()
         self.stops: Tally[StopOrder] = Tally()
+        self.closes = Closes()
         self.order_selection: Selection | None = None
         self.position_selection: Selection | None = None
-        self.accepted: list[str] = []
-        self.close_errors: list[FrontOfficeError] = []
-        self.close_requests = 0
-        self.close_rounds = 0
         self.passes = 0
         self.error: FrontOfficeError | None = None
 
@@ -90,7 +94,7 @@ class _AccountRun:
         try:
             await self._rounds()
         except FrontOfficeError as error:
-            self.error = lighten(error)
+            self.error = self.error or lighten(error)  # the first error says why it stopped
         if self.error is not None and self.stop_ids and not self.plan.dry_run:
             await self._stop_orders_after(self.error)
 
@@ -109,15 +113,7 @@ class _AccountRun:
         plan = self.plan
         while True:
             acting = not plan.dry_run and self.passes < plan.rounds
-            did = await self._read_and_cancel(acting)
-            if not acting or self._stopped():
-                return
-            if self.stop_ids and await self._cancel_stop_orders():
-                did = True
-            if not self._stopped() and self._positions_to_close():
-                await self._close_positions()
-                did = True
-            if not did:
+            if not await self._round(acting):
                 return  # this round's snapshots found nothing to do: they are the verdict
             self.passes += 1
             if self.journal is not None:
@@ -129,48 +125,75 @@ class _AccountRun:
         """Whether an error of the account's (a 403, a revoked token) stopped it."""
         return self.error is not None
 
-    async def _read_and_cancel(self, acting: bool) -> bool:
-        """Read both snapshots at once; when `acting`, cancel the orders as their items come
-        (with those that failed last round). Whether any cancel was sent.
+    async def _round(self, acting: bool) -> bool:
+        """Read both snapshots at once; when `acting`, do the round's work as early as it can
+        start: the stop-order cancels at once (they need no snapshot), the order cancels and
+        the closes on the first item that shows something. Whether anything was sent.
 
         When the positions cannot be read, the orders' pass goes on to its end (an emergency
-        keeps cancelling); when the orders' snapshot fails, what its cancels did is kept. No
-        snapshot outlives this call, and a cancelled caller stops both at once.
+        keeps cancelling); when a snapshot fails, what was sent finishes and is kept before its
+        error is raised. Nothing of the round outlives this call, and a cancelled caller stops
+        it all at once.
         """
         ops, plan = self.ops, self.plan
         feed = Feed(self.orders.failed, plan.market_id, None)
+        closer = Closer(ops, plan.market_id, self.closes) if acting else None
         orders: asyncio.Future[Any]
         if acting:
             read = run_pass(ops.orders_snapshot, ops.cancel_orders, feed, keep=self.orders.add)
             orders = asyncio.ensure_future(read)
         else:
             orders = asyncio.ensure_future(ops.orders_snapshot(None))
-        positions = asyncio.ensure_future(self._positions_snapshot())
+        positions = asyncio.ensure_future(self._positions_snapshot(closer))
+        stops = None
+        if acting and self.stop_ids:
+            stops = asyncio.ensure_future(self._cancel_stop_orders())
         try:
-            await asyncio.wait([orders, positions], return_when=asyncio.FIRST_EXCEPTION)
-            if _failed(positions) and not orders.done():
-                await asyncio.wait([orders])
-            for task in (orders, positions):
-                error = task.exception() if _failed(task) else None
-                if error is not None:
-                    raise error
+            await self._read(orders, positions)
+            if closer is not None:
+                closer.stop()  # the snapshot is over: no close starts after this
+            if work := _running(stops, closer):
+                await asyncio.wait(work)  # what was sent finishes, whatever the snapshots did
         finally:
-            await _stop_all(orders, positions)
-        if not acting:
+            if closer is not None:
+                closer.stop()
+            await _stop_all(orders, positions, *_running(stops, closer))
+        # The orders' pass is kept even when the positions' snapshot failed (when its own
+        # failed, run_pass kept it); the closes and stop-order cancels keep theirs as they end.
+        cancelled = acting and self._keep_pass(orders, feed)
+        self.error = self.error or self.closes.stopped_by  # a refused close stops the account
+        _raise_first(orders, positions, *_running(stops, closer))
+        if closer is None:  # snapshots only
             self._saw(orders.result(), positions.result())
             return False
-        result, records = orders.result()
-        self._saw(records, positions.result())
-        if not feed.count:
+        self._saw(orders.result()[1], positions.result())
+        return self._acted(stops, closer) or cancelled
+
+    async def _read(self, orders: asyncio.Future[Any], positions: asyncio.Future[Any]) -> None:
+        """Wait for both snapshots; when one fails, stop the other, but let the orders' pass
+        end first when only the positions failed."""
+        await asyncio.wait([orders, positions], return_when=asyncio.FIRST_EXCEPTION)
+        if _failed(positions) and not orders.done():
+            await asyncio.wait([orders])
+        await _stop_all(orders, positions)
+
+    def _keep_pass(self, orders: asyncio.Future[Any], feed: Feed) -> bool:
+        """Keep what the orders' pass did, if it ended; whether it sent any cancel."""
+        if not feed.count or not _succeeded(orders):
             return False
+        result, _ = orders.result()
         self.orders.add(result)
         self.error = self.error or self.orders.stopped_by
         return True
 
-    async def _positions_snapshot(self) -> list[Any] | None:
+    def _acted(self, stops: asyncio.Future[bool] | None, closer: Closer) -> bool:
+        """Whether the round cancelled stop orders or closed positions."""
+        return (stops is not None and stops.result()) or closer.fired
+
+    async def _positions_snapshot(self, closer: Closer | None) -> list[Any] | None:
         if not self.plan.close_positions:
             return None
-        return await self.ops.positions_snapshot()
+        return await self.ops.positions_snapshot(None if closer is None else closer.on_item)
 
     def _saw(self, records: list[Any], positions: list[Any] | None) -> None:
         market_id, secrets = self.plan.market_id, self.ops.secrets
@@ -190,44 +213,6 @@ class _AccountRun:
         self.error = self.error or self.stops.stopped_by  # never erase what stopped it
         return True
 
-    def _positions_to_close(self) -> bool:
-        selection = self.position_selection
-        if not self.plan.close_positions or selection is None:
-            return False
-        # Without a market filter the close is one bulk close, which needs no id: a position
-        # whose record cannot be read is closed with the others.
-        unreadable = self.plan.market_id is None and bool(selection.unreadable)
-        return bool(selection.ids) or unreadable
-
-    async def _close_positions(self) -> None:
-        """Close what the positions snapshot showed: one bulk close, or one by one."""
-        selection = self.position_selection
-        assert selection is not None
-        self.close_rounds += 1
-        if self.plan.market_id is None:
-            try:
-                ack, attempts = await self.ops.close_all()
-            except FrontOfficeError as error:
-                self.close_requests += getattr(error, "attempts", 1)
-                self._close_failed(error)
-                return
-            self.close_requests += attempts
-            self.accepted.extend(ack.position_ids)
-            return
-        result = await self.ops.close_each(selection.ids)
-        self.close_requests += result.attempts
-        self.accepted.extend(o.order_id for o in result if o.ok)
-        for outcome in result.failed:
-            assert outcome.error is not None
-            self._close_failed(outcome.error)
-        self.error = self.error or result.stopped_by
-
-    def _close_failed(self, error: FrontOfficeError) -> None:
-        # The next round's snapshot decides whether it closed; a refused account stops.
-        self.close_errors.append(lighten(error))
-        if is_fatal(error):
-            self.error = lighten(error)
-
     def _journal_round(self) -> None:
         assert self.journal is not None
         self.journal.event(
@@ -236,18 +221,12 @@ class _AccountRun:
             round=self.passes,
             orders_cancelled=len(self.orders.merged),
             stop_orders=len(self.stops.merged),
-            positions_accepted=len(self.accepted),
-            close_requests=self.close_requests,
+            positions_accepted=len(self.closes.accepted),
+            close_requests=self.closes.requests,
         )
 
     def result(self) -> AccountFlatten:
         """What the rounds did, and what the last snapshots showed."""
-        positions = self.position_selection
-        remaining: list[OpenPosition] = []
-        unreadable: list[str] = []
-        if positions is not None:
-            remaining, unreadable = positions.typed(OpenPosition)
-        checked = self.plan.close_positions
         stop_orders = self.stops.result(None)
         return AccountFlatten(
             account_id=self.ops.account_id,
@@ -261,19 +240,10 @@ class _AccountRun:
                 verified=not stop_orders.failed,
             ),
             rounds=self.passes,
-            positions=PositionsResult(
-                accepted=tuple(dict.fromkeys(self.accepted)),
-                remaining=remaining,
-                unreadable=unreadable,
-                errors=self.close_errors,
-                requests=self.close_requests,
-                rounds=self.close_rounds,
-                checked=checked,
-                verified=checked
-                and positions is not None
-                and not positions.ids
-                and not unreadable
-                and self.error is None,
+            positions=self.closes.result(
+                self.position_selection,
+                checked=self.plan.close_positions,
+                stopped=self.error is not None,
             ),
             error=self.error,
         )
@@ -281,6 +251,26 @@ class _AccountRun:
 
 def _failed(task: asyncio.Future[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is not None
+
+
+def _succeeded(task: asyncio.Future[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+def _raise_first(*tasks: asyncio.Future[Any]) -> None:
+    """Raise the error of the first task that failed, in the order given."""
+    for task in tasks:
+        error = task.exception() if _failed(task) else None
+        if error is not None:
+            raise error
+
+
+def _running(
+    stops: asyncio.Future[Any] | None, closer: Closer | None
+) -> list[asyncio.Future[Any]]:
+    """The round's work that was started: its stop-order cancels, its closes."""
+    work = None if closer is None else closer.work
+    return [task for task in (stops, work) if task is not None]
 
 
 async def _stop_all(*tasks: asyncio.Future[Any]) -> None:

@@ -68,9 +68,12 @@ class AccountOps:
         """The OpenOrders snapshot (merged over its settle window); `on_item` sees each item."""
         return await self._snapshot(OPEN_ORDERS, on_item)
 
-    async def positions_snapshot(self) -> list[Any]:
-        """The OpenPositions snapshot (merged over its settle window)."""
-        return await self._snapshot(OPEN_POSITIONS, None)
+    async def positions_snapshot(
+        self, on_item: Callable[[list[Any]], object] | None = None
+    ) -> list[Any]:
+        """The OpenPositions snapshot (merged over its settle window); `on_item` sees each
+        item."""
+        return await self._snapshot(OPEN_POSITIONS, on_item)
 
     async def cancel_orders(self, ids: Ids) -> BulkCancelResult[Order]:
         """Cancel orders with the bulk pool (each id is fed once: no de-duplication)."""
