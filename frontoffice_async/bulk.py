@@ -307,11 +307,12 @@ class AccountFlatten:
     @property
     def verified(self) -> bool:
         """True when the last snapshots showed no matching open order or position, nothing
-        unreadable, and every stop order given ended cancelled, not active or not found."""
+        unreadable, and every stop order given ended cancelled, not active or not found (a
+        dry run, which sends nothing, cannot verify stop orders given)."""
         return (
             self.error is None
             and self.orders.verified
-            and not self.stop_orders.failed
+            and self.stop_orders.verified
             and (self.positions.verified or not self.positions.checked)
         )
 
@@ -321,6 +322,13 @@ class AccountFlatten:
         for part in (self.orders.failure(self.account_id), self.stop_orders.failure()):
             if part is not None:
                 found.append(part)
+        if not self.stop_orders.verified and self.stop_orders.failure() is None:
+            found.append(
+                FrontOfficeError(
+                    "stop orders given were not cancelled (a dry run sends nothing): they may "
+                    "still be live"
+                )
+            )
         positions = self.positions
         if positions.checked and (positions.remaining or positions.unreadable):
             found.append(

@@ -621,14 +621,15 @@ class FrontOfficeClient:
 
     async def _list_accounts(self) -> list[str]:
         """Every account the token can act on, each once; an empty list is an error (a
-        flatten of nothing would be verified while the platform shows open orders)."""
+        flatten of nothing would be verified while the platform shows open orders). An id
+        that cannot be sent is that account's error (flatten checks it), not the call's."""
         ids = list(dict.fromkeys(a.account_id for a in await self.list_accounts()))
         if not ids:
             raise ResponseValidationError(
                 "the platform lists no account: nothing can be flattened",
                 url=str(self._http.accounts_url),
             )
-        return [self._calls.account_for(a) for a in ids]
+        return ids
 
     def _binder(
         self,

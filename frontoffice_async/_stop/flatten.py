@@ -92,6 +92,7 @@ class _AccountRun:
     async def go(self) -> None:
         """Run the rounds; an error of the account's (a 403, a hub that refuses) stops it."""
         try:
+            self.ops.check()
             await self._rounds()
         except FrontOfficeError as error:
             self.error = self.error or lighten(error)  # the first error says why it stopped
@@ -237,7 +238,9 @@ class _AccountRun:
                 rounds=stop_orders.rounds,
                 attempts=stop_orders.attempts,
                 stopped_by=stop_orders.stopped_by,
-                verified=not stop_orders.failed,
+                # Every id given ended final: one without an outcome (a dry run) may be live.
+                verified=not stop_orders.failed
+                and all(i in self.stops.merged for i in self.stop_ids),
             ),
             rounds=self.passes,
             positions=self.closes.result(

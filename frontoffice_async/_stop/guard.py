@@ -43,6 +43,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
     TokenProviderError,
+    TokenProviderTimeoutError,
 )
 from ..retry import RetryPolicy
 
@@ -165,8 +166,8 @@ class Guard:
         if not self._command[0]:
             raise GuardError("sys.executable is unknown: the guard cannot be started")
         # The token first: the guard's environment is the bot's less every variable that
-        # holds it, and a provider may only now fetch it.
-        credential = await self._tokens.credential()
+        # holds it, and a provider may only now fetch it (within the policy's deadline).
+        credential = await self._credential()
         process = self._process = await asyncio.create_subprocess_exec(
             *self._command,
             "--pipe",
@@ -190,6 +191,21 @@ class Guard:
         self._beating = asyncio.ensure_future(self._beat())
         self._watching = asyncio.ensure_future(self._watch(process))
         return self
+
+    async def _credential(self) -> Credential:
+        deadline = self._hello["client"]["retry"]["deadline"]
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._tokens.credential()
+        except TimeoutError:
+            raise answers.deadline_error(
+                deadline,
+                "the token provider (the guard was not started)",
+                method="GET",
+                url=f"{self._hello['base_url']}/v3/accounts",
+                attempts=0,
+                kind=TokenProviderTimeoutError,
+            ) from None
 
     async def _handshake(
         self, process: asyncio.subprocess.Process, credential: Credential
@@ -315,8 +331,22 @@ class Guard:
                 _cause(exc),
             )
         try:
-            if flatten or acting:
-                await process.wait()  # the whole flatten: never cut short
+            await self._wait_for_exit(process, flatten or acting)
+        finally:
+            # Also when the bot is cancelled meanwhile: no task of ours outlives the block
+            # (the guard itself goes on with its flatten: it is its own process).
+            await _stopped(self._refreshing)
+            await _stopped(self._watching, cancel=process.returncode is None)
+        self._returncode = process.returncode
+        if flatten and armed:
+            self._say_how_it_ended(exc)
+
+    async def _wait_for_exit(self, process: asyncio.subprocess.Process, whole: bool) -> None:
+        """Wait for the guard to exit: for its `whole` flatten, never cut short; else (it was
+        disarmed) `DISARM_WAIT` at most, then kill it."""
+        try:
+            if whole:
+                await process.wait()
             else:
                 await asyncio.wait_for(process.wait(), DISARM_WAIT)
         except TimeoutError:
@@ -326,16 +356,12 @@ class Guard:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-        await _stopped(self._watching, cancel=False)
-        self._returncode = process.returncode
-        if flatten and armed:
-            self._say_how_it_ended(exc)
 
     def _flattens_on(self, exc: BaseException | None) -> bool:
         if exc is None:
             return False
-        if isinstance(exc, Exception):
-            return self._on_error == "flatten"
+        if isinstance(exc, Exception) or _stray(exc):
+            return self._on_error == "flatten"  # the bot's code failed
         return self._on_stop == "flatten"  # KeyboardInterrupt, SystemExit, cancellation
 
     def _say_how_it_ended(self, exc: BaseException | None) -> None:
@@ -490,7 +516,7 @@ def _how(code: int | None) -> str:
     return f"exit code {code}"
 
 
-async def _stopped(task: asyncio.Future[None] | None, *, cancel: bool = True) -> None:
+async def _stopped(task: asyncio.Future[Any] | None, *, cancel: bool = True) -> None:
     """`task` cancelled (unless `cancel` is False) and finished, without raising its end."""
     if task is None:
         return
@@ -505,3 +531,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     # A background refresh that failed: the next heartbeat goes without a token, as this one.
     if not future.cancelled():
         future.exception()
+
+
+def _stray(exc: BaseException) -> bool:
+    """A `CancelledError` nobody asked for (the task is not being cancelled): a failure of the
+    code that raised it, not a request to stop."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0

@@ -73,8 +73,15 @@ class Journal:
             return
         seen = self._seen
         for secret in self._secrets():
-            seen[secret] = None
+            if secret not in seen:
+                seen[secret] = None
+                # As it stands in a JSON string: a token may hold `"` or `\`, escaped there.
+                seen[json.dumps(secret, ensure_ascii=False)[1:-1]] = None
         line = answers.mask(line, seen) + "\n"
+        if not line.isascii():
+            # A lone surrogate (valid JSON: "\ud800") is written as its escape, which reads
+            # back the same: one odd record must not end the journal.
+            line = line.encode("utf-8", "backslashreplace").decode()
 
         try:
             if self._fd is not None:
@@ -106,10 +113,22 @@ class Journal:
             error=None if outcome.error is None else outcome.error.as_dict(),
         )
 
-    def snapshot(self, account: str, stream: str, records: Collection[Any], key: str) -> None:
-        """What a snapshot showed: how many records, and their ids."""
-        ids = [r.get(key) for r in records if isinstance(r, Mapping)]
-        self.event("snapshot", account=account, stream=stream, count=len(records), ids=ids)
+    def snapshot(
+        self, account: str, stream: str, shown: list[str], records: Collection[Any], key: str
+    ) -> None:
+        """What a snapshot showed: the ids its items showed open (`shown`, in the order they
+        came: what was open when it began), how many its merged window still showed open at
+        its end (`records`), and how many records had no readable id."""
+        unreadable = sum(1 for r in records if not isinstance(r, Mapping) or not r.get(key))
+        self.event(
+            "snapshot",
+            account=account,
+            stream=stream,
+            count=len(shown),
+            ids=shown,
+            still_open=len(records),
+            unreadable=unreadable,
+        )
 
     def observer(self, account: str, method: str, path: str, item_id: str | None) -> Observer:
         """What tells this journal of each attempt of one request (`path`: its template, e.g.

@@ -59,6 +59,11 @@ class AccountOps:
         journal = binder.journal
         self._watch: Watch | None = None if journal is None else journal.watch(account_id)
 
+    def check(self) -> None:
+        """Raise `InvalidAccountIdError` when the account's id cannot be sent (an odd id in
+        the platform's own listing stops that account only)."""
+        self._binder.calls.account_for(self.account_id)
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """The tokens the client has used (masked wherever a record is shown)."""
@@ -94,9 +99,17 @@ class AccountOps:
     async def close_all(self) -> tuple[PositionsCloseAck, int]:
         """One bulk close of every position of the account."""
         binder = self._binder
-        return await binder.calls.close_all_positions(
+        ack, attempts = await binder.calls.close_all_positions(
             self.account_id, watch=self._watch, slot=binder.gate
         )
+        if binder.journal is not None:
+            binder.journal.event(
+                "bulk_close",
+                account=self.account_id,
+                status=ack.status,
+                accepted=list(ack.position_ids),
+            )
+        return ack, attempts
 
     async def close_each(self, ids: Ids) -> BulkCancelResult[str]:
         """Close these positions one by one, with the bulk pool."""
@@ -110,6 +123,10 @@ class AccountOps:
         binder = self._binder
         calls = binder.calls
         calls.http.holder.get()  # closed or wrong loop: say so before anything else
+        journal = binder.journal
+        shown: dict[str, None] = {}
+        if journal is not None:
+            on_item = _noting(shown, kind, on_item)
         records = await read_snapshot(
             binder.hub,
             self.account_id,
@@ -120,8 +137,8 @@ class AccountOps:
             headers=calls.base_headers,
             on_item=on_item,
         )
-        if binder.journal is not None:
-            binder.journal.snapshot(self.account_id, kind.target, records, kind.key)
+        if journal is not None:
+            journal.snapshot(self.account_id, kind.target, list(shown), records, kind.key)
         return records
 
     async def _pool(self, cancel: Canceller[T], ids: Ids, kind: str) -> BulkCancelResult[T]:
@@ -139,3 +156,22 @@ class AccountOps:
     def _sink(self, kind: str) -> OnOutcome | None:
         journal, theirs = self._binder.journal, self._binder.on_outcome
         return theirs if journal is None else journal.sink(self.account_id, kind, theirs)
+
+
+def _noting(
+    shown: dict[str, None], kind: StreamKind, on_item: Callable[[list[Any]], object] | None
+) -> Callable[[list[Any]], object]:
+    """`on_item`, noting first the ids each item shows open: the journal names what was open
+    when the window began, which the merged window may no longer show (the run's own work,
+    started on the first item, ends them inside it)."""
+    key, closed = kind.key, kind.is_closed
+
+    def note(records: list[Any]) -> object:
+        for record in records:
+            if isinstance(record, dict) and not closed(record):
+                record_id = record.get(key)
+                if isinstance(record_id, str):
+                    shown[record_id] = None
+        return None if on_item is None else on_item(records)
+
+    return note

@@ -100,6 +100,12 @@ async def cancel_orders(
             except Exception:
                 # A broken progress hook must not stop the other cancels.
                 logger.exception("on_outcome callback failed")
+            except asyncio.CancelledError:
+                if _being_cancelled():
+                    raise  # a real request to stop
+                # One the hook raised on its own (a cancelled future's `.result()`): a broken
+                # hook like any other, or the worker would die and leave ids untaken.
+                logger.exception("on_outcome callback raised CancelledError")
 
     started = time.perf_counter()
     pool = _Pool(cancel, order_ids, concurrency, keep, dedupe)
