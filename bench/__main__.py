@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -20,7 +21,7 @@ import attrs
 
 from . import _cancel_all, _measure, _profile, _report, _rounds, _server, _study
 from ._clients import Target
-from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS
+from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS, STDLIB
 from ._stats import client_core, pin, server_core
 
 __all__ = ["main"]
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _profile.callgrind_child(key, url, int(n), int(concurrency))
         return 0
     if args.profile:
-        keys = [FLOOR, *LIBRARY, PEERS[1]]
+        keys = [FLOOR, *LIBRARY, STDLIB, PEERS[1]]
         n = args.n or (500 if args.quick else 10_000)
         print(f"N={n} concurrency={args.concurrency}; self time per cancel, cProfile on")
         print(_profile.profile_main(n=n, concurrency=args.concurrency, keys=keys,
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["stream"] = asyncio.run(
             _measure.measure_stream(target, n=stream_n, concurrency=args.concurrency)
         )
+        # The figure no neighbour can move; about 40 s per contender, so not in quick mode.
+        if args.callgrind and not quick and shutil.which("valgrind"):
+            results["instructions"] = _profile.callgrind_per_cancel(
+                _profile.CALLGRIND_KEYS, server.url, args.concurrency
+            )
     results["parse"] = _measure.measure_parse(number=2000 if quick else 20_000)
     results["cancel_all"] = _cancel_all.measure_cancel_all(
         orders=100 if quick else 1000,
@@ -133,6 +139,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile and callgrind of the hot path"
     )
+    parser.add_argument(
+        "--no-callgrind",
+        dest="callgrind",
+        action="store_false",
+        help="skip callgrind's instruction counts (they need valgrind and ~3 minutes)",
+    )
     parser.add_argument("--callgrind-child", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -155,7 +167,7 @@ def _machine() -> dict[str, Any]:
     except OSError:
         model = platform.processor() or "unknown"
     versions: dict[str, str | None] = {}
-    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs", "attrs"):
+    for dist in ("aiohttp", "httpx", "aiohttp-retry", "tenacity", "cattrs", "attrs", "orjson"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -11,11 +11,12 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
+from unittest import mock
 
 import aiohttp
 import attrs
 
-from frontoffice_async import FrontOfficeClient
+from frontoffice_async import FrontOfficeClient, _converter
 
 __all__ = [
     "ATTEMPTS",
@@ -26,10 +27,12 @@ __all__ = [
     "aiohttp_tenacity",
     "connector",
     "fo_cancel_orders",
+    "fo_cancel_orders_stdlib",
     "fo_gather",
     "httpx_client",
     "pool",
     "raw_aiohttp",
+    "stdlib_json",
 ]
 
 #: Cancels some ids; returns how many came back as a parsed cancelled order.
@@ -133,6 +136,33 @@ async def fo_cancel_orders(target: Target, concurrency: int) -> AsyncIterator[Ru
             return sum(order.status == "Cancelled" for order in result.cancelled)
 
         yield run
+
+
+@contextlib.contextmanager
+def stdlib_json() -> Iterator[None]:
+    """The library parses JSON with the standard library, as without the `speedups` extra,
+    whether orjson is installed or not."""
+    with (
+        mock.patch.object(_converter, "decode", _converter._stdlib_decode),
+        mock.patch.object(_converter, "_json_loads", _converter._stdlib_json_loads),
+    ):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def fo_cancel_orders_stdlib(target: Target, concurrency: int) -> AsyncIterator[Runner]:
+    """`client.cancel_orders(ids)` as the base install runs it: JSON by the standard library.
+
+    The switch is made around each run, not around the open client: with clients kept
+    across rounds (`--study`), other contenders run while this one is open.
+    """
+    async with fo_cancel_orders(target, concurrency) as run:
+
+        async def run_stdlib(ids: Sequence[str]) -> int:
+            with stdlib_json():
+                return await run(ids)
+
+        yield run_stdlib
 
 
 @contextlib.asynccontextmanager

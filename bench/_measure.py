@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from frontoffice_async import FrontOfficeClient
+from frontoffice_async import FrontOfficeClient, _converter
 
 from . import _server
 from ._clients import Target
@@ -150,14 +150,20 @@ def measure_help(*, repeat: int) -> dict[str, Any]:
 
 def measure_parse(*, number: int) -> dict[str, Any]:
     """µs per cancel body: the peer's `json.loads(parse_float=Decimal)` and its `Order`
-    building, and plain `json.loads` (what the floor does)."""
+    building, plain `json.loads` (what the floor does), and the library's JSON parse with
+    the standard library and with the `speedups` extra (None without orjson)."""
     body = _server.ORDER_BYTES
     data = json.loads(body, parse_float=Decimal)["order"]
+    orjson_path = _converter._orjson_json_loads
     return {
         "json_loads_us": _per_call_us(lambda: json.loads(body), number),
         "json_decimal_us": _per_call_us(lambda: json.loads(body, parse_float=Decimal), number),
         "parse_order_us": _per_call_us(lambda: parse_order(data), number),
         "loads_order_us": _per_call_us(lambda: loads_order(body), number),
+        "library_stdlib_us": _per_call_us(lambda: _converter._stdlib_json_loads(body), number),
+        "library_orjson_us": (
+            _per_call_us(lambda: orjson_path(body), number) if _converter._SPEEDUPS else None
+        ),
     }
 
 

@@ -1,7 +1,8 @@
 """Where the client's time goes per cancel: cProfile by function and by package, and
 callgrind's instruction count (repeatable to a fraction of a percent), library vs floor.
 
-`python -m bench --profile` prints both; `--callgrind-child` is its internal child mode.
+`python -m bench --profile` prints both; `make bench` prints the instruction counts too;
+`--callgrind-child` is their internal child mode.
 """
 
 from __future__ import annotations
@@ -17,18 +18,29 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _server
 from ._clients import Contender, Target
-from ._contenders import CONTENDERS
+from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS, STDLIB
 from ._rounds import order_ids
 from ._stats import client_core, pin, server_core
 
-__all__ = ["callgrind_child", "profile_main"]
+__all__ = [
+    "CALLGRIND_KEYS",
+    "callgrind_child",
+    "callgrind_per_cancel",
+    "profile_main",
+    "read_total",
+]
 
 _WARMUP = 2000
+#: Counted by callgrind: the floor, the library with and without speedups, the hand-loop peer.
+CALLGRIND_KEYS = (FLOOR, LIBRARY[0], STDLIB, PEERS[1])
+#: Cancels of the two counted runs; their difference is what one cancel costs.
+_CALLGRIND_RUNS = (1000, 3000)
 
 
 async def _profiled(contender: Contender, target: Target, n: int, c: int) -> pstats.Stats:
@@ -93,9 +105,9 @@ def profile_main(*, n: int, concurrency: int, keys: list[str], callgrind: bool) 
         lines += ["", _package_table(by_package)]
         if callgrind and shutil.which("valgrind"):
             lines += ["", "callgrind instructions per cancel (Ir, from runs of 1,000 and 3,000):"]
-            for contender in chosen[:1] + chosen[1:2] + chosen[-1:]:  # floor, library, peer
-                per = _callgrind_per_cancel(contender.key, server.url, concurrency)
-                lines.append(f"  {per:>10,.0f}  {contender.label}")
+            counts = callgrind_per_cancel(CALLGRIND_KEYS, server.url, concurrency)
+            labels = {c.key: c.label for c in CONTENDERS}
+            lines += [f"  {counts[key]:>10,.0f}  {labels[key]}" for key in CALLGRIND_KEYS]
     return "\n".join(lines)
 
 
@@ -114,23 +126,39 @@ def _package_table(by_package: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+def callgrind_per_cancel(keys: Sequence[str], url: str, concurrency: int) -> dict[str, float]:
+    """Instructions per cancel of each contender in `keys`, counted by callgrind against the
+    fast server at `url` (valgrind must be installed)."""
+    return {key: _callgrind_per_cancel(key, url, concurrency) for key in keys}
+
+
+# A fixed hash seed: string hashes decide dict layouts and so a few instructions per lookup;
+# with the seed fixed, a contender's count repeats from run to run.
+_CALLGRIND_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
 def _callgrind_per_cancel(key: str, url: str, concurrency: int) -> float:
     """Instructions of N2 cancels minus those of N1, over N2 - N1: start-up, imports and
     warm-up cancel out, so only the per-cancel cost is left."""
     counts = []
-    for n in (1000, 3000):
+    for n in _CALLGRIND_RUNS:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "callgrind.out"
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
             command += [sys.executable, "-m", "bench", "--callgrind-child", key, url]
             command += [str(n), str(concurrency)]
-            subprocess.run(command, capture_output=True, check=True)  # noqa: S603
-            text = out.read_text(encoding="utf-8", errors="replace")
-            match = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
-            if match is None:
-                raise RuntimeError("callgrind wrote no totals")
-            counts.append(int(match.group(1)))
-    return (counts[1] - counts[0]) / 2000
+            subprocess.run(command, capture_output=True, check=True, env=_CALLGRIND_ENV)  # noqa: S603
+            counts.append(read_total(out.read_text(encoding="utf-8", errors="replace")))
+    first, second = _CALLGRIND_RUNS
+    return (counts[1] - counts[0]) / (second - first)
+
+
+def read_total(text: str) -> int:
+    """The total instruction count of a callgrind output file."""
+    match = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("callgrind wrote no totals")
+    return int(match.group(1))
 
 
 def callgrind_child(key: str, url: str, n: int, concurrency: int) -> None:

@@ -1,5 +1,6 @@
-"""The benchmark runs end to end in quick mode, and its equal-work peer parses exactly as the
-library does, so the race compares equal work."""
+"""The benchmark runs end to end in quick mode, its equal-work peer parses exactly as the
+library does, so the race compares equal work, and its no-speedups contender really parses with
+the standard library."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 
 from bench import _server
-from bench._contenders import CONTENDERS
+from bench._clients import Target, stdlib_json
+from bench._contenders import CONTENDERS, SPEEDUPS, STDLIB
 from bench._peer import loads_order
-from frontoffice_async import CancelNotConfirmedError, FrontOfficeClient
+from bench._profile import read_total
+from frontoffice_async import CancelNotConfirmedError, FrontOfficeClient, _converter
 from frontoffice_async.testing import FrontOfficeSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +113,56 @@ def test_bench_quick_run_reports_every_contender_and_target(tmp_path: Path) -> N
     assert results["imports"]["extra_ms"]["n"] == 1
     assert results["imports"]["first_use_extra_ms"]["n"] == 1
     assert results["help"]["wall_ms"]["median"] > 0
-    assert len(results["targets"]) == 8
-    assert all(t["passed"] in (True, False) for t in results["targets"])
-    assert completed.stdout.count("PASS") + completed.stdout.count("MISS") == 8
+    assert results["parse"]["library_stdlib_us"] > 0
+    assert "speedups_vs_stdlib" in results
+    # Quick mode counts no instructions (valgrind takes minutes): that target is skipped;
+    # without orjson, so are the four targets of the speedups extra.
+    assert "instructions" not in results
+    skipped = {t["name"] for t in results["targets"] if t["passed"] is None}
+    expected = {"cancel_orders, no speedups: instructions vs raw aiohttp + json (callgrind)"}
+    if not SPEEDUPS:
+        expected |= {
+            t["name"] for t in results["targets"] if "speedups NOT installed" in t["name"]
+        }
+    assert skipped == expected
+    assert len(results["targets"]) == 10
+    verdicts = [completed.stdout.count(word) for word in ("PASS  ", "MISS  ", "SKIP  ")]
+    assert sum(verdicts) == 10 and verdicts[2] == len(expected)
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_no_speedups_contender_parses_with_the_standard_library_only_while_it_runs() -> None:
+    installed = (_converter.decode, _converter._json_loads)
+    with stdlib_json():
+        assert _converter.decode is _converter._stdlib_decode
+        assert _converter._json_loads is _converter._stdlib_json_loads
+    assert (_converter.decode, _converter._json_loads) == installed
+
+
+async def test_the_no_speedups_contender_cancels_through_the_standard_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its runs parse every answer with the standard library, and only its runs do."""
+    seen: list[bytes] = []
+    stdlib = _converter._stdlib_json_loads
+
+    def spy(body: bytes) -> Any:
+        seen.append(body)
+        return stdlib(body)
+
+    monkeypatch.setattr(_converter, "_stdlib_json_loads", spy)
+    contender = next(c for c in CONTENDERS if c.key == STDLIB)
+    with _server.start("fast") as server:
+        target = Target(server.url, server.token, server.account_id)
+        async with contender.open(target, 4) as run:
+            assert await run([f"01K2PF9XS2{n:016d}" for n in range(10)]) == 10
+            assert _converter._json_loads is not spy  # between runs: as installed
+    assert len(seen) == 10  # every answer, and nothing else
+
+
+def test_callgrind_totals_are_read_from_its_output_file() -> None:
+    text = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nfn=(1) main\n5 7\ntotals: 4242\n"
+    assert read_total(text) == 4242
+    assert read_total(text.replace("totals:", "summary:")) == 4242
+    with pytest.raises(RuntimeError, match="no totals"):
+        read_total("events: Ir\n")
