@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from . import _cancel_all, _measure, _profile, _report, _rounds, _server, _study
+from . import _cancel_all, _emergency, _measure, _profile, _report, _rounds, _server, _study
 from ._clients import Target
 from ._contenders import CONTENDERS, FLOOR, LIBRARY, PEERS, STDLIB
 from ._stats import client_core, pin, server_core
@@ -87,17 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=1 if quick else 7,
         server_cpu=cores[1],
     )
+    if args.emergency:
+        results["emergency"] = _emergency.measure(quick=quick)
     results["imports"] = _measure.measure_imports(repeat=1 if quick else 9)
     results["help"] = _measure.measure_help(repeat=1 if quick else 7)
 
     results["machine"]["loadavg_after"] = _loadavg()
-    goals = _report.evaluate(results)
-    print(_report.format_report(results, goals))
+    goals = _report.evaluate(results) + _emergency.evaluate(results)
+    print(_report.format_report(results, goals, _emergency.format_lines(results)))
     _report.write_json(args.json, results, goals)
     print(f"\nwrote {args.json}")
     if args.plot is not None:
         _report.write_plot(args.plot, results)
         print(f"wrote {args.plot}")
+        for path in _emergency.write_plots(args.plot.parent, results):
+            print(f"wrote {path}")
     return 0
 
 
@@ -144,6 +148,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="callgrind",
         action="store_false",
         help="skip callgrind's instruction counts (they need valgrind and ~3 minutes)",
+    )
+    parser.add_argument(
+        "--no-emergency",
+        dest="emergency",
+        action="store_false",
+        help="skip flatten at scale, the guard, the journal and the snapshot memory (~6 min)",
     )
     parser.add_argument("--callgrind-child", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

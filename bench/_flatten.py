@@ -3,18 +3,20 @@
 Each run gets a fresh simulator process with `n` accounts, each with `orders` open orders,
 `stops` stop orders and `positions` positions, and a fixed REST latency. The library runs
 `flatten(accounts="all")` at the client's default concurrency. The raw contender sends the same
-requests in the same order of phases, by hand: both snapshots of each account (the first item,
-then the rest of the settle window), the DELETEs of the orders as the first item brings them,
-then the stop orders', then one bulk close, then both snapshots again to verify.
+requests in the same phases, by hand, as the library's round does them: the account listing,
+then for each account the stop orders'
+DELETEs at once, both snapshots of each account (the first item, then the rest of the settle
+window), the DELETEs of the orders as the first orders item brings them and one bulk close as
+the first positions item does; once the window and the work are over, both snapshots again to
+verify.
 
 The ideal, from first principles (docs/performance.md): with R = n (orders + stops + 1)
 requests through C slots of latency L, and a settle window W,
 
-    ideal = max(ceil(R / C) * L + W, 2 * W + 2 * L)
+    ideal = max(ceil(R / C) * L, W) + W
 
-the first term when throughput bounds the run (the last account's verifying window comes after
-the last request), the second when one account's chain does (its orders pass lasts at least a
-window, then its stop orders, then its close, then the verifying window).
+the acting round lasts at least its window and at least the work (which starts at once), and
+the verifying snapshots take one more window after it.
 """
 
 from __future__ import annotations
@@ -35,18 +37,15 @@ import aiohttp
 
 from frontoffice_async import FrontOfficeClient
 
+from ._cancel_all import SETTLE, raw_snapshot
 from ._stats import Spread
 
 __all__ = ["ideal_seconds", "measure_flatten", "measure_journal"]
 
-_RS: Final = "\x1e"
-_HUB_PATH: Final = "/frontoffice/ws/v4/account"
 _API: Final = "/frontoffice/api"
-_HANDSHAKE: Final = '{"protocol":"json","version":1}' + _RS
 _V4: Final = {"Content-Type": "application/json; x-api-version=4.0"}
 #: The library's defaults, which both contenders use.
 CONCURRENCY: Final = 32
-SETTLE: Final = 0.5
 
 
 def ideal_seconds(
@@ -54,9 +53,8 @@ def ideal_seconds(
 ) -> float:
     """The shortest a flatten of this book can take (see the module's docstring)."""
     requests = accounts * (orders + stops + 1)
-    throughput = math.ceil(requests / concurrency) * latency + SETTLE
-    chain = 2 * SETTLE + 2 * latency
-    return max(throughput, chain)
+    work = math.ceil(requests / concurrency) * latency
+    return max(work, SETTLE) + SETTLE
 
 
 # --- the simulator, in a process of its own ------------------------------------------------------
@@ -141,80 +139,41 @@ async def _raw(about: dict[str, Any]) -> float:
                 await response.read()
 
         async def account(account_id: str) -> None:
-            cancels: list[asyncio.Task[None]] = []
+            work = [
+                asyncio.ensure_future(request("DELETE", f"/v3/stop-orders/{s}", account_id))
+                for s in about["stops"][account_id]
+            ]
 
             def cancel_all(records: list[dict[str, Any]]) -> None:
                 for record in records:
                     path = f"/v3/orders/{record['orderId']}"
-                    cancels.append(asyncio.ensure_future(request("DELETE", path, account_id)))
+                    work.append(asyncio.ensure_future(request("DELETE", path, account_id)))
 
-            positions: list[dict[str, Any]]
-            _, positions = await asyncio.gather(
-                _raw_snapshot(session, url, token, account_id, "OpenOrders", cancel_all),
-                _raw_snapshot(session, url, token, account_id, "OpenPositions", None),
-            )
-            await asyncio.gather(*cancels)
-            stops = about["stops"][account_id]
+            def close_all(records: list[dict[str, Any]]) -> None:
+                if records:
+                    body = {"mode": "AllPositions"}
+                    post = request("POST", "/v4/positions/bulk-close", account_id, json=body)
+                    work.append(asyncio.ensure_future(post))
+
             await asyncio.gather(
-                *(request("DELETE", f"/v3/stop-orders/{s}", account_id) for s in stops)
+                raw_snapshot(session, url, token, account_id, "OpenOrders", cancel_all),
+                raw_snapshot(session, url, token, account_id, "OpenPositions", close_all),
             )
-            if positions:
-                body = {"mode": "AllPositions"}
-                await request("POST", "/v4/positions/bulk-close", account_id, json=body)
+            await asyncio.gather(*work)
             left = await asyncio.gather(
-                _raw_snapshot(session, url, token, account_id, "OpenOrders", None),
-                _raw_snapshot(session, url, token, account_id, "OpenPositions", None),
+                raw_snapshot(session, url, token, account_id, "OpenOrders", None),
+                raw_snapshot(session, url, token, account_id, "OpenPositions", None),
             )
             if any(left):
                 raise RuntimeError(f"raw flatten: {account_id} is not flat")
 
         started = time.perf_counter()
-        await asyncio.gather(*(account(a) for a in about["accounts"]))
+        # accounts="all": the library lists them first, and so does this.
+        async with session.get(url + _API + "/v3/accounts", headers=auth) as response:
+            response.raise_for_status()
+            listed = [a["accountId"] for a in json.loads(await response.read())]
+        await asyncio.gather(*(account(a) for a in listed))
         return time.perf_counter() - started
-
-
-async def _raw_snapshot(
-    session: aiohttp.ClientSession,
-    url: str,
-    token: str,
-    account_id: str,
-    target: str,
-    on_first: Any,
-) -> list[dict[str, Any]]:
-    """A snapshot by hand: the first item (handed to `on_first`), then the window's items."""
-    invocation = {"type": 4, "target": target, "arguments": [account_id], "invocationId": "0"}
-    records: dict[str, dict[str, Any]] = {}
-    key = "orderId" if target == "OpenOrders" else "positionId"
-    loop = asyncio.get_running_loop()
-    window_end: float | None = None
-    async with session.ws_connect(
-        url.replace("http", "ws", 1) + _HUB_PATH, params={"access_token": token}, max_msg_size=0
-    ) as ws:
-        await ws.send_str(_HANDSHAKE)
-        await ws.send_str(json.dumps(invocation) + _RS)
-        while True:
-            timeout = None if window_end is None else max(window_end - loop.time(), 0)
-            try:
-                frame = await asyncio.wait_for(ws.receive(), timeout)
-            except TimeoutError:
-                break
-            if frame.type is not aiohttp.WSMsgType.TEXT:
-                break
-            for part in frame.data.split(_RS):
-                message = json.loads(part) if part else {}
-                if message.get("type") != 2:
-                    continue
-                item = message["item"]
-                if isinstance(item, dict) and "item" in item:
-                    item = item["item"]
-                item = item if isinstance(item, list) else [item]
-                for record in item:
-                    records[record[key]] = record
-                if window_end is None:
-                    window_end = loop.time() + SETTLE
-                    if on_first is not None:
-                        on_first(item)
-    return [r for r in records.values() if r.get("status") not in ("Closed", "Cancelled")]
 
 
 # --- measurements --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,9 @@ def _r(s: Spread) -> str:
     return f"{s.low:.2f}-{s.high:.2f}" if s.high < 10 else f"{s.low:.0f}-{s.high:.0f}"
 
 
-def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
-    """The human-readable summary: the race table, the other measurements, the targets."""
+def format_report(results: dict[str, Any], goals: list[Goal], extra: Sequence[str] = ()) -> str:
+    """The human-readable summary: the race table, the other measurements (`extra`: more of
+    them), the targets."""
     p = results["params"]
     lines = [
         f"N={p['n']} concurrency={p['concurrency']} rounds={p['rounds']}; client on core "
@@ -192,6 +194,7 @@ def format_report(results: dict[str, Any], goals: list[Goal]) -> str:
             "  first use, `from frontoffice_async import FrontOfficeClient`, minus "
             f"`import aiohttp`: {first_use.text('.0f', ' ms')}"
         )
+    lines += extra
     lines += ["", "Targets (median of the rounds; range in brackets):"]
     for goal in goals:
         verdict = {True: "PASS", False: "MISS", None: "SKIP"}[goal.passed]
@@ -225,7 +228,8 @@ def _cancel_all_lines(c: dict[str, Any] | None) -> list[str]:
         f"cancel-all of {c['orders']} orders, {c['latency_s'] * 1000:g} ms latency, concurrency "
         f"{c['concurrency']} (ideal {c['ideal_s']:.3f} s): library {lib.text('.3f', ' s')}, "
         f"raw {raw.text('.3f', ' s')}",
-        f"  raw snapshot alone {_spread(c['raw_snapshot_s']).text('.3f', ' s')}; library vs raw "
+        f"  raw first snapshot (its window too) {_spread(c['raw_snapshot_s']).text('.3f', ' s')};"
+        f" library vs raw "
         f"without its verify snapshot {_spread(c['ratio_one_snapshot']).text()}",
     ]
 

@@ -97,7 +97,7 @@ def test_bench_quick_run_reports_every_contender_and_target(tmp_path: Path) -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=80,
+        timeout=300,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
@@ -125,10 +125,22 @@ def test_bench_quick_run_reports_every_contender_and_target(tmp_path: Path) -> N
             t["name"] for t in results["targets"] if "speedups NOT installed" in t["name"]
         }
     assert skipped == expected
-    assert len(results["targets"]) == 10
+    # The emergency's figures (issue 23): flatten at two sizes (ideal, raw), the guard's
+    # reaction, the journal's cost, a large snapshot's memory; each with its target.
+    emergency = results["emergency"]
+    assert [s["accounts"] for s in emergency["flatten"]["sizes"]] == [1, 2]
+    assert emergency["guard"]["guard"]["first_delete_s"]["median"] > 0
+    assert emergency["journal"]["ratio_wall"]["n"] == 1
+    assert emergency["snapshot_memory"]["ratio"] > 1
+    names = [t["name"] for t in results["targets"]]
+    assert sum("flatten, " in name for name in names) == 4
+    assert sum(name.startswith("guard: ") for name in names) == 2
+    assert len(results["targets"]) == 18
     verdicts = [completed.stdout.count(word) for word in ("PASS  ", "MISS  ", "SKIP  ")]
-    assert sum(verdicts) == 10 and verdicts[2] == len(expected)
+    assert sum(verdicts) == 18 and verdicts[2] == len(expected)
     assert plot.read_bytes().startswith(b"\x89PNG")
+    for name in ("flatten_accounts.png", "flatten_orders.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_no_speedups_contender_parses_with_the_standard_library_only_while_it_runs() -> None:

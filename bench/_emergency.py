@@ -1,0 +1,202 @@
+"""The emergency's figures (issue 23): time to a verified-flat book at scale, the guard's
+reaction, the journal's cost, and the memory of a large snapshot; their targets, report lines
+and plots. `python -m bench` runs them after the CPU race.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import _flatten, _guard, _memory
+from ._report import Goal
+from ._stats import Spread
+
+__all__ = ["evaluate", "format_lines", "measure", "write_plots"]
+
+#: Issue 23's targets.
+FLATTEN_VS_IDEAL = 1.15
+FLATTEN_VS_RAW = 1.0
+GUARD_FIRST_DELETE_S = 0.1
+GUARD_VERIFIED_DELTA_S = 0.15
+JOURNAL_RATIO = 1.05
+
+
+def measure(*, quick: bool) -> dict[str, Any]:
+    """Every emergency figure; `quick`: small books, one round (a check that it runs)."""
+    if quick:
+        return {
+            "flatten": _flatten.measure_flatten(
+                sizes=(1, 2),
+                orders=20,
+                stops=2,
+                positions=2,
+                rounds=1,
+                orders_sweep=(10, 20),
+                sweep_accounts=2,
+            ),
+            "journal": _flatten.measure_journal(orders=200, rounds=1),
+            "guard": _guard.measure_guard(rounds=1, orders=10, positions=1, stop_orders=1),
+            "snapshot_memory": _memory.measure_snapshot_memory(orders=3000),
+        }
+    return {
+        "flatten": _flatten.measure_flatten(),
+        "journal": _flatten.measure_journal(),
+        "guard": _guard.measure_guard(rounds=7),
+        "snapshot_memory": _memory.measure_snapshot_memory(),
+    }
+
+
+def evaluate(results: dict[str, Any]) -> list[Goal]:
+    """The targets of what `measure` found (none when it did not run)."""
+    found = results.get("emergency")
+    if found is None:
+        return []
+    goals: list[Goal] = []
+    flatten = found["flatten"]
+    for size in flatten["sizes"]:
+        n = size["accounts"]
+        ideal, raw = _spread(size["ratio_ideal"]), _spread(size["ratio_raw"])
+        goals.append(
+            Goal(f"flatten, {n} account(s): wall vs the ideal", ideal.median, FLATTEN_VS_IDEAL,
+                 spread=_range(ideal))
+        )  # fmt: skip
+        goals.append(
+            Goal(f"flatten, {n} account(s): wall vs raw aiohttp", raw.median, FLATTEN_VS_RAW,
+                 spread=_range(raw))
+        )  # fmt: skip
+    guard = found["guard"]
+    first = _spread(guard["guard"]["first_delete_s"])
+    delta = _spread(guard["verified_delta_s"])
+    goals.append(
+        Goal("guard: bot's SIGKILL to its first DELETE", first.median * 1000,
+             GUARD_FIRST_DELETE_S * 1000, " ms", _range(first, 1000))
+    )  # fmt: skip
+    goals.append(
+        Goal("guard: verified-flat minus the same flatten by hand", delta.median * 1000,
+             GUARD_VERIFIED_DELTA_S * 1000, " ms", _range(delta, 1000))
+    )  # fmt: skip
+    journal = _spread(found["journal"]["ratio_wall"])
+    goals.append(
+        Goal(f"flatten of {found['journal']['orders']:,} orders: with journal= vs without",
+             journal.median, JOURNAL_RATIO, spread=_range(journal))
+    )  # fmt: skip
+    memory = found["snapshot_memory"]
+    goals.append(
+        Goal(f"{memory['orders']:,}-order snapshot selected: traced peak vs its JSON size",
+             memory["ratio"], _memory.TARGET)
+    )  # fmt: skip
+    return goals
+
+
+def format_lines(results: dict[str, Any]) -> list[str]:
+    """What was measured, beyond the targets."""
+    found = results.get("emergency")
+    if found is None:
+        return ["emergency figures: not measured (--no-emergency)"]
+    flatten = found["flatten"]
+    lines = [
+        f'flatten(accounts="all"), {flatten["orders"]} orders, {flatten["stops"]} stop orders and '
+        f"{flatten['positions']} positions an account, {flatten['latency_s'] * 1000:g} ms "
+        f"latency, concurrency {flatten['concurrency']}, settle {flatten['settle_s']:g} s:",
+    ]
+    for size in flatten["sizes"]:
+        lib, raw = _spread(size["library_wall_s"]), _spread(size["raw_wall_s"])
+        lines.append(
+            f"  {size['accounts']:>3} account(s): ideal {size['ideal_s']:.3f} s, library "
+            f"{lib.text('.3f', ' s')}, raw {raw.text('.3f', ' s')}"
+        )
+    sweep = flatten["orders_sweep"]
+    points = ", ".join(
+        f"{p['orders']}: {_spread(p['wall_s']).median:.3f} s (ideal {p['ideal_s']:.3f})"
+        for p in sweep["points"]
+    )
+    lines.append(f"  orders an account at {sweep['accounts']} accounts -> wall: {points}")
+    journal = found["journal"]
+    lines.append(
+        f"journal: flatten of {journal['orders']:,} orders, wall with/without "
+        f"{_spread(journal['ratio_wall']).text()}, client CPU with/without "
+        f"{_spread(journal['ratio_cpu']).text()}"
+    )
+    guard = found["guard"]
+    for kind in ("guard", "hand"):
+        part = guard[kind]
+        lines.append(
+            f"{kind:>5}: first DELETE {_spread(part['first_delete_s']).text('.3f', ' s')}, "
+            f"books empty {_spread(part['flat_s']).text('.3f', ' s')}, verified "
+            f"{_spread(part['verified_s']).text('.3f', ' s')}"
+        )
+    memory = found["snapshot_memory"]
+    lines.append(
+        f"snapshot memory: {memory['orders']:,} orders, JSON {memory['json_bytes'] / 2**20:.1f} "
+        f"MiB, traced peak {memory['peak_bytes'] / 2**20:.1f} MiB ({memory['ratio']:.2f}x)"
+    )
+    return lines
+
+
+def write_plots(directory: Path, results: dict[str, Any]) -> list[Path]:
+    """Wall time against accounts (library, raw, ideal) and against orders an account."""
+    found = results.get("emergency")
+    if found is None:
+        return []
+    import matplotlib  # noqa: PLC0415 -- slow to import; only when a plot is wanted
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    flatten = found["flatten"]
+    sizes = flatten["sizes"]
+    accounts = [s["accounts"] for s in sizes]
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for key, label in (("library_wall_s", "frontoffice_async"), ("raw_wall_s", "raw aiohttp")):
+        spreads = [_spread(s[key]) for s in sizes]
+        ax.errorbar(
+            accounts,
+            [s.median for s in spreads],
+            yerr=[[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    ax.plot(accounts, [s["ideal_s"] for s in sizes], "k--", label="ideal")
+    ax.set_xlabel("accounts")
+    ax.set_ylabel("seconds to verified-flat")
+    ax.set_title(
+        f"flatten: {flatten['orders']} orders, {flatten['stops']} stop orders, "
+        f"{flatten['positions']} positions an account; {flatten['latency_s'] * 1000:g} ms"
+    )
+    ax.legend()
+    by_accounts = directory / "flatten_accounts.png"
+    directory.mkdir(parents=True, exist_ok=True)
+    fig.savefig(by_accounts, dpi=110)
+    plt.close(fig)
+
+    sweep = flatten["orders_sweep"]
+    orders = [p["orders"] for p in sweep["points"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    spreads = [_spread(p["wall_s"]) for p in sweep["points"]]
+    ax.errorbar(
+        orders,
+        [s.median for s in spreads],
+        yerr=[[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]],
+        marker="o",
+        capsize=3,
+        label="frontoffice_async",
+    )
+    ax.plot(orders, [p["ideal_s"] for p in sweep["points"]], "k--", label="ideal")
+    ax.set_xlabel("open orders an account")
+    ax.set_ylabel("seconds to verified-flat")
+    ax.set_title(f"flatten over {sweep['accounts']} accounts")
+    ax.legend()
+    by_orders = directory / "flatten_orders.png"
+    fig.savefig(by_orders, dpi=110)
+    plt.close(fig)
+    return [by_accounts, by_orders]
+
+
+def _spread(data: dict[str, Any]) -> Spread:
+    return Spread(data["median"], data["low"], data["high"], data["n"])
+
+
+def _range(s: Spread, scale: float = 1.0) -> str:
+    return f"{s.low * scale:.2f}-{s.high * scale:.2f}"
