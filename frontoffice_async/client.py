@@ -591,7 +591,15 @@ class FrontOfficeClient:
             rounds=rounds,
             dry_run=dry_run,
         ) as log:
-            ids = await self._list_accounts() if isinstance(asked, str) else asked
+            if isinstance(asked, str):
+                ids = await self._list_accounts()
+                if isinstance(stop_order_ids, Mapping):
+                    # Stop orders given for an account the listing no longer shows are still
+                    # tried: its run says what became of them (a 403...), never a ValueError
+                    # that stops every account (the guard runs this when the bot is gone).
+                    ids += [a for a in stop_order_ids if a not in ids]
+            else:
+                ids = asked
             stops = _stop_ids_by_account(stop_order_ids, ids)
             if log is not None:
                 log.event("accounts", ids=ids, stop_orders={a: list(s) for a, s in stops.items()})

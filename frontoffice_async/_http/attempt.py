@@ -44,8 +44,8 @@ class Exchange:
         self._run = run
         self.halt = halt
         self.observe = observe
-        #: Held while an attempt is on the wire (flatten's gate over its accounts): never
-        #: through a backoff sleep or a wait for a token.
+        #: Flatten's gate over its accounts: taken before an attempt's checks and given back
+        #: once its answer is read, never held through a backoff pause.
         self.slot = slot
         self.attempts = 0
         self.ambiguous = False
@@ -75,7 +75,6 @@ async def send_once(
     (Positional parameters: this runs once per request, and keywords cost.)
     """
     response: aiohttp.ClientResponse | None = None
-    slot, held = exchange.slot, False
     expiry = timers.arm(limit)
     gate.enter()
     # aiohttp sets `request.response` once the request is written: an attempt that ends
@@ -83,11 +82,6 @@ async def send_once(
     # it is not counted and cannot make a later 400/404 look like our own doing.
     request.response = None
     try:
-        if slot is not None:
-            # Like a connection of aiohttp's pool: waiting for it counts in the attempt's time,
-            # and it is held while the attempt is on the wire, never through a backoff pause.
-            await slot.acquire()
-            held = True
         response = await handler(request)
         exchange.attempts += 1
         read = _read_now(response, max_body) or await _read_capped(response, max_body)
@@ -104,8 +98,8 @@ async def send_once(
         if expiry is not None:
             expiry.disarm()
         gate.leave()
-        if held:
-            slot.release()  # type: ignore[union-attr]  # held only when there is a slot
+        if exchange.slot is not None:
+            exchange.slot.release()  # taken by the middleware's `_prepare` for this attempt
     return response
 
 

@@ -43,6 +43,7 @@ DEFAULT_MAX_BODY: Final = 8 * 1024 * 1024
 T = TypeVar("T")
 _AUTHORIZATION: Final = istr("Authorization")
 _PROVIDER: Final = "the token provider"
+_SLOT: Final = "a free request slot"
 
 
 @attrs.frozen(eq=False)
@@ -97,7 +98,11 @@ class RetryMiddleware:
         for attempt in range(1, policy.max_attempts + 1):
             # A `Credential`, not the header's text: this frame's locals must not show the
             # token in a traceback that captures them (Sentry does by default).
-            credential = await self._prepare(request, exchange, deadline_at)
+            credential = await (
+                self._prepare(request, exchange, deadline_at)
+                if exchange.slot is None
+                else self._prepare_in_slot(request, exchange, deadline_at)
+            )
             limit = self.timeout  # the attempt's: the per-attempt timeout, cut at the deadline
             if deadline_at is not None:
                 left = deadline_at - shared.clock()
@@ -187,6 +192,22 @@ class RetryMiddleware:
         request.headers[_AUTHORIZATION] = credential.value  # the only place the text goes
         return credential
 
+    async def _prepare_in_slot(
+        self, request: aiohttp.ClientRequest, exchange: Exchange, deadline_at: float | None
+    ) -> Credential:
+        """`_prepare` once the exchange's slot (flatten's gate over its accounts) is taken,
+        within the deadline but not under the attempt's timeout (waiting for a slot is not the
+        platform being slow): every check of `_prepare` then holds when the attempt leaves.
+        `send_once` gives the slot back once the answer is read."""
+        slot = exchange.slot
+        assert slot is not None
+        await self._wait(slot.acquire(), request, exchange, deadline_at, _SLOT)
+        try:
+            return await self._prepare(request, exchange, deadline_at)
+        except BaseException:
+            slot.release()  # the attempt does not leave
+            raise
+
     async def _wait(
         self,
         awaitable: Coroutine[Any, Any, T],
@@ -195,7 +216,7 @@ class RetryMiddleware:
         deadline_at: float | None,
         what: str,
     ) -> T:
-        """Await the token provider within the deadline.
+        """Await `awaitable` (the token provider, a request slot) within the deadline.
 
         Raises `APITimeoutError` when the deadline passes first, and this call's own
         `TokenProviderError` when the provider failed.

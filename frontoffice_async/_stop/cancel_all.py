@@ -31,6 +31,7 @@ import attrs
 from .. import _converter
 from .._http import answers
 from .._http.checks import check_rounds
+from .._hub.protocol import OPEN_ORDERS
 from ..bulk import BulkCancelResult, CancelOutcome
 from ..errors import FrontOfficeError, ResponseValidationError
 from ..models import OpenOrder, Order, OrderSide
@@ -39,6 +40,8 @@ __all__ = ["Feed", "Selection", "Tally", "cancel_all", "run_pass", "select"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_final = OPEN_ORDERS.is_closed
 
 #: Characters of an unreadable record kept on the result.
 _RAW_KEPT = 500
@@ -219,7 +222,12 @@ async def run_pass(
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             work.cancel()
-        await asyncio.wait([work])
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError:  # cancelled while the sent cancels finish: stop them
+            work.cancel()
+            await asyncio.wait([work])
+            raise
         if not work.cancelled() and work.exception() is None and keep is not None:
             keep(work.result())  # the cancels that left count, whatever the snapshot did
         raise
@@ -245,8 +253,10 @@ class Feed(AsyncIterator[str]):
         self.extend(first)
 
     def add_item(self, records: list[Any]) -> None:
-        """Feed what one item of the snapshot shows that matches the filters."""
-        self.extend(select(records, self._market_id, self._side).ids)
+        """Feed what one item of the snapshot shows open that matches the filters (a record
+        that says its order is final needs no cancel, nor another round)."""
+        still_open = [r for r in records if not (isinstance(r, dict) and _final(r))]
+        self.extend(select(still_open, self._market_id, self._side).ids)
 
     @property
     def count(self) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,8 @@ from .pool import is_fatal
 from .positions import Closer, Closes
 
 __all__ = ["Plan", "flatten"]
+
+logger = logging.getLogger("frontoffice_async")
 
 
 @attrs.frozen
@@ -96,6 +99,11 @@ class _AccountRun:
             await self._rounds()
         except FrontOfficeError as error:
             self.error = self.error or lighten(error)  # the first error says why it stopped
+        except Exception as exc:  # a bug of ours: this account's error, never the others'
+            logger.exception("flatten of account %s failed", self.ops.account_id)
+            failure = FrontOfficeError(f"flatten of this account failed: {type(exc).__name__}")
+            failure.__cause__ = exc
+            self.error = self.error or failure
         if self.error is not None and self.stop_ids and not self.plan.dry_run:
             await self._stop_orders_after(self.error)
 

@@ -116,6 +116,7 @@ class Guard:
         self._leaving = False
         self._returncode: int | None = None
         self._trigger: str | None = None
+        self._acting = False
 
     @property
     def pid(self) -> int | None:
@@ -271,6 +272,8 @@ class Guard:
         with contextlib.suppress(ValueError, ConnectionError):  # a line too long, a reset
             while raw := await process.stdout.readline():
                 message = _read(raw)
+                if message.get("type") == "acting":
+                    self._acting = True  # also while leaving: a disarm may have come too late
                 if message.get("type") == "acting" and not self._leaving:
                     self._trigger = str(message.get("trigger"))
                     logger.warning(
@@ -350,6 +353,16 @@ class Guard:
             else:
                 await asyncio.wait_for(process.wait(), DISARM_WAIT)
         except TimeoutError:
+            if self._acting:
+                # It began to flatten before the disarm reached it (the bot's loop stalled
+                # past the timeout just before it left): never cut a flatten short.
+                logger.warning(
+                    "frontoffice guard (pid %s) was already flattening when the block was left: "
+                    "waiting for its flatten",
+                    self.pid,
+                )
+                await process.wait()
+                return
             logger.warning(
                 "frontoffice guard (pid %s) did not exit when disarmed: killed", self.pid
             )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from . import output
-from .common import EXIT_FAILED, EXIT_OK, UsageError
+from .common import EXIT_FAILED, UsageError, flatten_exit_code
 from .process import divert_signals
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class Token:
         self._value: str | None = None
         self._fresh = False
         self.known: list[str] = []
-        """Tokens held so far, newest last: masked in the journal."""
+        """Tokens held so far, newest last: masked in what the guard prints."""
 
     def set(self, value: object) -> bool:
         """Hold `value` if it can be a bearer token; whether it could."""
@@ -282,9 +282,15 @@ class Armed:
             )
             if job.journal is None:
                 return await run()
+            from frontoffice_async import FrontOfficeError  # noqa: PLC0415
+
             try:
                 return await run(journal=job.journal)
-            except OSError as exc:  # it could be written when the guard armed; nothing sent
+            except OSError as exc:
+                if isinstance(exc, FrontOfficeError):  # a timeout is an OSError too
+                    raise
+                # The journal could be written when the guard armed, and now cannot: it is
+                # opened before anything is sent, so the run starts again without it.
                 output.note(f"{NOTE}cannot open the journal: {exc.strerror}; going on without")
             return await run()
 
@@ -320,22 +326,13 @@ async def act(
             output.note(f"{NOTE}flatten failed: {armed.token.mask(output.error_text(exc))}")
             code = EXIT_FAILED
         else:
-            code = _exit_code(result)
+            code = flatten_exit_code(result)
             for line in _summary(result):
                 output.note(NOTE + line)
         if tell_bot:
-            answer({"type": "done", "code": code, "verified": code == EXIT_OK})
+            verified = result is not None and result.verified
+            answer({"type": "done", "code": code, "verified": verified})
     return code, result
-
-
-def _exit_code(result: FlattenResult) -> int:
-    from frontoffice_async import FlattenError  # noqa: PLC0415
-
-    try:
-        result.raise_for_failures()
-    except FlattenError:
-        return EXIT_FAILED
-    return EXIT_OK if result.verified else EXIT_FAILED
 
 
 def _summary(result: FlattenResult) -> list[str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from frontoffice_async import (
         BulkCancelResult,
         CancelOutcome,
+        FlattenResult,
         FrontOfficeClient,
         Order,
         RetryPolicy,
@@ -135,6 +136,17 @@ def exit_code(result: BulkCancelResult[Any], *, verify: bool) -> int:
     if result.failed or (verify and not result.verified):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def flatten_exit_code(result: FlattenResult) -> int:
+    """A flatten's exit code, `frontoffice flatten`'s and the guard's alike: 0 only when every
+    account is verified flat (a dry run: every account could be read) and the journal asked
+    for was written; else 1."""
+    if result.journal_error is not None:
+        return EXIT_FAILED
+    if result.dry_run:
+        return EXIT_FAILED if any(a.error for a in result.accounts.values()) else EXIT_OK
+    return EXIT_OK if result.verified else EXIT_FAILED
 
 
 def make_client(args: argparse.Namespace, *, need_account: bool) -> FrontOfficeClient:

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import flatreport, output
 from .common import (
-    EXIT_FAILED,
-    EXIT_OK,
     OPTIONS,
     BulkRun,
     ReportedError,
@@ -26,6 +24,7 @@ from .common import (
     add_options,
     confirm,
     error_document,
+    flatten_exit_code,
     make_client,
     not_empty,
     positive_int,
@@ -113,10 +112,7 @@ async def _cmd_flatten(args: argparse.Namespace) -> int:
     if result.journal_error is not None:
         # The run went on without its record: what was asked (--journal) was not done.
         output.note(f"error: cannot write the journal {args.journal}: {result.journal_error}")
-        return EXIT_FAILED
-    if result.dry_run:
-        return EXIT_FAILED if any(a.error for a in result.accounts.values()) else EXIT_OK
-    return EXIT_OK if result.verified else EXIT_FAILED
+    return flatten_exit_code(result)
 
 
 def _selection(args: argparse.Namespace) -> Selection:

@@ -449,15 +449,18 @@ async def test_a_stop_orders_file_read_within_bounds(
     assert sim.stats.requests == 0
 
 
-async def test_an_account_not_listed_for_all_accounts_is_a_usage_error(
+async def test_an_account_not_listed_for_all_accounts_is_tried_and_reported(
     sim: FrontOfficeSimulator, invoke: Run, tmp_path: Path
 ) -> None:
+    # In a panic, one line naming an account the token does not list must not stop the
+    # others: they are flattened, and that account is reported (exit 1).
     sim.add_orders(1)
     path = _stop_file(tmp_path, [f"{'0' * 24} {STOP_1}"])
-    code, _, err = await invoke("flatten", "--all-accounts", "--stop-orders", path, "--yes")
-    assert code == 2
-    assert "not flattened" in err
-    assert _sent(sim) == []
+    code, out, _ = await invoke("flatten", "--all-accounts", "--stop-orders", path, "--yes")
+    assert code == 1
+    assert sim.open_order_ids() == []
+    assert f"account {'0' * 24}: NOT verified: 1 stop order failed" in out
+    assert "PermissionDeniedError: 403" in out
 
 
 async def test_an_empty_stop_orders_file_warns(

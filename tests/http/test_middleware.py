@@ -17,9 +17,11 @@ from frontoffice_async import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
+    Order,
     OrderNotActiveError,
     OrderNotFoundError,
     OrderStatus,
+    PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
     RetryEvent,
@@ -27,6 +29,7 @@ from frontoffice_async import (
     ServerError,
     TokenProviderError,
 )
+from frontoffice_async._http.gate import Halt, Halted
 from frontoffice_async._http.middleware import RetryMiddleware, Shared
 from frontoffice_async._http.tokens import TokenSource
 from frontoffice_async.testing import Fault, FaultKind, FaultPlan, FrontOfficeSimulator
@@ -568,3 +571,49 @@ async def test_no_frame_local_holds_the_token(
     assert leaks == []
     captured = traceback.TracebackException.from_exception(error, capture_locals=True)
     assert "FRAME-LOCALS-SENTINEL" not in "".join(captured.format())
+
+
+# --- flatten's request slot ---------------------------------------------------------------------
+
+
+async def test_a_request_slot_is_waited_for_outside_the_attempts_timeout(
+    sim: FrontOfficeSimulator,
+) -> None:
+    # Waiting for a slot (flatten's gate over its accounts) is not the platform being slow: it
+    # must not time the attempt out, nor cost the retry budget.
+    [order_id] = sim.add_orders(1)
+    slot = asyncio.Semaphore(1)
+    await slot.acquire()  # another account's request holds it
+    events: list[RetryEvent] = []
+    async with client_for(sim, retry=FAST, timeout=0.02, on_retry=events.append) as client:
+        cancel = client._calls.canceller(Order, None, slot=slot)
+        task = asyncio.ensure_future(cancel(order_id, None))
+        await asyncio.sleep(0.1)  # five attempt timeouts long
+        assert sim.requests == []  # nothing left while the slot was held
+        slot.release()
+        order, attempts = await task
+    assert order.order_id == order_id and attempts == 1
+    assert events == []  # no attempt timed out, no retry was paid for
+    assert slot._value == 1  # given back once the answer was read
+
+
+async def test_a_call_halted_while_it_waits_for_a_slot_sends_nothing(
+    sim: FrontOfficeSimulator,
+) -> None:
+    # A 403 elsewhere in the bulk call stops it: the requests queued for a slot must not
+    # leave once they get one.
+    [order_id] = sim.add_orders(1)
+    slot, halt = asyncio.Semaphore(1), Halt()
+    await slot.acquire()
+    async with client_for(sim) as client:
+        cancel = client._calls.canceller(Order, None, slot=slot)
+        task = asyncio.ensure_future(cancel(order_id, halt))
+        await asyncio.sleep(0)
+        halt.error = PermissionDeniedError(
+            "forbidden", status=403, method="DELETE", url="http://x", attempts=1
+        )
+        slot.release()
+        with pytest.raises(Halted):
+            await task
+    assert sim.requests == []
+    assert slot._value == 1

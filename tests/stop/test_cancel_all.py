@@ -27,7 +27,7 @@ from frontoffice_async import (
 from frontoffice_async._converter import structure
 from frontoffice_async._http.gate import Halt
 from frontoffice_async._stop import pool
-from frontoffice_async._stop.cancel_all import cancel_all
+from frontoffice_async._stop.cancel_all import Feed, cancel_all, run_pass
 from frontoffice_async._stop.ops import AccountOps
 from frontoffice_async.testing import (
     DEFAULT_ACCOUNT_ID,
@@ -45,6 +45,7 @@ from ..support import (
     UNKNOWN_ID,
     cancel_requests,
     client_for,
+    library_tasks,
     script,
 )
 
@@ -645,3 +646,46 @@ async def test_the_promise_holds_through_split_snapshots_and_odd_answers(
         with pytest.raises(BulkCancelError):
             result.raise_for_failures()
         assert {o.order_id for o in result.remaining} == still_open  # named, exactly
+
+
+async def test_a_caller_cancelled_while_a_failed_snapshots_cancels_finish_stops_them() -> None:
+    # The snapshot failed, so the pass lets what was sent finish; if its caller is cancelled
+    # meanwhile, the cancels stop too: nothing of the pass outlives it.
+    started, hold = asyncio.Event(), asyncio.Event()
+
+    async def snapshot(on_item: Callable[[list[Any]], object] | None) -> list[Any]:
+        assert on_item is not None
+        on_item([{"orderId": "A", "status": "Pending"}])
+        await started.wait()
+        raise HubError("the hub failed the stream")
+
+    async def cancel(ids: AsyncIterable[str]) -> BulkCancelResult[Order]:
+        async for _ in ids:
+            started.set()
+            await hold.wait()  # the DELETE is on the wire, and stays there
+        raise AssertionError("unreachable")
+
+    task = asyncio.ensure_future(run_pass(snapshot, cancel, Feed((), None, None)))
+    await started.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the snapshot has failed; the pass waits for the cancels
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert library_tasks() == []
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+def test_a_pass_feeds_only_what_an_item_shows_open() -> None:
+    # An update inside the window that lists a just-filled order needs no DELETE, and must not
+    # make the pass look busy (a round that sent nothing is the verdict).
+    feed = Feed((), None, None)
+    feed.add_item(
+        [
+            {"orderId": "A", "status": "Completed"},
+            {"orderId": "B", "status": "Pending"},
+            {"orderId": "C", "status": "Cancelled"},
+            {"orderId": "D", "status": "PendingCancel"},  # unknown: may be live
+        ]
+    )
+    assert feed.count == 2

@@ -281,6 +281,25 @@ async def test_the_journal_tells_the_run_and_never_the_token(
     assert sim.token not in journal.getvalue()
 
 
+async def test_stop_orders_given_for_an_account_no_longer_listed_are_tried_not_fatal(
+    frontoffice_simulator: FrontOfficeSimulator,
+) -> None:
+    # accounts="all" with stop orders given by account (as the guard holds them since it
+    # armed): an account the listing no longer shows is tried and reported, and every listed
+    # account is flattened, instead of a ValueError that stops them all.
+    sim = frontoffice_simulator
+    stops = book(sim, orders=2, positions=0, stops=1)
+    gone = "0123456789abcdef01234567"  # closed since: the platform does not list it
+    given = {**stops, gone: ["01K2PF9XS29WN4JZRHMCTTQYJB"]}
+    async with client_for(sim) as client:
+        result = await client.flatten(accounts="all", stop_order_ids=given)
+    assert all(result.accounts[a].verified for a in sim.account_ids)
+    assert sim.open_order_ids() == [] and sim.open_stop_order_ids() == []
+    unlisted = result.accounts[gone]
+    assert not unlisted.verified and unlisted.error is not None
+    assert [o.order_id for o in unlisted.stop_orders] == given[gone]  # an outcome, failed
+
+
 async def test_journal_fields_come_first_in_the_run_event_and_may_not_replace_its_own(
     frontoffice_simulator: FrontOfficeSimulator,
 ) -> None:

@@ -20,6 +20,7 @@ from frontoffice_async import (
     Guard,
     GuardError,
 )
+from frontoffice_async._stop import guard as guard_module
 from frontoffice_async.testing import FrontOfficeSimulator
 
 from ..support import client_for
@@ -202,3 +203,21 @@ async def test_a_bot_that_wakes_after_its_guard_fired_finds_it_acting_and_waits_
         assert (guard.trigger, guard.returncode) == ("heartbeat missed", 0)
     assert books(sim) == []
     assert not any("killed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_disarm_that_comes_after_the_guard_fired_never_cuts_its_flatten_short(
+    sim: FrontOfficeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bot's loop stalls past the timeout and the block ends right after it wakes: the
+    # guard is already flattening, but the bot has not read its "acting" yet and disarms. A
+    # disarmed guard that does not exit at once is killed, unless it is flattening: then its
+    # whole flatten is waited for (here longer than the disarm's wait, made short).
+    monkeypatch.setattr(guard_module, "DISARM_WAIT", 0.05)
+    stops = scene(sim)
+    async with (
+        client_for(sim, snapshot_settle=SETTLE) as client,
+        client.guard(timeout=0.2, stop_order_ids=stops) as guard,
+    ):
+        time.sleep(0.4)  # noqa: ASYNC251 - the hang under test; then leave at once
+    assert guard.returncode == 0  # it finished, verified: not killed
+    assert books(sim) == []
