@@ -370,3 +370,39 @@ def test_every_record_has_as_dict() -> None:
     stop = structure(loads(sample("cancel_stop_order_200.json"))["order"], StopOrder)
     assert stop.as_dict()["activation_price"] == "61500"
     assert json.loads(json.dumps(open_order.as_dict())) == open_order.as_dict()
+
+
+def _asdict_by_attrs(record: Any) -> Any:
+    """What `to_plain` must equal: attrs' own `asdict` with the same value rules."""
+
+    def plain(_: object, __: object, value: Any) -> Any:
+        if isinstance(value, Decimal | OrderStatus | StopOrderStatus | AccountType):
+            return str(value)
+        if isinstance(value, OrderSide | OrderType | TimeInForce | OrderSource):
+            return str(value)
+        if isinstance(value, datetime):
+            return value.isoformat().replace("+00:00", "Z")
+        return value
+
+    return attrs.asdict(record, value_serializer=plain)
+
+
+def test_to_plain_is_attrs_asdict_without_its_cost() -> None:
+    records: list[Any] = [
+        structure(order_json(name), Order)
+        for name in (
+            "cancel_order_200.json",
+            "cancel_order_partial_fill_200.json",
+            "cancel_order_unknown_enums_200.json",
+        )
+    ]
+    records.append(structure(loads(sample("cancel_stop_order_200.json"))["order"], StopOrder))
+    records += structure_list(loads(sample("accounts_200.json")), Account)
+    item = stream_items()[1] | {"takeProfit": {"price": "5000.5", "isTrailing": True}}
+    records.append(structure(item, OpenOrder))
+    records.append(
+        structure({"status": "accepted", "positionIds": ["P1", "P2"]}, PositionsCloseAck)
+    )
+    for record in records:
+        assert to_plain(record) == _asdict_by_attrs(record), type(record).__name__
+        assert list(to_plain(record)) == [f.name for f in attrs.fields(type(record))]

@@ -11,9 +11,11 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -266,12 +268,19 @@ async def test_the_journal_tells_the_run_and_never_the_token(
     stops = book(sim, orders=3, positions=2, stops=1)
     sim.faults = FaultPlan(scripts={"close_all_positions": [Fault.server_error()]})
     journal = io.StringIO()
+    began = datetime.now(UTC).replace(microsecond=0)
     async with client_for(sim) as client:
         result = await client.flatten(accounts="all", stop_order_ids=stops, journal=journal)
+    ended = datetime.now(UTC)
     lines = journal.getvalue().splitlines()
     events = [json.loads(line) for line in lines]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run" and kinds[-1] == "summary"
+    # Every event's time: UTC to the millisecond, in order, within the run.
+    times = [e["time"] for e in events]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in times)
+    stamps = [datetime.fromisoformat(t) for t in times]
+    assert stamps == sorted(stamps) and began <= stamps[0] and stamps[-1] <= ended
     assert {"snapshot", "request", "outcome", "round"} <= set(kinds)
     assert events[-1]["verified"] is result.verified is True
     failed = [e for e in events if e["event"] == "request" and e["status"] == 500]
