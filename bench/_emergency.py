@@ -76,10 +76,12 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         Goal("guard: verified-flat minus the same flatten by hand", delta.median * 1000,
              GUARD_VERIFIED_DELTA_S * 1000, " ms", _range(delta, 1000))
     )  # fmt: skip
-    journal = _spread(found["journal"]["ratio_wall"])
+    at = found["journal"]["by_latency"][0]
+    journal = _spread(at["ratio_wall"])
     goals.append(
-        Goal(f"flatten of {found['journal']['orders']:,} orders: with journal= vs without",
-             journal.median, JOURNAL_RATIO, spread=_range(journal))
+        Goal(f"flatten of {found['journal']['orders']:,} orders, {at['latency_s'] * 1000:g} ms "
+             "latency: with journal= vs without", journal.median, JOURNAL_RATIO,
+             spread=_range(journal))
     )  # fmt: skip
     memory = found["snapshot_memory"]
     goals.append(
@@ -106,6 +108,17 @@ def format_lines(results: dict[str, Any]) -> list[str]:
             f"  {size['accounts']:>3} account(s): ideal {size['ideal_s']:.3f} s, library "
             f"{lib.text('.3f', ' s')}, raw {raw.text('.3f', ' s')}"
         )
+        lines.append("        " + "; ".join(_busy(size, kind) for kind in ("library", "raw")))
+    wave = _spread(flatten["wave_s"])
+    lines.append(
+        f"  one wave of {flatten['concurrency']} requests of {flatten['latency_s'] * 1000:g} ms, "
+        f"raw aiohttp alone: {_ms(wave)}; "
+        "ideals with that wave: "
+        + ", ".join(
+            f"{s['accounts']}: {_achievable(flatten, s['accounts'], wave.median):.3f} s"
+            for s in flatten["sizes"]
+        )
+    )
     sweep = flatten["orders_sweep"]
     points = ", ".join(
         f"{p['orders']}: {_spread(p['wall_s']).median:.3f} s (ideal {p['ideal_s']:.3f})"
@@ -113,11 +126,13 @@ def format_lines(results: dict[str, Any]) -> list[str]:
     )
     lines.append(f"  orders an account at {sweep['accounts']} accounts -> wall: {points}")
     journal = found["journal"]
-    lines.append(
-        f"journal: flatten of {journal['orders']:,} orders, wall with/without "
-        f"{_spread(journal['ratio_wall']).text()}, client CPU with/without "
-        f"{_spread(journal['ratio_cpu']).text()}"
-    )
+    for at in journal["by_latency"]:
+        lines.append(
+            f"journal: flatten of {journal['orders']:,} orders, {at['latency_s'] * 1000:g} ms "
+            f"latency: wall with/without {_spread(at['ratio_wall']).text()} "
+            f"({_spread(at['wall_without_s']).median:.3f} s without), client CPU with/without "
+            f"{_spread(at['ratio_cpu']).text()}"
+        )
     guard = found["guard"]
     for kind in ("guard", "hand"):
         part = guard[kind]
@@ -192,6 +207,29 @@ def write_plots(directory: Path, results: dict[str, Any]) -> list[Path]:
     fig.savefig(by_orders, dpi=110)
     plt.close(fig)
     return [by_accounts, by_orders]
+
+
+def _ms(s: Spread) -> str:
+    return f"{s.median * 1000:.2f} ms ({s.low * 1000:.2f}-{s.high * 1000:.2f})"
+
+
+def _achievable(flatten: dict[str, Any], accounts: int, wave: float) -> float:
+    """The ideal with the wave this machine really takes instead of the bare latency."""
+    return _flatten.ideal_seconds(
+        accounts=accounts, orders=flatten["orders"], stops=flatten["stops"], latency=wave
+    )
+
+
+def _busy(size: dict[str, Any], kind: str) -> str:
+    """A contender's client and server busy shares and the requests the server served."""
+    client = _spread(size[f"{kind}_client_busy"]).median
+    server = _spread(size[f"{kind}_server_busy"]).median
+    requests = _spread(size[f"{kind}_requests"]).median
+    peak = _spread(size[f"{kind}_max_in_flight"]).median
+    return (
+        f"{kind}: client {client:.0%} busy, server {server:.0%}, {requests:,.0f} requests "
+        f"(at most {peak:.0f} in flight)"
+    )
 
 
 def _spread(data: dict[str, Any]) -> Spread:

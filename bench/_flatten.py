@@ -72,11 +72,15 @@ async def _serve(accounts: int, orders: int, stops: int, positions: int, latency
         sim.add_positions(positions, account_id=account, market_id="cfd.btc_usd")
     async with sim:
         about = {"url": sim.url, "token": sim.token, "accounts": ids, "stops": stop_ids}
+        cpu = time.process_time()
         print(json.dumps(about), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+        cpu = time.process_time() - cpu  # serving only: not the imports, not the books
         left = len(sim.open_order_ids()) + len(sim.open_position_ids())
         left += len(sim.open_stop_order_ids())
-        print(json.dumps({"left": left}), flush=True)
+        stats = sim.stats
+        said = {"left": left, "cpu_s": cpu, "requests": stats.requests}
+        print(json.dumps(said | {"max_in_flight": stats.max_in_flight}), flush=True)
 
 
 @contextlib.contextmanager
@@ -98,10 +102,17 @@ def _simulator(**book: Any) -> Iterator[tuple[dict[str, Any], subprocess.Popen[s
 
 def _left(process: subprocess.Popen[str]) -> int:
     """Close the simulator's stdin: it says what is still open, then waits to be killed."""
+    return int(_said(process)["left"])
+
+
+def _said(process: subprocess.Popen[str]) -> dict[str, Any]:
+    """Close the simulator's stdin: it says what is still open, the CPU it spent serving,
+    the requests it served and the most REST requests it had in flight at once."""
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.close()
-    return int(json.loads(process.stdout.readline())["left"])
+    said: dict[str, Any] = json.loads(process.stdout.readline())
+    return said
 
 
 # --- the contenders --------------------------------------------------------------------------
@@ -180,12 +191,27 @@ async def _raw(about: dict[str, Any]) -> float:
 
 
 def _run(kind: str, **book: Any) -> float:
-    with _simulator(**book) as (about, process):
-        wall = asyncio.run(_library(about) if kind == "library" else _raw(about))
-        left = _left(process)
-    if left:
-        raise RuntimeError(f"{kind}: {left} things left open")
+    wall: float = _run_measured(kind, **book)["wall_s"]
     return wall
+
+
+def _run_measured(kind: str, **book: Any) -> dict[str, Any]:
+    """One run: its wall time, the client's and the server's CPU over it (their busy shares
+    say which side, if either, was the bottleneck) and the requests the server served."""
+    with _simulator(**book) as (about, process):
+        cpu = time.process_time()
+        wall = asyncio.run(_library(about) if kind == "library" else _raw(about))
+        cpu = time.process_time() - cpu
+        said = _said(process)
+    if said["left"]:
+        raise RuntimeError(f"{kind}: {said['left']} things left open")
+    return {
+        "wall_s": wall,
+        "client_busy": cpu / wall,
+        "server_busy": said["cpu_s"] / wall,
+        "requests": said["requests"],
+        "max_in_flight": said["max_in_flight"],
+    }
 
 
 def measure_flatten(
@@ -206,24 +232,26 @@ def measure_flatten(
     _run("raw", accounts=1, orders=5, **book)
     by_size: list[dict[str, Any]] = []
     for n in sizes:
-        library: list[float] = []
-        raw: list[float] = []
+        runs: dict[str, list[dict[str, Any]]] = {"library": [], "raw": []}
         for round_ in range(rounds):
             order = ("library", "raw") if round_ % 2 == 0 else ("raw", "library")
             for kind in order:
-                wall = _run(kind, accounts=n, orders=orders, **book)
-                (library if kind == "library" else raw).append(wall)
+                runs[kind].append(_run_measured(kind, accounts=n, orders=orders, **book))
+        library = [r["wall_s"] for r in runs["library"]]
+        raw = [r["wall_s"] for r in runs["raw"]]
         ideal = ideal_seconds(accounts=n, orders=orders, stops=stops, latency=latency)
-        by_size.append(
-            {
-                "accounts": n,
-                "ideal_s": ideal,
-                "library_wall_s": Spread.of(library).as_dict(),
-                "raw_wall_s": Spread.of(raw).as_dict(),
-                "ratio_ideal": Spread.of(w / ideal for w in library).as_dict(),
-                "ratio_raw": Spread.of(w / r for w, r in zip(library, raw, strict=True)).as_dict(),
-            }
-        )
+        found: dict[str, Any] = {
+            "accounts": n,
+            "ideal_s": ideal,
+            "library_wall_s": Spread.of(library).as_dict(),
+            "raw_wall_s": Spread.of(raw).as_dict(),
+            "ratio_ideal": Spread.of(w / ideal for w in library).as_dict(),
+            "ratio_raw": Spread.of(w / r for w, r in zip(library, raw, strict=True)).as_dict(),
+        }
+        for kind, measured in runs.items():
+            for key in ("client_busy", "server_busy", "requests", "max_in_flight"):
+                found[f"{kind}_{key}"] = Spread.of(r[key] for r in measured).as_dict()
+        by_size.append(found)
     sweep = []
     for count in orders_sweep:
         walls = [
@@ -240,13 +268,51 @@ def measure_flatten(
         "settle_s": SETTLE,
         "sizes": by_size,
         "orders_sweep": {"accounts": sweep_accounts, "points": sweep},
+        "wave_s": measure_wave(latency=latency, requests=100 * CONCURRENCY if rounds > 1 else 320),
     }
 
 
+def measure_wave(*, latency: float, requests: int) -> dict[str, Any]:
+    """How long one wave of `CONCURRENCY` requests really takes on this machine: raw aiohttp
+    sends `requests` DELETEs (of ids the simulator does not know: each answered 404 after the
+    same latency) at the default concurrency, nothing else. The ideal counts `latency` a
+    wave; the difference is the round trip's own cost (both sides' CPU, the event loops'
+    timers), which no client can avoid."""
+    with _simulator(accounts=1, orders=1, stops=0, positions=0, latency=latency) as (about, _):
+        walls = [asyncio.run(_deletes(about, requests)) for _ in range(3)]
+    waves = requests / CONCURRENCY
+    return Spread.of(w / waves for w in walls).as_dict()
+
+
+async def _deletes(about: dict[str, Any], requests: int) -> float:
+    url, account = about["url"] + _API + "/v3/orders/", about["accounts"][0]
+    headers = {"Authorization": f"Bearer {about['token']}", "accountId": account}
+    gate = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def delete(n: int) -> None:
+            async with gate, session.delete(f"{url}{n:024x}", headers=headers) as response:
+                await response.read()
+
+        await asyncio.gather(*(delete(n) for n in range(CONCURRENCY)))  # connections, untimed
+        started = time.perf_counter()
+        await asyncio.gather(*(delete(n) for n in range(requests)))
+        return time.perf_counter() - started
+
+
 def measure_journal(
-    *, orders: int = 10_000, latency: float = 0.0, rounds: int = 3
+    *, orders: int = 10_000, latencies: tuple[float, ...] = (0.02, 0.0), rounds: int = 3
 ) -> dict[str, Any]:
-    """flatten with `journal=` against without: wall time and the client's CPU, per round."""
+    """flatten with `journal=` against without, at each REST latency: wall time and the
+    client's CPU, per round. The first latency is the scenario's (the target's); a latency of
+    0 makes the run CPU-bound, which shows the journal's whole cost."""
+    return {
+        "orders": orders,
+        "by_latency": [_journal_at(orders, latency, rounds) for latency in latencies],
+    }
+
+
+def _journal_at(orders: int, latency: float, rounds: int) -> dict[str, Any]:
     book = {"accounts": 1, "orders": orders, "stops": 0, "positions": 0, "latency": latency}
     walls: dict[str, list[float]] = {"with": [], "without": []}
     cpus: dict[str, list[float]] = {"with": [], "without": []}
@@ -269,7 +335,7 @@ def measure_journal(
     pairs = zip(walls["with"], walls["without"], strict=True)
     cpu_pairs = zip(cpus["with"], cpus["without"], strict=True)
     return {
-        "orders": orders,
+        "latency_s": latency,
         "wall_with_s": Spread.of(walls["with"]).as_dict(),
         "wall_without_s": Spread.of(walls["without"]).as_dict(),
         "ratio_wall": Spread.of(a / b for a, b in pairs).as_dict(),

@@ -130,7 +130,14 @@ def test_bench_quick_run_reports_every_contender_and_target(tmp_path: Path) -> N
     emergency = results["emergency"]
     assert [s["accounts"] for s in emergency["flatten"]["sizes"]] == [1, 2]
     assert emergency["guard"]["guard"]["first_delete_s"]["median"] > 0
-    assert emergency["journal"]["ratio_wall"]["n"] == 1
+    # The journal at the scenario's latency (the target's) and CPU-bound, at zero latency.
+    assert [a["latency_s"] for a in emergency["journal"]["by_latency"]] == [0.02, 0.0]
+    assert all(a["ratio_wall"]["n"] == 1 for a in emergency["journal"]["by_latency"])
+    # Each flatten size says how busy the client and the server were, and what was served.
+    for size in emergency["flatten"]["sizes"]:
+        for kind in ("library", "raw"):
+            assert size[f"{kind}_server_busy"]["median"] > 0
+            assert size[f"{kind}_requests"]["median"] > size["accounts"] * 20
     assert emergency["snapshot_memory"]["ratio"] > 1
     names = [t["name"] for t in results["targets"]]
     assert sum("flatten, " in name for name in names) == 4
