@@ -1,6 +1,7 @@
 """Time to a verified-flat book, at scale, against its ideal and against raw aiohttp.
 
-Each run gets a fresh simulator process with `n` accounts, each with `orders` open orders,
+Each run gets a fresh simulator process (on the servers' core when the bench is pinned) with
+`n` accounts, each with `orders` open orders,
 `stops` stop orders and `positions` positions, and a fixed REST latency. The library runs
 `flatten(accounts="all")` at the client's default concurrency. The raw contender sends the same
 requests in the same phases, by hand, as the library's round does them: the account listing,
@@ -38,7 +39,7 @@ import aiohttp
 from frontoffice_async import FrontOfficeClient
 
 from ._cancel_all import SETTLE, raw_snapshot
-from ._stats import Spread
+from ._stats import Spread, pin_to_server_core
 
 __all__ = ["ideal_seconds", "measure_flatten", "measure_journal"]
 
@@ -92,6 +93,7 @@ def _simulator(**book: Any) -> Iterator[tuple[dict[str, Any], subprocess.Popen[s
         stdout=subprocess.PIPE,
         text=True,
     )
+    pin_to_server_core(process.pid)
     try:
         assert process.stdout is not None
         yield json.loads(process.stdout.readline()), process

@@ -37,7 +37,7 @@ from typing import Any, Final
 from frontoffice_async import FrontOfficeClient
 from frontoffice_async.testing import FrontOfficeSimulator
 
-from ._stats import Spread
+from ._stats import Spread, pin_to_server_core
 
 __all__ = ["measure_guard"]
 
@@ -123,6 +123,9 @@ async def _child(kind: str, plan: dict[str, Any]) -> AsyncIterator[asyncio.subpr
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+    # The simulator runs in this process, on the client's core: the contender (and the guard
+    # it starts, which inherits its core) on the other.
+    pin_to_server_core(process.pid)
     try:
         yield process
     finally:

@@ -70,6 +70,15 @@ def pin(core: int | None) -> bool:
     return core is not None
 
 
+def pin_to_server_core(pid: int) -> None:
+    """Move a child process to the servers' core when this process is pinned (as `make
+    bench` pins it): a child inherits the client's core, and two busy processes on one core
+    would time each other's CPU."""
+    core = server_core()
+    if core is not None and len(os.sched_getaffinity(0)) == 1:
+        os.sched_setaffinity(pid, {core})
+
+
 def calibrate(loops: int = 200_000) -> float:
     """CPU µs of a fixed pure-Python loop: how fast the machine is right now.
 
