@@ -34,6 +34,7 @@ def measure(*, quick: bool) -> dict[str, Any]:
                 rounds=1,
                 orders_sweep=(10, 20),
                 sweep_accounts=2,
+                wave_requests=320,
             ),
             "journal": _flatten.measure_journal(orders=200, rounds=1),
             "guard": _guard.measure_guard(rounds=1, orders=10, positions=1, stop_orders=1),
@@ -161,56 +162,68 @@ def write_plots(directory: Path, results: dict[str, Any]) -> list[Path]:
 
     flatten = found["flatten"]
     sizes = flatten["sizes"]
-    accounts = [s["accounts"] for s in sizes]
+    by_accounts = _plot(
+        plt,
+        directory / "flatten_accounts.png",
+        [s["accounts"] for s in sizes],
+        {
+            "frontoffice_async": [_spread(s["library_wall_s"]) for s in sizes],
+            "raw aiohttp": [_spread(s["raw_wall_s"]) for s in sizes],
+        },
+        [s["ideal_s"] for s in sizes],
+        xlabel="accounts",
+        title=f"flatten: {flatten['orders']} orders, {flatten['stops']} stop orders, "
+        f"{flatten['positions']} positions an account; {flatten['latency_s'] * 1000:g} ms",
+    )
+    sweep = flatten["orders_sweep"]
+    points = sweep["points"]
+    by_orders = _plot(
+        plt,
+        directory / "flatten_orders.png",
+        [p["orders"] for p in points],
+        {"frontoffice_async": [_spread(p["wall_s"]) for p in points]},
+        [p["ideal_s"] for p in points],
+        xlabel="open orders an account",
+        title=f"flatten over {sweep['accounts']} accounts",
+    )
+    return [by_accounts, by_orders]
+
+
+def _plot(
+    plt: Any,
+    path: Path,
+    xs: list[int],
+    series: dict[str, list[Spread]],
+    ideal: list[float],
+    *,
+    xlabel: str,
+    title: str,
+) -> Path:
+    """Seconds to verified-flat against `xs`: each series' medians with their ranges as
+    error bars, and the ideal dashed."""
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for key, label in (("library_wall_s", "frontoffice_async"), ("raw_wall_s", "raw aiohttp")):
-        spreads = [_spread(s[key]) for s in sizes]
+    for label, spreads in series.items():
         ax.errorbar(
-            accounts,
+            xs,
             [s.median for s in spreads],
             yerr=[[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]],
             marker="o",
             capsize=3,
             label=label,
         )
-    ax.plot(accounts, [s["ideal_s"] for s in sizes], "k--", label="ideal")
-    ax.set_xlabel("accounts")
+    ax.plot(xs, ideal, "k--", label="ideal")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("seconds to verified-flat")
-    ax.set_title(
-        f"flatten: {flatten['orders']} orders, {flatten['stops']} stop orders, "
-        f"{flatten['positions']} positions an account; {flatten['latency_s'] * 1000:g} ms"
-    )
+    ax.set_title(title)
     ax.legend()
-    by_accounts = directory / "flatten_accounts.png"
-    directory.mkdir(parents=True, exist_ok=True)
-    fig.savefig(by_accounts, dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-
-    sweep = flatten["orders_sweep"]
-    orders = [p["orders"] for p in sweep["points"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    spreads = [_spread(p["wall_s"]) for p in sweep["points"]]
-    ax.errorbar(
-        orders,
-        [s.median for s in spreads],
-        yerr=[[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]],
-        marker="o",
-        capsize=3,
-        label="frontoffice_async",
-    )
-    ax.plot(orders, [p["ideal_s"] for p in sweep["points"]], "k--", label="ideal")
-    ax.set_xlabel("open orders an account")
-    ax.set_ylabel("seconds to verified-flat")
-    ax.set_title(f"flatten over {sweep['accounts']} accounts")
-    ax.legend()
-    by_orders = directory / "flatten_orders.png"
-    fig.savefig(by_orders, dpi=110)
-    plt.close(fig)
-    return [by_accounts, by_orders]
+    return path
 
 
 def _ms(s: Spread) -> str:
-    return f"{s.median * 1000:.2f} ms ({s.low * 1000:.2f}-{s.high * 1000:.2f})"
+    return f"{s.median * 1000:.2f} ms ({_range(s, 1000)})"
 
 
 def _achievable(flatten: dict[str, Any], accounts: int, wave: float) -> float:

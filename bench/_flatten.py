@@ -226,6 +226,7 @@ def measure_flatten(
     rounds: int = 3,
     orders_sweep: tuple[int, ...] = (50, 100, 200, 400),
     sweep_accounts: int = 10,
+    wave_requests: int = 100 * CONCURRENCY,
 ) -> dict[str, Any]:
     """Wall time of flatten per size, its ratio to the ideal and (per round) to raw aiohttp,
     and wall time against orders per account at `sweep_accounts` accounts."""
@@ -270,7 +271,7 @@ def measure_flatten(
         "settle_s": SETTLE,
         "sizes": by_size,
         "orders_sweep": {"accounts": sweep_accounts, "points": sweep},
-        "wave_s": measure_wave(latency=latency, requests=100 * CONCURRENCY if rounds > 1 else 320),
+        "wave_s": measure_wave(latency=latency, requests=wave_requests),
     }
 
 
